@@ -1,0 +1,1 @@
+"""hpsearch service: the space format, the study runner, tracking, the study registry and the CLI."""

@@ -1,0 +1,258 @@
+"""The study registry: one row per study, whatever store it runs against.
+
+SQLite on a laptop, PostgreSQL on a cluster; the same models serve both. The schema is versioned in its own
+table so that an upgrade migrates studies forward instead of losing them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+SCHEMA_VERSION = 1
+
+# Status of a study, in the order a study moves through them.
+QUEUED, RUNNING, SUCCEEDED, FAILED, STOPPED = "queued", "running", "succeeded", "failed", "stopped"
+STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, STOPPED)
+FINISHED_STATUSES = (SUCCEEDED, FAILED, STOPPED)
+
+
+class StudyNotFound(LookupError):
+    """No study has the id asked for."""
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class SchemaVersionModel(_Base):
+    """A single row holding the schema version this database was last migrated to."""
+
+    __tablename__ = "hpsearch_schema_version"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class StudyModel(_Base):
+    __tablename__ = "hpsearch_studies"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)  # "<name>-<yyyymmdd-hhmmss>-<4 hex>"
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    space_text: Mapped[str] = mapped_column(Text)  # the YAML as submitted, after --set overrides
+    space_source: Mapped[Optional[str]] = mapped_column(Text)  # the file it was read from
+    status: Mapped[str] = mapped_column(String(16), index=True, default=QUEUED)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
+    metric: Mapped[str] = mapped_column(String(256))  # JSON list of metric names
+    mode: Mapped[str] = mapped_column(String(64))  # JSON list of "max"/"min"
+    optuna_storage: Mapped[str] = mapped_column(Text)
+    optuna_study_name: Mapped[str] = mapped_column(String(256))
+    mlflow_tracking_uri: Mapped[str] = mapped_column(Text)
+    mlflow_experiment_id: Mapped[Optional[str]] = mapped_column(String(64))
+    mlflow_parent_run_id: Mapped[Optional[str]] = mapped_column(String(64))
+    tune_path: Mapped[Optional[str]] = mapped_column(Text)
+    ray_job_id: Mapped[Optional[str]] = mapped_column(String(128))
+    driver: Mapped[Optional[str]] = mapped_column(String(256))  # "host:pid" of the process running the study
+    n_trials: Mapped[int] = mapped_column(Integer, default=0)
+    n_running: Mapped[int] = mapped_column(Integer, default=0)
+    n_completed: Mapped[int] = mapped_column(Integer, default=0)
+    n_pruned: Mapped[int] = mapped_column(Integer, default=0)
+    n_failed: Mapped[int] = mapped_column(Integer, default=0)
+    best_value: Mapped[Optional[float]] = mapped_column(Float)
+    best_params: Mapped[Optional[dict]] = mapped_column(JSON)
+    error: Mapped[Optional[str]] = mapped_column(Text)
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """A detached, read-only copy of a registry row."""
+
+    id: str
+    name: str
+    space_text: str
+    space_source: Optional[str]
+    status: str
+    created_at: dt.datetime
+    started_at: Optional[dt.datetime]
+    finished_at: Optional[dt.datetime]
+    metrics: list[str]
+    modes: list[str]
+    optuna_storage: str
+    optuna_study_name: str
+    mlflow_tracking_uri: str
+    mlflow_experiment_id: Optional[str]
+    mlflow_parent_run_id: Optional[str]
+    tune_path: Optional[str]
+    ray_job_id: Optional[str]
+    driver: Optional[str]
+    n_trials: int
+    n_running: int
+    n_completed: int
+    n_pruned: int
+    n_failed: int
+    best_value: Optional[float]
+    best_params: Optional[dict]
+    error: Optional[str]
+
+    @classmethod
+    def _from_model(cls, m: StudyModel) -> "StudyRecord":
+        return cls(
+            id=m.id, name=m.name, space_text=m.space_text, space_source=m.space_source, status=m.status,
+            created_at=m.created_at, started_at=m.started_at, finished_at=m.finished_at,
+            metrics=json.loads(m.metric), modes=json.loads(m.mode), optuna_storage=m.optuna_storage,
+            optuna_study_name=m.optuna_study_name, mlflow_tracking_uri=m.mlflow_tracking_uri,
+            mlflow_experiment_id=m.mlflow_experiment_id, mlflow_parent_run_id=m.mlflow_parent_run_id,
+            tune_path=m.tune_path, ray_job_id=m.ray_job_id, driver=m.driver, n_trials=m.n_trials, n_running=m.n_running,
+            n_completed=m.n_completed, n_pruned=m.n_pruned, n_failed=m.n_failed, best_value=m.best_value,
+            best_params=m.best_params, error=m.error,
+        )
+
+
+_UPDATABLE = {c.name for c in StudyModel.__table__.columns} - {"id", "created_at", "metric", "mode"}
+
+
+def new_study_id(name: str) -> str:
+    """Readable, sortable and unique: `digits-cnn-20261121-230512-9f3a`."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{name}-{stamp}-{secrets.token_hex(2)}"
+
+
+class Registry:
+    """Create, update and query studies. Every method opens and closes its own session."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._engine = _make_engine(url)
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        _migrate(self._engine)
+
+    def dispose(self) -> None:
+        self._engine.dispose()
+
+    def create(
+        self,
+        *,
+        study_id: str,
+        name: str,
+        space_text: str,
+        space_source: Optional[str],
+        metrics: list[str],
+        modes: list[str],
+        optuna_storage: str,
+        optuna_study_name: str,
+        mlflow_tracking_uri: str,
+        status: str = QUEUED,
+    ) -> StudyRecord:
+        model = StudyModel(
+            id=study_id, name=name, space_text=space_text, space_source=space_source, status=status,
+            created_at=_now(), metric=json.dumps(metrics), mode=json.dumps(modes),
+            optuna_storage=optuna_storage, optuna_study_name=optuna_study_name,
+            mlflow_tracking_uri=mlflow_tracking_uri, n_trials=0, n_running=0, n_completed=0, n_pruned=0,
+            n_failed=0,
+        )
+        with self._sessions.begin() as session:
+            session.add(model)
+        return StudyRecord._from_model(model)
+
+    def update(self, study_id: str, **fields: Any) -> StudyRecord:
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise TypeError(f"cannot update study fields {sorted(unknown)}")
+        if "status" in fields and fields["status"] not in STATUSES:
+            raise ValueError(f"status {fields['status']!r} is not one of {', '.join(STATUSES)}")
+        with self._sessions.begin() as session:
+            model = session.get(StudyModel, study_id)
+            if model is None:
+                raise StudyNotFound(study_id)
+            for key, value in fields.items():
+                setattr(model, key, value)
+        return StudyRecord._from_model(model)
+
+    def find_by_id(self, study_id: str) -> Optional[StudyRecord]:
+        with self._sessions() as session:
+            model = session.get(StudyModel, study_id)
+            return StudyRecord._from_model(model) if model else None
+
+    def find_or_raise_by_id(self, study_id: str) -> StudyRecord:
+        """Exact id, or a unique prefix of one (ids are long; people type the start)."""
+        record = self.find_by_id(study_id)
+        if record is not None:
+            return record
+        pattern = re.sub(r"([%_\\])", r"\\\1", study_id) + "%"
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(StudyModel).where(StudyModel.id.like(pattern, escape="\\")).limit(2)
+            ).all()
+            if len(rows) == 1:
+                return StudyRecord._from_model(rows[0])
+        raise StudyNotFound(study_id)
+
+    def list(self, status: Optional[str] = None, limit: int = 100) -> list[StudyRecord]:
+        query = select(StudyModel).order_by(StudyModel.created_at.desc()).limit(limit)
+        if status:
+            query = query.where(StudyModel.status == status)
+        with self._sessions() as session:
+            return [StudyRecord._from_model(m) for m in session.scalars(query)]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        # WAL lets readers (`hpsearch status`) proceed while the driver writes.
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+# Each migration takes the database from version i to i + 1 (index i - 1). Version 1 is the initial schema
+# created by `create_all`; later versions append their ALTERs here rather than editing the models silently.
+_MIGRATIONS: list = []
+
+
+def _migrate(engine: Engine) -> None:
+    _Base.metadata.create_all(engine)
+    with Session(engine) as session, session.begin():
+        row = session.get(SchemaVersionModel, 1)
+        if row is None:
+            session.add(SchemaVersionModel(id=1, version=SCHEMA_VERSION))
+            return
+        if row.version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the registry at {engine.url.render_as_string(hide_password=True)} has schema version "
+                f"{row.version}, newer than this hpsearch ({SCHEMA_VERSION}); upgrade hpsearch"
+            )
+        for version in range(row.version, SCHEMA_VERSION):
+            _MIGRATIONS[version - 1](session)
+        row.version = SCHEMA_VERSION
+
+
