@@ -1,0 +1,204 @@
+"""Following a study while it runs: counts by state, best so far, the failure budget, the registry row.
+
+`StudyProgress` is both a Tune callback (it sees every trial start, result and end) and a Tune stopper (it
+ends the study once more trials failed than `max_failed_trials` allows). The same instance is passed as both,
+so the two roles share one count, also after Tune unpickles it on resume.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ray.tune import Callback
+from ray.tune.stopper import Stopper
+
+from service._searcher import final_state
+
+
+@dataclass
+class TrialView:
+    number: int  # Tune's trial counter, stable for the trial's life
+    state: str = "running"
+    epoch: int = 0
+    value: Optional[float] = None  # latest value of the primary metric
+    reason: str = ""
+
+
+@dataclass
+class Snapshot:
+    """What the terminal shows, and what the registry row is updated with."""
+
+    trials: dict[str, TrialView] = field(default_factory=dict)
+    best_value: Optional[float] = None
+    best_trial: Optional[str] = None
+    started: float = field(default_factory=time.time)
+
+    def count(self, state: str) -> int:
+        return sum(1 for t in self.trials.values() if t.state == state)
+
+
+class StudyProgress(Callback, Stopper):
+    def __init__(
+        self,
+        *,
+        study_id: str,
+        registry_url: Optional[str],
+        metric: str,
+        mode: str,
+        all_metrics: Any,
+        max_epochs: int,
+        max_failed_trials: Optional[int],
+        total_trials: int,
+        time_budget_s: Optional[float],
+        show: bool = True,
+    ):
+        self.study_id = study_id
+        self.registry_url = registry_url
+        self.metric = metric  # the primary metric: what "best so far" means
+        self.mode = mode
+        self.all_metrics = all_metrics
+        self.max_epochs = max_epochs
+        self.max_failed_trials = max_failed_trials
+        self.total_trials = total_trials
+        self.time_budget_s = time_budget_s
+        self.show = show
+        self.snapshot = Snapshot()
+        self.failure_budget_exceeded = False
+        self._registry = None
+        self._last_registry_write = 0.0
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_registry"] = None
+        return state
+
+    # Tune checkpoints callback state with the experiment and hands it back on resume.
+    def get_state(self) -> Optional[dict]:
+        return {"snapshot": self.snapshot, "failure_budget_exceeded": self.failure_budget_exceeded}
+
+    def set_state(self, state: dict) -> None:
+        self.snapshot = state["snapshot"]
+        self.snapshot.started = time.time()
+        self.failure_budget_exceeded = state["failure_budget_exceeded"]
+
+    # -- Stopper ---------------------------------------------------------------------------------------
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.failure_budget_exceeded
+
+    # -- Callback --------------------------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        view = self.snapshot.trials.setdefault(trial.trial_id, self._new_view())
+        view.state = "running"
+        self._emit(f"trial {view.number:04d} started  {_brief(trial.config)}")
+        self._write_registry(force=True)
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        view = self.snapshot.trials.setdefault(trial.trial_id, self._new_view())
+        view.epoch = int(result.get("training_iteration", view.epoch))
+        value = result.get(self.metric)
+        if isinstance(value, (int, float)):
+            view.value = float(value)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        view = self.snapshot.trials.setdefault(trial.trial_id, self._new_view())
+        state, values = final_state(trial.last_result, False, self.all_metrics, self.max_epochs)
+        view.state = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed"}[state.name]
+        if view.state == "completed" and view.value is not None and self._better(view.value):
+            self.snapshot.best_value, self.snapshot.best_trial = view.value, trial.trial_id
+        metric_text = "" if view.value is None else f"  {self.metric}={view.value:.4f}"
+        self._emit(f"trial {view.number:04d} {view.state:<9} epoch {view.epoch}/{self.max_epochs}{metric_text}")
+        self._after_end()
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        from service._tracking import failure_reason
+
+        view = self.snapshot.trials.setdefault(trial.trial_id, self._new_view())
+        view.state = "failed"
+        view.reason = failure_reason(trial)
+        self._emit(f"trial {view.number:04d} failed    epoch {view.epoch}/{self.max_epochs}  {view.reason}")
+        self._after_end()
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        self._write_registry(force=True)
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def _new_view(self) -> TrialView:
+        # Trials are numbered in the order they start, as Optuna numbers them.
+        return TrialView(number=len(self.snapshot.trials))
+
+    # -- more helpers ---------------------------------------------------------------------------------------
+    def _after_end(self) -> None:
+        failed = self.snapshot.count("failed")
+        if self.max_failed_trials is not None and failed > self.max_failed_trials:
+            if not self.failure_budget_exceeded:
+                self._emit(
+                    f"{failed} trials failed, more than max_failed_trials={self.max_failed_trials}: stopping the study"
+                )
+            self.failure_budget_exceeded = True
+        self._emit(self.status_line())
+        self._write_registry(force=True)
+
+    def _better(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        best = self.snapshot.best_value
+        if best is None:
+            return True
+        return value > best if self.mode == "max" else value < best
+
+    def status_line(self) -> str:
+        s = self.snapshot
+        elapsed = time.time() - s.started
+        best = "-" if s.best_value is None else f"{s.best_value:.4f}"
+        budget = ""
+        if self.time_budget_s:
+            budget = f" · {max(0.0, self.time_budget_s - elapsed):.0f}s of time budget left"
+        return (
+            f"[{_clock(elapsed)}] running {s.count('running')} · completed {s.count('completed')} · "
+            f"pruned {s.count('pruned')} · failed {s.count('failed')} · of {self.total_trials} · "
+            f"best {self.metric} {best}{budget}"
+        )
+
+    def _emit(self, line: str) -> None:
+        if self.show:
+            print(line, file=sys.stderr, flush=True)
+
+    def _write_registry(self, force: bool = False) -> None:
+        if not self.registry_url:
+            return
+        now = time.time()
+        if not force and now - self._last_registry_write < 2.0:
+            return
+        self._last_registry_write = now
+        if self._registry is None:
+            from service._registry import Registry
+
+            self._registry = Registry(self.registry_url)
+        s = self.snapshot
+        self._registry.update(
+            self.study_id,
+            n_trials=len(s.trials),
+            n_running=s.count("running"),
+            n_completed=s.count("completed"),
+            n_pruned=s.count("pruned"),
+            n_failed=s.count("failed"),
+            best_value=s.best_value,
+        )
+
+
+def _brief(config: dict) -> str:
+    items = [(k, v) for k, v in config.items() if k not in ("data", "max_epochs")]
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in items[:6])
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h:d}:{m:02d}:{s:02d}"

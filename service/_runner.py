@@ -1,0 +1,499 @@
+"""The study runner: a validated space in, a finished (or stopped) study out.
+
+Reads top to bottom in the order a study runs: registry row → MLflow experiment and parent run → Ray →
+searcher, scheduler, Tuner → fit → reconcile Optuna → summary in MLflow and the registry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import logging
+import math
+import os
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from service._registry import FAILED, RUNNING, STOPPED, SUCCEEDED, Registry, StudyRecord, new_study_id
+from service._settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class StudyError(Exception):
+    """A study could not start or continue for a reason the user can act on (exit code 2)."""
+
+
+@dataclass
+class StudySummary:
+    """The outcome of a study; `hpsearch submit --json` prints exactly this."""
+
+    study_id: str
+    name: str
+    status: str
+    best_value: Optional[float]
+    best_params: Optional[dict]
+    best_trial: Optional[int]
+    metric: Any
+    mode: Any
+    n_trials: int
+    n_completed: int
+    n_pruned: int
+    n_failed: int
+    mlflow_tracking_uri: str
+    mlflow_experiment_id: Optional[str]
+    mlflow_parent_run_id: Optional[str]
+    optuna_storage: str
+    optuna_study_name: str
+    tune_path: Optional[str]
+    error: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def submit_study(space, settings: Settings, *, show_progress: bool = True, ray_address: Optional[str] = None) -> StudySummary:
+    """Record a new study in the registry and run it to the end on this machine's Ray (or `ray_address`)."""
+    registry = Registry(settings.registry_url)
+    study_id = new_study_id(space.name)
+    registry.create(
+        study_id=study_id,
+        name=space.name,
+        space_text=space.text,
+        space_source=space.source,
+        metrics=space.metrics,
+        modes=space.modes,
+        optuna_storage=settings.optuna_storage,
+        optuna_study_name=study_id,
+        mlflow_tracking_uri=settings.tracking_uri,
+    )
+    return run_study(study_id, space, settings, registry=registry, show_progress=show_progress, ray_address=ray_address)
+
+
+def resume_study(study_id: str, settings: Settings, *, show_progress: bool = True, ray_address: Optional[str] = None) -> StudySummary:
+    """Continue a stopped, failed or crashed study: finished trials are kept, unfinished ones continue."""
+    from service.space import parse_space
+
+    registry = Registry(settings.registry_url)
+    record = registry.find_or_raise_by_id(study_id)
+    if record.status == SUCCEEDED:
+        raise StudyError(f"study {record.id} already succeeded; nothing to resume (submit a new study instead)")
+    if record.status == RUNNING and _driver_alive(record):
+        raise StudyError(f"study {record.id} is still running (driver {record.driver}); stop it first")
+    base_dir = str(Path(record.space_source).parent) if record.space_source and record.space_source != "<string>" else None
+    space = parse_space(record.space_text, source=record.space_source or "<registry>", base_dir=base_dir)
+    stores = Settings(
+        home=settings.home,
+        tracking_uri=record.mlflow_tracking_uri,
+        optuna_storage=record.optuna_storage,
+        registry_url=settings.registry_url,
+    )
+    return run_study(record.id, space, stores, registry=registry, show_progress=show_progress, ray_address=ray_address, resume=True)
+
+
+def run_study(
+    study_id: str,
+    space,
+    settings: Settings,
+    *,
+    registry: Registry,
+    show_progress: bool = True,
+    ray_address: Optional[str] = None,
+    resume: bool = False,
+) -> StudySummary:
+    from service._tracking import client_for, get_or_create_experiment, start_parent_run
+
+    record = registry.find_or_raise_by_id(study_id)
+    tune_path = settings.tune_dir / study_id
+
+    # MLflow: one experiment per study name, one parent run per study.
+    client = client_for(settings.tracking_uri)
+    experiment_id = record.mlflow_experiment_id or get_or_create_experiment(client, space.name)
+    parent_run_id = record.mlflow_parent_run_id
+    if parent_run_id is None:
+        parent_run_id = start_parent_run(client, experiment_id, study_id, space)
+    else:
+        client.update_run(parent_run_id, status="RUNNING")
+    registry.update(
+        study_id,
+        status=RUNNING,
+        started_at=record.started_at or _now(),
+        finished_at=None,
+        error=None,
+        mlflow_experiment_id=experiment_id,
+        mlflow_parent_run_id=parent_run_id,
+        tune_path=str(tune_path),
+        driver=_driver_id(),
+    )
+
+    status, error = FAILED, None
+    try:
+        _quiet_libraries()
+        _init_ray(ray_address, space)
+        tuner = _build_tuner(study_id, space, settings, experiment_id, parent_run_id, tune_path, resume, show_progress)
+        started = time.monotonic()
+        tuner.fit()
+        status, error = _outcome(space, settings, record.optuna_study_name, time.monotonic() - started)
+    except KeyboardInterrupt:
+        status, error = STOPPED, "interrupted"
+    except StudyError:
+        registry.update(study_id, status=FAILED, finished_at=_now(), error="could not start")
+        raise
+    except Exception as exc:  # the study itself failed; keep the reason where people look
+        logger.exception("study %s failed", study_id)
+        status, error = FAILED, f"{type(exc).__name__}: {exc}"
+    summary = _finish(study_id, space, settings, registry, client, parent_run_id, experiment_id, tune_path, status, error)
+    return summary
+
+
+# -- Ray and Tune ----------------------------------------------------------------------------------------
+def _quiet_libraries() -> None:
+    """Our progress lines are the study's voice; keep the libraries' banners out of the terminal."""
+    import optuna
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's legacy reporter obeys verbose=0
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _init_ray(address: Optional[str], space) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Workers import the user's own trainable modules from where the space and the command are.
+    paths = [os.getcwd()]
+    if space.source and os.path.exists(space.source):
+        paths.append(str(Path(space.source).resolve().parent))
+    if os.environ.get("PYTHONPATH"):
+        paths.append(os.environ["PYTHONPATH"])
+    kwargs: dict[str, Any] = dict(
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}},
+    )
+    if address:
+        kwargs["address"] = address
+    else:
+        kwargs["include_dashboard"] = False
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as exc:
+        raise StudyError(f"cannot reach the Ray cluster at {address}: {exc}; check the address and that the head node is up") from exc
+
+
+def load_trainable(target: str) -> Callable:
+    module_name, _, func_name = target.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, func_name)
+
+
+def trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def _build_tuner(study_id, space, settings, experiment_id, parent_run_id, tune_path, resume, show_progress):
+    from ray import tune
+
+    from service._progress import StudyProgress
+    from service._searcher import StudySearcher
+    from service._tracking import MlflowTrialLogger
+    from service.space import build_sampler
+
+    trainable_fn = tune.with_resources(
+        load_trainable(_trainable_target(space)), {"cpu": space.resources.cpu, "gpu": space.resources.gpu}
+    )
+    if resume:
+        from ray.tune import Tuner
+
+        if not Tuner.can_restore(str(tune_path)):
+            raise StudyError(
+                f"study {study_id} has no saved Tune state at {tune_path}; it cannot be resumed (submit it again)"
+            )
+        return Tuner.restore(str(tune_path), trainable=trainable_fn, resume_unfinished=True, resume_errored=False)
+
+    metric, mode = space.metrics[0], space.modes[0]
+    multi = len(space.metrics) > 1
+    searcher = StudySearcher(
+        max_epochs=space.budget.max_epochs,
+        space=_DefineByRun(space),
+        metric=space.metrics if multi else metric,
+        mode=space.modes if multi else mode,
+        sampler=build_sampler(space),
+        study_name=study_id,
+        storage=_optuna_storage(settings.optuna_storage),
+    )
+    searcher.study.set_user_attr("hpsearch.study_id", study_id)
+    searcher.study.set_user_attr("hpsearch.metrics", space.metrics)
+    tracker = MlflowTrialLogger(
+        tracking_uri=settings.tracking_uri,
+        experiment_id=experiment_id,
+        parent_run_id=parent_run_id,
+        study_id=study_id,
+        optuna_storage=settings.optuna_storage,
+        optuna_study_name=study_id,
+        metric=space.metrics if multi else metric,
+        max_epochs=space.budget.max_epochs,
+        name_params=tuple(list(space.params)[:3]),
+    )
+    progress = StudyProgress(
+        study_id=study_id,
+        registry_url=settings.registry_url,
+        metric=metric,
+        mode=mode,
+        all_metrics=space.metrics if multi else metric,
+        max_epochs=space.budget.max_epochs,
+        max_failed_trials=space.budget.max_failed_trials,
+        total_trials=space.budget.trials,
+        time_budget_s=space.budget.time_s,
+        show=show_progress,
+    )
+    tuner = tune.Tuner(
+        trainable_fn,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=_scheduler(space, metric, mode),
+            num_samples=space.budget.trials,
+            max_concurrent_trials=space.budget.concurrency,
+            time_budget_s=space.budget.time_s,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=study_id,
+            storage_path=str(tune_path.parent),
+            failure_config=tune.FailureConfig(max_failures=0),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[tracker, progress],
+            stop=progress,
+            verbose=0,
+        ),
+    )
+    return tuner
+
+
+class _DefineByRun:
+    """The space's define-by-run function in a form plain `pickle` can save: OptunaSearch pickles itself
+    (with this function) into every Tune experiment checkpoint, and a closure cannot be pickled."""
+
+    def __init__(self, space):
+        self.space = space
+        self._fn = None
+
+    def __getstate__(self) -> dict:
+        return {"space": self.space, "_fn": None}
+
+    def __call__(self, trial) -> dict:
+        if self._fn is None:
+            from service.space import define_by_run
+
+            self._fn = define_by_run(self.space)
+        return self._fn(trial)
+
+
+def _scheduler(space, metric: str, mode: str):
+    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, MedianStoppingRule
+
+    s = space.scheduler
+    if s.type == "asha":
+        return AsyncHyperBandScheduler(
+            time_attr="training_iteration",
+            metric=metric,
+            mode=mode,
+            max_t=space.budget.max_epochs,
+            grace_period=s.grace_period,
+            reduction_factor=s.reduction_factor,
+        )
+    if s.type == "median":
+        return MedianStoppingRule(
+            time_attr="training_iteration",
+            metric=metric,
+            mode=mode,
+            grace_period=s.grace_period,
+            min_samples_required=s.min_samples_required,
+        )
+    return FIFOScheduler()
+
+
+def _trainable_target(space) -> str:
+    spec = space.trainable_spec
+    return spec.target if spec is not None else space.trainable
+
+
+def _optuna_storage(url: str):
+    import optuna
+
+    return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+
+
+def _engine_kwargs(url: str) -> dict:
+    return {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+
+
+# -- After the run ---------------------------------------------------------------------------------------
+def _outcome(space, settings: Settings, optuna_study_name: str, fit_seconds: float) -> tuple[str, Optional[str]]:
+    """succeeded, failed or stopped, judged from the Optuna study after Tune returned."""
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna.load_study(study_name=optuna_study_name, storage=_optuna_storage(settings.optuna_storage))
+    trials = study.get_trials(deepcopy=False)
+    n_failed = sum(t.state == TrialState.FAIL for t in trials)
+    limit = space.budget.max_failed_trials
+    if limit is not None and n_failed > limit:
+        return FAILED, f"{n_failed} trials failed, more than max_failed_trials={limit}"
+    finished = sum(t.state.is_finished() for t in trials)
+    planned = space.budget.trials
+    out_of_time = bool(space.budget.time_s) and fit_seconds >= space.budget.time_s * 0.98
+    if finished < planned and not out_of_time and _grid_left(space, study):
+        return STOPPED, f"stopped after {finished} of {planned} trials; `hpsearch resume {optuna_study_name}` continues it"
+    if not any(t.state == TrialState.COMPLETE for t in trials):
+        return FAILED, "no trial completed"
+    return SUCCEEDED, None
+
+
+def _grid_left(space, study) -> bool:
+    """False when a grid sampler has nothing left to try (then fewer trials than planned is success)."""
+    if space.sampler.type != "grid":
+        return True
+    from optuna.samplers import GridSampler
+
+    sampler = study.sampler
+    return not (isinstance(sampler, GridSampler) and sampler.is_exhausted(study))
+
+
+def reconcile_running_trials(optuna_storage: str, optuna_study_name: str) -> int:
+    """Optuna trials left RUNNING by a dead or finished driver are told FAIL (Optuna's heartbeat does not
+    cover ask/tell); returns how many. Only call when no driver can still tell them."""
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna.load_study(study_name=optuna_study_name, storage=_optuna_storage(optuna_storage))
+    count = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        study.set_user_attr(f"reconciled.{t.number}", "left running by an interrupted driver")
+        try:
+            study.tell(t.number, state=TrialState.FAIL)
+            count += 1
+        except Exception as exc:  # pragma: no cover - raced with a live tell
+            logger.warning("could not reconcile trial %s: %s", t.number, exc)
+    return count
+
+
+def summarize(space, optuna_storage: str, optuna_study_name: str):
+    """Counts by state and the best completed trial, from the Optuna study (the source of truth)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna.load_study(study_name=optuna_study_name, storage=_optuna_storage(optuna_storage))
+    trials = study.get_trials(deepcopy=False)
+    counts = {
+        "n_trials": len(trials),
+        "n_completed": sum(t.state == TrialState.COMPLETE for t in trials),
+        "n_pruned": sum(t.state == TrialState.PRUNED for t in trials),
+        "n_failed": sum(t.state == TrialState.FAIL for t in trials),
+        "n_running": sum(t.state == TrialState.RUNNING for t in trials),
+    }
+    best = None
+    if counts["n_completed"] and len(space.metrics) == 1:
+        best = study.best_trial
+    return study, counts, best
+
+
+def _finish(study_id, space, settings, registry, client, parent_run_id, experiment_id, tune_path, status, error) -> StudySummary:
+    from service._tracking import TAG_BEST, TAG_STUDY, TAG_TRIAL
+
+    if status != STOPPED:
+        reconcile_running_trials(settings.optuna_storage, study_id)
+    study, counts, best = summarize(space, settings.optuna_storage, study_id)
+    best_value = best.value if best is not None else None
+    best_params = dict(best.params) if best is not None else None
+
+    # Parent run: the outcome, where the UI shows it.
+    metric = space.metrics[0]
+    client.set_tag(parent_run_id, "hpsearch.status", status)
+    for key in ("n_trials", "n_completed", "n_pruned", "n_failed"):
+        client.log_metric(parent_run_id, key, counts[key])
+    if best is not None:
+        client.log_metric(parent_run_id, f"best_{metric}", best_value)
+        client.set_tag(parent_run_id, "hpsearch.best_trial", str(best.number))
+        client.set_tag(parent_run_id, "hpsearch.best_params", json.dumps(best_params, sort_keys=True)[:5000])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "best.json"
+            path.write_text(json.dumps({"value": best_value, "metric": metric, "trial": best.number, "params": best_params}, indent=2))
+            client.log_artifact(parent_run_id, str(path))
+        _mark_best_run(client, experiment_id, study_id, best.number)
+    if error:
+        client.set_tag(parent_run_id, "hpsearch.error", error[:5000])
+    client.set_terminated(parent_run_id, status={SUCCEEDED: "FINISHED", STOPPED: "KILLED"}.get(status, "FAILED"))
+
+    registry.update(
+        study_id,
+        status=status,
+        finished_at=_now(),
+        error=error,
+        best_value=best_value,
+        best_params=best_params,
+        n_trials=counts["n_trials"],
+        n_running=0 if status != STOPPED else counts["n_running"],
+        n_completed=counts["n_completed"],
+        n_pruned=counts["n_pruned"],
+        n_failed=counts["n_failed"],
+    )
+    return StudySummary(
+        study_id=study_id,
+        name=space.name,
+        status=status,
+        best_value=best_value,
+        best_params=best_params,
+        best_trial=best.number if best is not None else None,
+        metric=space.metric,
+        mode=space.mode,
+        n_trials=counts["n_trials"],
+        n_completed=counts["n_completed"],
+        n_pruned=counts["n_pruned"],
+        n_failed=counts["n_failed"],
+        mlflow_tracking_uri=settings.tracking_uri,
+        mlflow_experiment_id=experiment_id,
+        mlflow_parent_run_id=parent_run_id,
+        optuna_storage=settings.optuna_storage,
+        optuna_study_name=study_id,
+        tune_path=str(tune_path),
+        error=error,
+    )
+
+
+def _mark_best_run(client, experiment_id: str, study_id: str, number: int) -> None:
+    from service._tracking import TAG_BEST, TAG_STUDY, TAG_TRIAL
+
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{TAG_STUDY}` = '{study_id}' and tags.`{TAG_TRIAL}` = '{number}'"
+    )
+    for run in runs:
+        client.set_tag(run.info.run_id, TAG_BEST, "true")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _driver_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _driver_alive(record: StudyRecord) -> bool:
+    """A study marked running whose local driver process is gone crashed; it may be resumed."""
+    host, _, pid = (record.driver or "").partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except OSError:
+        return False
+    return int(pid) != os.getpid()
