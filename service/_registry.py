@@ -11,7 +11,7 @@ import json
 import secrets
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, Optional, Sequence
 
 from sqlalchemy import (
     JSON,
@@ -56,8 +56,9 @@ class StudyModel(_Base):
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)  # "<name>-<yyyymmdd-hhmmss>-<4 hex>"
     name: Mapped[str] = mapped_column(String(128), index=True)
-    space_text: Mapped[str] = mapped_column(Text)  # the YAML as submitted, after --set overrides
+    space_text: Mapped[str] = mapped_column(Text)  # the YAML file as submitted
     space_source: Mapped[Optional[str]] = mapped_column(Text)  # the file it was read from
+    space_overrides: Mapped[Optional[list]] = mapped_column(JSON)  # `--set KEY=VALUE` strings applied to it
     status: Mapped[str] = mapped_column(String(16), index=True, default=QUEUED)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
@@ -90,6 +91,7 @@ class StudyRecord:
     name: str
     space_text: str
     space_source: Optional[str]
+    space_overrides: list[str]
     status: str
     created_at: dt.datetime
     started_at: Optional[dt.datetime]
@@ -116,7 +118,8 @@ class StudyRecord:
     @classmethod
     def _from_model(cls, m: StudyModel) -> "StudyRecord":
         return cls(
-            id=m.id, name=m.name, space_text=m.space_text, space_source=m.space_source, status=m.status,
+            id=m.id, name=m.name, space_text=m.space_text, space_source=m.space_source,
+            space_overrides=list(m.space_overrides or []), status=m.status,
             created_at=m.created_at, started_at=m.started_at, finished_at=m.finished_at,
             metrics=json.loads(m.metric), modes=json.loads(m.mode), optuna_storage=m.optuna_storage,
             optuna_study_name=m.optuna_study_name, mlflow_tracking_uri=m.mlflow_tracking_uri,
@@ -156,6 +159,7 @@ class Registry:
         space_text: str,
         space_source: Optional[str],
         metrics: list[str],
+        space_overrides: Sequence[str] = (),
         modes: list[str],
         optuna_storage: str,
         optuna_study_name: str,
@@ -163,7 +167,8 @@ class Registry:
         status: str = QUEUED,
     ) -> StudyRecord:
         model = StudyModel(
-            id=study_id, name=name, space_text=space_text, space_source=space_source, status=status,
+            id=study_id, name=name, space_text=space_text, space_source=space_source,
+            space_overrides=list(space_overrides), status=status,
             created_at=_now(), metric=json.dumps(metrics), mode=json.dumps(modes),
             optuna_storage=optuna_storage, optuna_study_name=optuna_study_name,
             mlflow_tracking_uri=mlflow_tracking_uri, n_trials=0, n_running=0, n_completed=0, n_pruned=0,

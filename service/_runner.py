@@ -67,6 +67,7 @@ def submit_study(space, settings: Settings, *, show_progress: bool = True, ray_a
         name=space.name,
         space_text=space.text,
         space_source=space.source,
+        space_overrides=space.overrides,
         metrics=space.metrics,
         modes=space.modes,
         optuna_storage=settings.optuna_storage,
@@ -87,7 +88,9 @@ def resume_study(study_id: str, settings: Settings, *, show_progress: bool = Tru
     if record.status == RUNNING and _driver_alive(record):
         raise StudyError(f"study {record.id} is still running (driver {record.driver}); stop it first")
     base_dir = str(Path(record.space_source).parent) if record.space_source and record.space_source != "<string>" else None
-    space = parse_space(record.space_text, source=record.space_source or "<registry>", base_dir=base_dir)
+    space = parse_space(
+        record.space_text, source=record.space_source or "<registry>", overrides=record.space_overrides, base_dir=base_dir
+    )
     stores = Settings(
         home=settings.home,
         tracking_uri=record.mlflow_tracking_uri,
@@ -134,7 +137,7 @@ def run_study(
 
     status, error = FAILED, None
     try:
-        _quiet_libraries()
+        _configure_libraries()
         _init_ray(ray_address, space)
         tuner = _build_tuner(study_id, space, settings, experiment_id, parent_run_id, tune_path, resume, show_progress)
         started = time.monotonic()
@@ -153,10 +156,13 @@ def run_study(
 
 
 # -- Ray and Tune ----------------------------------------------------------------------------------------
-def _quiet_libraries() -> None:
-    """Our progress lines are the study's voice; keep the libraries' banners out of the terminal."""
+def _configure_libraries() -> None:
+    """Our progress lines are the study's voice: keep the libraries' banners out of the terminal. And save
+    Tune's experiment state at most a second apart (default: 10 s), so that after a crash `resume` re-runs
+    as little as possible; the snapshot of a small study takes milliseconds."""
     import optuna
 
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's legacy reporter obeys verbose=0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for name in ("mlflow", "alembic"):
@@ -182,7 +188,8 @@ def _init_ray(address: Optional[str], space) -> None:
     if address:
         kwargs["address"] = address
     else:
-        kwargs["include_dashboard"] = False
+        # Embedded: always a fresh local instance, never a `ray start` cluster that happens to be running.
+        kwargs.update(address="local", include_dashboard=False)
     try:
         ray.init(**kwargs)
     except ConnectionError as exc:

@@ -1,0 +1,102 @@
+"""A short human summary of a space, with a few configurations it would try (for `hpsearch validate`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._errors import num, show
+
+if TYPE_CHECKING:
+    from ._model import SearchSpace
+
+
+def preview(space: "SearchSpace", n: int = 3) -> str:
+    """Parameters with their distributions and conditions, the settings in one line each, and `n` sampled
+    configurations (random sampling through the same define-by-run code the study uses, so conditionals
+    show up as they will in trials)."""
+    lines = [f"{space.name}: {space.trainable} on {_data(space)}; {_objective(space)}"]
+    if space.description:
+        lines.append(f"  {space.description.strip().splitlines()[0]}")
+    width = max(len(name) for name in space.params)
+    lines.append(f"params ({len(space.params)} searched):")
+    for name, param in space.params.items():
+        condition = ""
+        if param.when:
+            condition = "  when " + " and ".join(
+                f"{parent} = {_values(values)}" for parent, values in param.when.items()
+            )
+        lines.append(f"  {name:<{width}}  {param.describe()}{condition}")
+    if space.fixed:
+        lines.append("fixed:     " + ", ".join(f"{k}={_plain(v)}" for k, v in space.fixed.items()))
+    lines.append(f"budget:    {_budget(space)}")
+    lines.append(f"resources: {num(space.resources.cpu)} cpu, {num(space.resources.gpu)} gpu per trial")
+    lines.append(f"sampler:   {_sampler(space)}")
+    lines.append(f"scheduler: {_scheduler(space)}")
+    if n > 0:
+        lines.append(f"{n} sampled configurations (random):")
+        for index, config in enumerate(_samples(space, n), start=1):
+            lines.append(f"  {index}. " + " ".join(f"{k}={_plain(v)}" for k, v in config.items()))
+    return "\n".join(lines)
+
+
+def _data(space: "SearchSpace") -> str:
+    data = space.data
+    where = data.path or data.root
+    text = f"{data.dataset}" + (f" ({where})" if where else "")
+    return f"{text}, {num(data.val_fraction)} held out"
+
+
+def _objective(space: "SearchSpace") -> str:
+    return ", ".join(f"{'maximize' if mode == 'max' else 'minimize'} {metric}" for metric, mode in zip(space.metrics, space.modes))
+
+
+def _budget(space: "SearchSpace") -> str:
+    budget = space.budget
+    parts = [f"{budget.trials} trials x up to {budget.max_epochs} epochs", f"{budget.concurrency} at a time"]
+    parts.append(f"time limit {budget.time_text}" if budget.time_text else "no time limit")
+    if budget.max_failed_trials is not None:
+        parts.append(f"stop after {budget.max_failed_trials} failed trials")
+    return ", ".join(parts)
+
+
+def _sampler(space: "SearchSpace") -> str:
+    sampler = space.sampler
+    details = [f"seed {sampler.seed}" if sampler.seed is not None else "unseeded"]
+    details += [f"{k}={_plain(v)}" for k, v in sampler.options.items()]
+    return f"{sampler.type} ({', '.join(details)})"
+
+
+def _scheduler(space: "SearchSpace") -> str:
+    s = space.scheduler
+    if s.type == "asha":
+        return f"asha (grace_period {s.grace_period}, reduction_factor {num(s.reduction_factor)}, on {space.metrics[0]})"
+    if s.type == "median":
+        return f"median (grace_period {s.grace_period}, min_samples_required {s.min_samples_required})"
+    return "fifo (every trial runs max_epochs)"
+
+
+def _samples(space: "SearchSpace", n: int) -> list[dict[str, Any]]:
+    import optuna
+
+    from ._compile import suggest_params
+
+    sampler = optuna.samplers.RandomSampler(seed=space.sampler.seed if space.sampler.seed is not None else 0)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" line
+    try:
+        study = optuna.create_study(sampler=sampler, directions=["maximize"] * len(space.metrics))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return [suggest_params(space, study.ask()) for _ in range(n)]
+
+
+def _values(values: tuple) -> str:
+    return _plain(values[0]) if len(values) == 1 else "[" + ", ".join(_plain(v) for v in values) + "]"
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, str):
+        return value
+    return show(value)
