@@ -130,7 +130,9 @@ BUILTIN_TRAINABLES: dict[str, TrainableSpec] = {
             "conv_blocks": ParamRule("int", "conv-pool blocks", low=1, high=6),
             "maps": ParamRule("int", "feature maps of the first block (doubled per block)", low=1, high=4096),
             "convs_per_block": ParamRule("int", "convolutions before each pooling", low=1, high=4),
-            "kernel_size": ParamRule("int", "convolution kernel size (same padding; odd is symmetric)", low=1, high=11),
+            "kernel_size": ParamRule(
+                "int", "convolution kernel size (same padding; odd pads symmetrically)", low=1, high=11
+            ),
             "dense_units": ParamRule("int", "units of the dense layer before the classifier", low=1, high=65536),
         },
         defaults={**asdict(TrainConfig()), **asdict(CNNArch())},

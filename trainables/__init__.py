@@ -1,0 +1,57 @@
+"""Built-in trainables of hpsearch: the catalog of what they accept, the models, the data and the loop.
+
+Importing this package imports neither torch nor Ray (the CLI reads the catalog and must start fast):
+names that need torch are loaded on first access through the module-level `__getattr__`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from trainables._catalog import BUILTIN_TRAINABLES, RESERVED_CONFIG_KEYS, ParamRule, TrainableSpec
+from trainables._errors import DataError, TrialDiverged
+
+if TYPE_CHECKING:
+    from trainables._loop import fit
+    from trainables.datasets import Dataset, check_data, load_dataset
+    from trainables.models import build_model, count_params, init_weights
+
+# name -> module that defines it, imported on first access
+_LAZY = {
+    "fit": "trainables._loop",
+    "build_model": "trainables.models",
+    "count_params": "trainables.models",
+    "init_weights": "trainables.models",
+    "load_dataset": "trainables.datasets",
+    "check_data": "trainables.datasets",
+    "Dataset": "trainables.datasets",
+}
+
+__all__ = [
+    "BUILTIN_TRAINABLES",
+    "RESERVED_CONFIG_KEYS",
+    "DataError",
+    "Dataset",
+    "ParamRule",
+    "TrainableSpec",
+    "TrialDiverged",
+    "build_model",
+    "check_data",
+    "count_params",
+    "fit",
+    "init_weights",
+    "load_dataset",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
