@@ -1,0 +1,138 @@
+"""Stopping and resuming a study with the real command in its own process (its own embedded Ray)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from service._registry import Registry
+
+pytestmark = pytest.mark.e2e
+
+USER_TRAINABLES = Path(__file__).parent / "user_trainables"
+
+SLOW_SPACE = """
+name: {name}
+trainable: "slow:train"
+metric: score
+mode: max
+budget: {{trials: 6, max_epochs: 5, concurrency: 2}}
+sampler: {{type: random, seed: 1}}
+scheduler: {{type: fifo}}
+params:
+  x: {{type: float, low: 0.0, high: 1.0}}
+fixed: {{sleep: 0.6}}
+"""
+
+
+def _env(tmp_path: Path) -> dict:
+    env = dict(os.environ)
+    env.update(
+        HPSEARCH_HOME=str(tmp_path / "home"),
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        PYTHONPATH=str(USER_TRAINABLES),
+    )
+    return env
+
+
+def _hpsearch(*args: str) -> list[str]:
+    return [sys.executable, "-m", "service.cli", *args]
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _only_study(tmp_path: Path):
+    return Registry(f"sqlite:///{tmp_path / 'home' / 'registry.db'}").list()[0]
+
+
+def _completed(record) -> int:
+    try:
+        study = optuna.load_study(study_name=record.optuna_study_name, storage=record.optuna_storage)
+    except KeyError:
+        return 0
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def _registry_has_study(tmp_path: Path) -> bool:
+    db = tmp_path / "home" / "registry.db"
+    return db.exists() and bool(Registry(f"sqlite:///{db}").list())
+
+
+def _histories(record):
+    client = MlflowClient(record.mlflow_tracking_uri)
+    runs = client.search_runs(
+        [record.mlflow_experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{record.mlflow_parent_run_id}'",
+    )
+    return {
+        int(r.data.tags["hpsearch.trial"]): (r.info.run_id, [m.step for m in client.get_metric_history(r.info.run_id, "score")])
+        for r in runs
+    }
+
+
+@pytest.mark.parametrize("how", ["interrupt", "kill"])
+def test_stopped_or_crashed_study_resumes_without_rerunning_finished_trials(tmp_path, how):
+    space = tmp_path / "slow.yaml"
+    space.write_text(SLOW_SPACE.format(name=f"e2e-resume-{how}"))
+    env = _env(tmp_path)
+
+    driver = subprocess.Popen(_hpsearch("submit", str(space), "--json", "--quiet"), env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: _registry_has_study(tmp_path), 120, "the study to be registered")
+        _wait_for(lambda: _completed(_only_study(tmp_path)) >= 2, 180, "two completed trials")
+        time.sleep(2.5)  # past the 1 s experiment-state snapshot period (see service/_runner.py)
+        if how == "interrupt":
+            driver.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves its state and the driver exits
+            out, err = driver.communicate(timeout=120)
+            assert driver.returncode == 1, err[-3000:]
+            assert json.loads(out)["status"] == "stopped"
+        else:
+            driver.kill()  # a crash: no chance to save anything beyond the periodic checkpoints
+            driver.communicate(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    record = _only_study(tmp_path)
+    assert record.status == ("stopped" if how == "interrupt" else "running")
+    before = _histories(record)
+    study = optuna.load_study(study_name=record.optuna_study_name, storage=record.optuna_storage)
+    finished_before = {t.number for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    assert len(finished_before) >= 2
+
+    resumed = subprocess.run(_hpsearch("resume", record.id[:20], "--json", "--quiet"), env=env,
+                             capture_output=True, text=True, timeout=400)
+
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads(resumed.stdout)
+    assert summary["study_id"] == record.id and summary["status"] == "succeeded"
+    study = optuna.load_study(study_name=record.optuna_study_name, storage=record.optuna_storage)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) >= 6
+    assert study.get_trials(states=(TrialState.RUNNING,)) == []
+    after = _histories(record)
+    for number in finished_before:
+        # Finished trials were not run again: same MLflow run, one value per epoch.
+        assert after[number] == before[number]
+        assert after[number][1] == [1, 2, 3, 4, 5]
+    for number, (_, steps) in after.items():
+        if study.trials[number].state == TrialState.COMPLETE:
+            assert sorted(set(steps)) == [1, 2, 3, 4, 5]
+    assert Registry(f"sqlite:///{tmp_path / 'home' / 'registry.db'}").find_by_id(record.id).status == "succeeded"

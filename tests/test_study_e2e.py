@@ -1,0 +1,218 @@
+"""End to end on real parts: an embedded Ray runs the trials, Optuna and the registry live in SQLite files,
+MLflow in a SQLite store; results are read back through the stock Optuna and MLflow clients."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from service.cli import main
+
+pytestmark = pytest.mark.e2e
+
+USER_TRAINABLES = Path(__file__).parent / "user_trainables"
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One embedded Ray for the module (the runner reuses an initialised Ray); the user trainables'
+    folder is on the workers' path, as the runner puts a space file's folder there."""
+    import ray
+
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(USER_TRAINABLES)}},
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def stores(tmp_path, monkeypatch):
+    monkeypatch.setenv("HPSEARCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.syspath_prepend(str(USER_TRAINABLES))  # the driver imports user trainables too
+    return tmp_path
+
+
+def _submit(space_path: Path, *extra: str):
+    result = CliRunner().invoke(main, ["submit", str(space_path), "--json", "--quiet", *extra])
+    assert result.stdout.strip(), result.output
+    return result, json.loads(result.stdout)
+
+
+def _study(summary):
+    return optuna.load_study(study_name=summary["optuna_study_name"], storage=summary["optuna_storage"])
+
+
+def _child_runs(summary):
+    client = MlflowClient(summary["mlflow_tracking_uri"])
+    runs = client.search_runs(
+        [summary["mlflow_experiment_id"]],
+        filter_string=f"tags.`mlflow.parentRunId` = '{summary['mlflow_parent_run_id']}'",
+        max_results=1000,
+    )
+    return client, runs
+
+
+DIGITS_SPACE = """
+name: e2e-digits
+trainable: cnn
+data: {dataset: digits, val_fraction: 0.2}
+metric: val_acc
+mode: max
+budget: {trials: 6, max_epochs: 3, concurrency: 2}
+sampler: {type: random, seed: 3}
+scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
+params:
+  lr:          {type: float, low: 1.0e-3, high: 0.05, log: true}
+  optimizer:   {type: categorical, choices: [sgd, adam]}
+  momentum:    {type: float, low: 0.5, high: 0.95, when: {optimizer: sgd}}
+  maps:        {type: int, low: 8, high: 16, step: 8}
+fixed: {conv_blocks: 1, kernel_size: 3, dense_units: 32}
+"""
+
+
+def test_submit_digits_study_records_every_trial_in_optuna_and_mlflow(ray_cluster, stores):
+    space = stores / "digits.yaml"
+    space.write_text(DIGITS_SPACE)
+
+    result, summary = _submit(space)
+
+    assert result.exit_code == 0, result.output
+    assert summary["status"] == "succeeded"
+    for key in ("study_id", "best_value", "best_params", "n_trials", "n_completed", "n_pruned", "n_failed",
+                "mlflow_experiment_id", "mlflow_parent_run_id", "optuna_storage", "optuna_study_name"):
+        assert key in summary
+    assert summary["optuna_storage"].startswith("sqlite:///")
+
+    # Optuna: every trial is there; ASHA's early stops are PRUNED with their learning curve.
+    trials = _study(summary).get_trials()
+    assert len(trials) == 6 == summary["n_trials"]
+    states = {t.state for t in trials}
+    assert states <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert TrialState.PRUNED in states and TrialState.COMPLETE in states
+    for t in trials:
+        steps = sorted(t.intermediate_values)
+        if t.state == TrialState.COMPLETE:
+            assert steps == [1, 2, 3]
+            assert t.value == pytest.approx(t.intermediate_values[3])
+        else:
+            assert steps and steps == list(range(1, steps[-1] + 1)) and steps[-1] < 3
+        # The conditional parameter exists exactly where its condition holds.
+        assert ("momentum" in t.params) == (t.params["optimizer"] == "sgd")
+    assert {t.params["optimizer"] for t in trials} == {"sgd", "adam"}
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert summary["best_value"] == pytest.approx(max(t.value for t in completed))
+
+    # MLflow: one child run per trial, nested under the study's run, with per-epoch metrics as steps.
+    client, runs = _child_runs(summary)
+    assert len(runs) == 6
+    by_number = {int(r.data.tags["hpsearch.trial"]): r for r in runs}
+    assert sorted(by_number) == [t.number for t in trials]
+    for t in trials:
+        run = by_number[t.number]
+        expected = "completed" if t.state == TrialState.COMPLETE else "pruned"
+        assert run.data.tags["hpsearch.state"] == expected
+        assert run.data.tags["hpsearch.rung"] == str(max(t.intermediate_values))
+        assert run.info.run_name.startswith(f"trial-{t.number:04d}")
+        history = client.get_metric_history(run.info.run_id, "val_acc")
+        assert [m.step for m in history] == sorted(t.intermediate_values)
+        assert [m.value for m in history] == pytest.approx([t.intermediate_values[s] for s in sorted(t.intermediate_values)])
+        for name in ("val_loss", "train_loss"):
+            assert len(client.get_metric_history(run.info.run_id, name)) == len(history)
+        assert run.data.params["kernel_size"] == "3"  # fixed values are logged too
+        assert ("momentum" in run.data.params) == (run.data.params["optimizer"] == "sgd")
+        assert "data" not in run.data.params
+    best_runs = [r for r in runs if r.data.tags.get("hpsearch.best") == "true"]
+    assert len(best_runs) == 1 and int(best_runs[0].data.tags["hpsearch.trial"]) == summary["best_trial"]
+
+    parent = client.get_run(summary["mlflow_parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["best_val_acc"] == pytest.approx(summary["best_value"])
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"space.yaml", "best.json"} <= artifacts
+
+    # The registry agrees, and `status` / `list` / `best` read it.
+    runner = CliRunner()
+    status = json.loads(runner.invoke(main, ["status", summary["study_id"], "--json"]).stdout)
+    assert status["status"] == "succeeded" and status["n_trials"] == 6
+    assert status["n_completed"] == summary["n_completed"] and status["n_pruned"] == summary["n_pruned"]
+    listed = json.loads(runner.invoke(main, ["list", "--json"]).stdout)
+    assert summary["study_id"] in [s["id"] for s in listed]
+    out = stores / "best.yaml"
+    best = runner.invoke(main, ["best", summary["study_id"], "-o", str(out)])
+    assert best.exit_code == 0
+    import yaml
+
+    assert yaml.safe_load(out.read_text())["fixed"] == summary["best_params"]
+
+
+FLAKY_SPACE = """
+name: e2e-flaky
+trainable: "flaky:train"
+metric: score
+mode: max
+budget: {{trials: 10, max_epochs: 3, concurrency: 2{extra}}}
+sampler: {{type: random, seed: 7}}
+scheduler: {{type: fifo}}
+params:
+  x: {{type: float, low: 0.0, high: 1.0}}
+"""
+
+
+def test_failing_trials_are_recorded_with_reason_and_the_study_goes_on(ray_cluster, stores):
+    space = stores / "flaky.yaml"
+    space.write_text(FLAKY_SPACE.format(extra=""))
+
+    result, summary = _submit(space)
+
+    assert result.exit_code == 0, result.output
+    trials = _study(summary).get_trials()
+    assert len(trials) == 10
+    raised = [t for t in trials if t.params["x"] > 0.8]
+    diverged = [t for t in trials if 0.6 < t.params["x"] <= 0.8]
+    healthy = [t for t in trials if t.params["x"] <= 0.6]
+    assert raised and diverged and healthy, "seed 7 must sample all three kinds"
+    assert all(t.state == TrialState.FAIL for t in raised + diverged)
+    assert all(t.state == TrialState.COMPLETE for t in healthy)
+    assert summary["n_failed"] == len(raised) + len(diverged)
+
+    _, runs = _child_runs(summary)
+    by_number = {int(r.data.tags["hpsearch.trial"]): r for r in runs}
+    for t in raised:
+        run = by_number[t.number]
+        assert run.info.status == "FAILED" and run.data.tags["hpsearch.state"] == "failed"
+        assert "out of this model's range" in run.data.tags["hpsearch.fail_reason"]
+    for t in diverged:
+        run = by_number[t.number]
+        assert run.info.status == "FAILED"
+        assert run.data.tags["hpsearch.fail_reason"] == "score was nan"
+    assert summary["best_value"] == pytest.approx(max(t.value for t in healthy))
+    assert math.isfinite(summary["best_value"])
+
+
+def test_max_failed_trials_stops_the_study_and_exits_1(ray_cluster, stores):
+    space = stores / "flaky.yaml"
+    space.write_text(FLAKY_SPACE.format(extra=", max_failed_trials: 0").replace("e2e-flaky", "e2e-flaky-budget"))
+
+    result, summary = _submit(space)
+
+    assert result.exit_code == 1
+    assert summary["status"] == "failed"
+    assert "max_failed_trials=0" in summary["error"]
+    assert summary["n_failed"] >= 1
+    assert summary["n_trials"] < 10
+    parent = MlflowClient(summary["mlflow_tracking_uri"]).get_run(summary["mlflow_parent_run_id"])
+    assert parent.info.status == "FAILED"
+    assert _study(summary).get_trials(states=(TrialState.RUNNING,)) == []
