@@ -60,6 +60,8 @@ class StudySummary:
 
 def submit_study(space, settings: Settings, *, show_progress: bool = True, ray_address: Optional[str] = None) -> StudySummary:
     """Record a new study in the registry and run it to the end on this machine's Ray (or `ray_address`)."""
+    if ray_address:
+        _check_reachable(ray_address)  # before anything is recorded
     registry = Registry(settings.registry_url)
     study_id = new_study_id(space.name)
     registry.create(
@@ -81,6 +83,8 @@ def resume_study(study_id: str, settings: Settings, *, show_progress: bool = Tru
     """Continue a stopped, failed or crashed study: finished trials are kept, unfinished ones continue."""
     from service.space import parse_space
 
+    if ray_address:
+        _check_reachable(ray_address)
     registry = Registry(settings.registry_url)
     record = registry.find_or_raise_by_id(study_id)
     if record.status == SUCCEEDED:
@@ -112,6 +116,7 @@ def run_study(
 ) -> StudySummary:
     from service._tracking import client_for, get_or_create_experiment, start_parent_run
 
+    _configure_libraries()
     record = registry.find_or_raise_by_id(study_id)
     tune_path = settings.tune_dir / study_id
 
@@ -137,7 +142,6 @@ def run_study(
 
     status, error = FAILED, None
     try:
-        _configure_libraries()
         _init_ray(ray_address, space)
         tuner = _build_tuner(study_id, space, settings, experiment_id, parent_run_id, tune_path, resume, show_progress)
         started = time.monotonic()
@@ -145,8 +149,10 @@ def run_study(
         status, error = _outcome(space, settings, record.optuna_study_name, time.monotonic() - started)
     except KeyboardInterrupt:
         status, error = STOPPED, "interrupted"
-    except StudyError:
-        registry.update(study_id, status=FAILED, finished_at=_now(), error="could not start")
+    except StudyError as exc:
+        registry.update(study_id, status=FAILED, finished_at=_now(), error=str(exc))
+        client.set_tag(parent_run_id, "hpsearch.error", str(exc)[:5000])
+        client.set_terminated(parent_run_id, status="FAILED")
         raise
     except Exception as exc:  # the study itself failed; keep the reason where people look
         logger.exception("study %s failed", study_id)
@@ -157,12 +163,17 @@ def run_study(
 
 # -- Ray and Tune ----------------------------------------------------------------------------------------
 def _configure_libraries() -> None:
-    """Our progress lines are the study's voice: keep the libraries' banners out of the terminal. And save
-    Tune's experiment state at most a second apart (default: 10 s), so that after a crash `resume` re-runs
-    as little as possible; the snapshot of a small study takes milliseconds."""
+    """Our progress lines are the study's voice: keep the libraries' banners out of the terminal.
+
+    Tune snapshots its experiment state whenever a trial checkpoints (every epoch, with num_to_keep=1) and at
+    least every TUNE_GLOBAL_CHECKPOINT_S (1 s here, 10 s by default), so that after a crash `resume` re-runs
+    as little as possible; a small study's snapshot takes milliseconds, so Tune's warning about frequent
+    snapshots is switched off."""
+    import mlflow  # noqa: F401  (it sets its loggers up on import; quiet them after that)
     import optuna
 
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's legacy reporter obeys verbose=0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for name in ("mlflow", "alembic"):
@@ -186,6 +197,7 @@ def _init_ray(address: Optional[str], space) -> None:
         runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}},
     )
     if address:
+        _check_reachable(address)
         kwargs["address"] = address
     else:
         # Embedded: always a fresh local instance, never a `ray start` cluster that happens to be running.
@@ -194,6 +206,23 @@ def _init_ray(address: Optional[str], space) -> None:
         ray.init(**kwargs)
     except ConnectionError as exc:
         raise StudyError(f"cannot reach the Ray cluster at {address}: {exc}; check the address and that the head node is up") from exc
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """`ray.init` retries an unreachable address for minutes; a TCP probe answers in seconds."""
+    if address == "auto":
+        return
+    host_port = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise StudyError(f"--ray-address {address!r} is not HOST:PORT (e.g. 127.0.0.1:6379 or ray-head:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise StudyError(
+            f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); check --ray-address / RAY_ADDRESS "
+            f"and that the head node runs (`ray start --head`)"
+        ) from None
 
 
 def load_trainable(target: str) -> Callable:
@@ -271,6 +300,9 @@ def _build_tuner(study_id, space, settings, experiment_id, parent_run_id, tune_p
             max_concurrent_trials=space.budget.concurrency,
             time_budget_s=space.budget.time_s,
             trial_dirname_creator=trial_dirname,
+            # Trials with the same resources run in the same worker process one after another, so each
+            # pays torch's import and the data load once per worker, not once per trial.
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=study_id,

@@ -1,0 +1,131 @@
+"""The command line: exit codes, one-line errors, and fast start-up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from service.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((REPO / "search_spaces").glob("*.yaml"))
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.mark.parametrize("command", [[], ["submit"], ["validate"], ["schema"], ["resume"], ["list"], ["status"], ["best"]])
+def test_cli_help_on_every_command(command):
+    result = _run(*command, "--help")
+    assert result.exit_code == 0
+    assert "Usage:" in result.output
+
+
+def test_cli_validate_previews_the_default_space():
+    result = _run("validate", str(REPO / "search_spaces/digits_cnn.yaml"))
+    assert result.exit_code == 0, result.output
+    assert "lr" in result.stdout and "when optimizer" in result.stdout
+    assert "sampled configurations" in result.stdout
+
+
+@pytest.mark.parametrize("path", [p for p in EXAMPLES if p.name != "mnist_cnn.yaml"], ids=lambda p: p.name)
+def test_cli_every_example_space_validates(path):
+    assert _run("validate", str(path)).exit_code == 0
+
+
+def test_cli_mnist_example_names_the_missing_files(tmp_path):
+    result = _run("validate", str(REPO / "search_spaces/mnist_cnn.yaml"))
+    assert result.exit_code == 2
+    assert "train-images-idx3-ubyte" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("name: x\ntrainable: cnn\nmetric: val_acc\nparams:\n  lr: {type: float, low: 0.5, high: 0.1}\n",
+         ["bad.yaml:5", "params.lr.low", "0.5", "make low < high"]),
+        ("name: x\ntrainable: cnn\nmetric: val_acc\nparams:\n  lr: {type: float, low: 0.1, hihg: 0.5}\n",
+         ["bad.yaml:5", "hihg", "did you mean", "high"]),
+        ("name: x\ntrainable: cnn\nmetric: val_acc\nparams:\n  dropuot: {type: float, low: 0.1, high: 0.5}\n",
+         ["bad.yaml:5", "dropuot", "dropout"]),
+        ("name: x\ntrainable: cnn\nmetric: val_acc\nparams:\n  dropout: {type: float, low: 0.1, high: 1.0}\n",
+         ["bad.yaml:5", "params.dropout", "1"]),
+        ("name: x\ntrainable: cnn\nmetric: val_accuracy\nparams:\n  lr: {type: float, low: 0.01, high: 0.1}\n",
+         ["bad.yaml:3", "metric", "val_accuracy", "val_acc"]),
+        ("name: x\ntrainable: cnn\nmetric: val_acc\nparams: [\n", ["bad.yaml", "line"]),
+    ],
+    ids=["low>=high", "unknown-key", "unknown-param", "dropout-range", "unknown-metric", "yaml-syntax"],
+)
+def test_cli_user_errors_exit_2_with_one_clear_line(tmp_path, text, expected):
+    space = tmp_path / "bad.yaml"
+    space.write_text(text)
+    for command in ("validate", "submit"):
+        result = _run(command, str(space))
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+        message = result.stderr.strip()
+        assert len(message.splitlines()) <= 3, message
+        for fragment in expected:
+            assert fragment.lower() in message.lower(), (fragment, message)
+
+
+def test_cli_missing_file_exits_2(tmp_path):
+    result = _run("submit", str(tmp_path / "nope.yaml"))
+    assert result.exit_code == 2
+    assert "nope.yaml" in result.stderr
+
+
+def test_cli_bad_set_override_exits_2():
+    result = _run("validate", str(REPO / "search_spaces/digits_cnn.yaml"), "--set", "budget.trials=0")
+    assert result.exit_code == 2
+    assert "--set budget.trials=0" in result.stderr and "budget.trials" in result.stderr
+
+
+def test_cli_unreachable_cluster_exits_2_before_recording_anything(tmp_path, monkeypatch):
+    monkeypatch.setenv("HPSEARCH_HOME", str(tmp_path / "home"))
+    result = _run("submit", str(REPO / "search_spaces/digits_mlp.yaml"), "--ray-address", "127.0.0.1:1",
+                  "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert result.exit_code == 2
+    assert "cannot reach the Ray cluster at 127.0.0.1:1" in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_cli_unknown_study_exits_2(tmp_path, monkeypatch):
+    monkeypatch.setenv("HPSEARCH_HOME", str(tmp_path))
+    for command in ("status", "resume", "best"):
+        result = _run(command, "no-such-study")
+        assert result.exit_code == 2, (command, result.output)
+        assert "no-such-study" in result.stderr
+
+
+def test_cli_list_empty_registry(tmp_path, monkeypatch):
+    monkeypatch.setenv("HPSEARCH_HOME", str(tmp_path))
+    assert json.loads(_run("list", "--json").stdout) == []
+
+
+def test_cli_schema_is_json_schema_that_accepts_the_examples():
+    import jsonschema
+    import yaml
+
+    schema = json.loads(_run("schema").stdout)
+    assert "$schema" in schema
+    for path in EXAMPLES:
+        jsonschema.validate(yaml.safe_load(path.read_text()), schema)
+
+
+def test_cli_start_up_imports_no_heavy_library():
+    """`--help` and `validate` stay fast because Ray, torch and MLflow are not imported for them."""
+    code = (
+        "import sys; from click.testing import CliRunner; from service.cli import main; "
+        f"r = CliRunner().invoke(main, ['validate', {str(REPO / 'search_spaces/digits_cnn.yaml')!r}]); "
+        "assert r.exit_code == 0, r.output; "
+        "print(sorted(m for m in ('ray', 'torch', 'mlflow') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
