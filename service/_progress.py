@@ -21,11 +21,12 @@ from service._searcher import final_state
 
 @dataclass
 class TrialView:
-    number: int  # Tune's trial counter, stable for the trial's life
+    number: int  # order of first start, as Optuna numbers trials
     state: str = "running"
     epoch: int = 0
     value: Optional[float] = None  # latest value of the primary metric
     reason: str = ""
+    params: str = ""
 
 
 @dataclass
@@ -70,10 +71,12 @@ class StudyProgress(Callback, Stopper):
         self.failure_budget_exceeded = False
         self._registry = None
         self._last_registry_write = 0.0
+        self._live = None  # rich Live table when stderr is a terminal; plain lines otherwise
+        self._last_refresh = 0.0
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_registry"] = None
+        state["_registry"] = state["_live"] = None
         return state
 
     # Tune checkpoints callback state with the experiment and hands it back on resume.
@@ -96,7 +99,8 @@ class StudyProgress(Callback, Stopper):
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         view = self.snapshot.trials.setdefault(trial.trial_id, self._new_view())
         view.state = "running"
-        self._emit(f"trial {view.number:04d} started  {_brief(trial.config)}")
+        view.params = _brief(trial.config)
+        self._emit(f"trial {view.number:04d} started  {view.params}")
         self._write_registry(force=True)
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
@@ -105,6 +109,7 @@ class StudyProgress(Callback, Stopper):
         value = result.get(self.metric)
         if isinstance(value, (int, float)):
             view.value = float(value)
+        self._refresh_live()
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         view = self.snapshot.trials.setdefault(trial.trial_id, self._new_view())
@@ -127,6 +132,10 @@ class StudyProgress(Callback, Stopper):
 
     def on_experiment_end(self, trials: list, **info) -> None:
         self._write_registry(force=True)
+        if self._live is not None:
+            self._refresh_live(force=True)
+            self._live.stop()
+            self._live = None
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _new_view(self) -> TrialView:
@@ -167,8 +176,47 @@ class StudyProgress(Callback, Stopper):
         )
 
     def _emit(self, line: str) -> None:
-        if self.show:
+        """One event: a line on a plain stderr, a redraw of the table on a terminal."""
+        if not self.show:
+            return
+        if sys.stderr.isatty():
+            self._refresh_live(force=True)
+        else:
             print(line, file=sys.stderr, flush=True)
+
+    def _refresh_live(self, force: bool = False) -> None:
+        if not self.show or not sys.stderr.isatty():
+            return
+        now = time.time()
+        if not force and now - self._last_refresh < 0.5:
+            return
+        self._last_refresh = now
+        if self._live is None:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(console=Console(stderr=True), auto_refresh=False, redirect_stdout=False,
+                              redirect_stderr=False)
+            self._live.start()
+        self._live.update(self.render_table(), refresh=True)
+
+    def render_table(self):
+        """Running trials with their epoch and current metric, then the best finished ones."""
+        from rich.table import Table
+
+        table = Table(title=self.study_id, caption=self.status_line(), caption_justify="left", expand=False)
+        for column in ("trial", "state", "epoch", self.metric, "parameters"):
+            table.add_column(column, no_wrap=column != "parameters")
+        trials = list(self.snapshot.trials.values())
+        running = [t for t in trials if t.state == "running"]
+        finished = [t for t in trials if t.state == "completed" and t.value is not None]
+        finished.sort(key=lambda t: t.value, reverse=self.mode == "max")
+        recent_failed = [t for t in trials if t.state == "failed"][-3:]
+        for t in running + finished[:5] + recent_failed:
+            value = "-" if t.value is None else f"{t.value:.4f}"
+            detail = t.reason if t.state == "failed" else t.params
+            table.add_row(f"{t.number:04d}", t.state, f"{t.epoch}/{self.max_epochs}", value, detail[:80])
+        return table
 
     def _write_registry(self, force: bool = False) -> None:
         if not self.registry_url:

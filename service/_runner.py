@@ -53,16 +53,27 @@ class StudySummary:
     optuna_study_name: str
     tune_path: Optional[str]
     error: Optional[str] = None
+    pareto_front: Optional[list] = None  # multi-objective: [{"trial", "values", "params"}] of the front
+    registered_model: Optional[str] = None  # "name/version" in the MLflow Model Registry, with --register
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def submit_study(space, settings: Settings, *, show_progress: bool = True, ray_address: Optional[str] = None) -> StudySummary:
+def submit_study(
+    space,
+    settings: Settings,
+    *,
+    show_progress: bool = True,
+    ray_address: Optional[str] = None,
+    register: Optional[str] = None,
+    warm_start: Optional[str] = None,
+) -> StudySummary:
     """Record a new study in the registry and run it to the end on this machine's Ray (or `ray_address`)."""
     if ray_address:
         _check_reachable(ray_address)  # before anything is recorded
     registry = Registry(settings.registry_url)
+    seed_trials = _plan_warm_start(registry, warm_start, space, show_progress) if warm_start else []
     study_id = new_study_id(space.name)
     registry.create(
         study_id=study_id,
@@ -76,10 +87,38 @@ def submit_study(space, settings: Settings, *, show_progress: bool = True, ray_a
         optuna_study_name=study_id,
         mlflow_tracking_uri=settings.tracking_uri,
     )
-    return run_study(study_id, space, settings, registry=registry, show_progress=show_progress, ray_address=ray_address)
+    return run_study(
+        study_id, space, settings, registry=registry, show_progress=show_progress, ray_address=ray_address,
+        register=register, seed_trials=seed_trials,
+    )
 
 
-def resume_study(study_id: str, settings: Settings, *, show_progress: bool = True, ray_address: Optional[str] = None) -> StudySummary:
+def _plan_warm_start(registry: Registry, source_id: str, space, show_progress: bool) -> list:
+    """The earlier study's finished trials, translated into the new space (see service/_warmstart.py)."""
+    import optuna
+
+    from service._warmstart import WarmStartError, plan_warm_start
+
+    source = registry.find_or_raise_by_id(source_id)
+    study = optuna.load_study(study_name=source.optuna_study_name, storage=_optuna_storage(source.optuna_storage))
+    try:
+        plan = plan_warm_start(study, space, source_label=source.id)
+    except WarmStartError as exc:
+        raise StudyError(str(exc)) from None
+    if show_progress:
+        for line in plan.messages:
+            print(f"warm start: {line}", file=sys.stderr, flush=True)
+    return plan.trials
+
+
+def resume_study(
+    study_id: str,
+    settings: Settings,
+    *,
+    show_progress: bool = True,
+    ray_address: Optional[str] = None,
+    register: Optional[str] = None,
+) -> StudySummary:
     """Continue a stopped, failed or crashed study: finished trials are kept, unfinished ones continue."""
     from service.space import parse_space
 
@@ -101,7 +140,10 @@ def resume_study(study_id: str, settings: Settings, *, show_progress: bool = Tru
         optuna_storage=record.optuna_storage,
         registry_url=settings.registry_url,
     )
-    return run_study(record.id, space, stores, registry=registry, show_progress=show_progress, ray_address=ray_address, resume=True)
+    return run_study(
+        record.id, space, stores, registry=registry, show_progress=show_progress, ray_address=ray_address,
+        resume=True, register=register,
+    )
 
 
 def run_study(
@@ -113,6 +155,8 @@ def run_study(
     show_progress: bool = True,
     ray_address: Optional[str] = None,
     resume: bool = False,
+    register: Optional[str] = None,
+    seed_trials: Optional[list] = None,
 ) -> StudySummary:
     from service._tracking import client_for, get_or_create_experiment, start_parent_run
 
@@ -140,12 +184,15 @@ def run_study(
         driver=_driver_id(),
     )
 
-    status, error = FAILED, None
+    status, error, checkpoints = FAILED, None, {}
     try:
         _init_ray(ray_address, space)
-        tuner = _build_tuner(study_id, space, settings, experiment_id, parent_run_id, tune_path, resume, show_progress)
+        tuner = _build_tuner(
+            study_id, space, settings, experiment_id, parent_run_id, tune_path, resume, show_progress, seed_trials or []
+        )
         started = time.monotonic()
-        tuner.fit()
+        results = tuner.fit()
+        checkpoints = _checkpoints_by_trial(results)
         status, error = _outcome(space, settings, record.optuna_study_name, time.monotonic() - started)
     except KeyboardInterrupt:
         status, error = STOPPED, "interrupted"
@@ -157,8 +204,10 @@ def run_study(
     except Exception as exc:  # the study itself failed; keep the reason where people look
         logger.exception("study %s failed", study_id)
         status, error = FAILED, f"{type(exc).__name__}: {exc}"
-    summary = _finish(study_id, space, settings, registry, client, parent_run_id, experiment_id, tune_path, status, error)
-    return summary
+    return _finish(
+        study_id, space, settings, registry, client, parent_run_id, experiment_id, tune_path, status, error,
+        checkpoints=checkpoints, register=register,
+    )
 
 
 # -- Ray and Tune ----------------------------------------------------------------------------------------
@@ -235,7 +284,7 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _build_tuner(study_id, space, settings, experiment_id, parent_run_id, tune_path, resume, show_progress):
+def _build_tuner(study_id, space, settings, experiment_id, parent_run_id, tune_path, resume, show_progress, seed_trials):
     from ray import tune
 
     from service._progress import StudyProgress
@@ -268,6 +317,8 @@ def _build_tuner(study_id, space, settings, experiment_id, parent_run_id, tune_p
     )
     searcher.study.set_user_attr("hpsearch.study_id", study_id)
     searcher.study.set_user_attr("hpsearch.metrics", space.metrics)
+    if seed_trials:
+        searcher.study.add_trials(seed_trials)  # before the first ask: TPE starts from them
     tracker = MlflowTrialLogger(
         tracking_uri=settings.tracking_uri,
         experiment_id=experiment_id,
@@ -276,6 +327,7 @@ def _build_tuner(study_id, space, settings, experiment_id, parent_run_id, tune_p
         optuna_storage=settings.optuna_storage,
         optuna_study_name=study_id,
         metric=space.metrics if multi else metric,
+        mode=space.modes if multi else mode,
         max_epochs=space.budget.max_epochs,
         name_params=tuple(list(space.params)[:3]),
     )
@@ -382,7 +434,7 @@ def _outcome(space, settings: Settings, optuna_study_name: str, fit_seconds: flo
     from optuna.trial import TrialState
 
     study = optuna.load_study(study_name=optuna_study_name, storage=_optuna_storage(settings.optuna_storage))
-    trials = study.get_trials(deepcopy=False)
+    trials = own_trials(study)
     n_failed = sum(t.state == TrialState.FAIL for t in trials)
     limit = space.budget.max_failed_trials
     if limit is not None and n_failed > limit:
@@ -405,6 +457,16 @@ def _grid_left(space, study) -> bool:
 
     sampler = study.sampler
     return not (isinstance(sampler, GridSampler) and sampler.is_exhausted(study))
+
+
+def _checkpoints_by_trial(results) -> dict[str, str]:
+    """Tune trial id -> directory of the trial's last checkpoint."""
+    found = {}
+    for result in results:
+        trial_id = (result.metrics or {}).get("trial_id")
+        if trial_id and result.checkpoint is not None:
+            found[trial_id] = result.checkpoint.path
+    return found
 
 
 def reconcile_running_trials(optuna_storage: str, optuna_study_name: str) -> int:
@@ -431,7 +493,7 @@ def summarize(space, optuna_storage: str, optuna_study_name: str):
     from optuna.trial import TrialState
 
     study = optuna.load_study(study_name=optuna_study_name, storage=_optuna_storage(optuna_storage))
-    trials = study.get_trials(deepcopy=False)
+    trials = own_trials(study)
     counts = {
         "n_trials": len(trials),
         "n_completed": sum(t.state == TrialState.COMPLETE for t in trials),
@@ -440,13 +502,26 @@ def summarize(space, optuna_storage: str, optuna_study_name: str):
         "n_running": sum(t.state == TrialState.RUNNING for t in trials),
     }
     best = None
-    if counts["n_completed"] and len(space.metrics) == 1:
-        best = study.best_trial
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    if completed and len(space.metrics) == 1:
+        pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+        best = pick(completed, key=lambda t: t.value)
     return study, counts, best
 
 
-def _finish(study_id, space, settings, registry, client, parent_run_id, experiment_id, tune_path, status, error) -> StudySummary:
-    from service._tracking import TAG_BEST, TAG_STUDY, TAG_TRIAL
+def own_trials(study) -> list:
+    """The study's own trials, without those a warm start copied in from an earlier study."""
+    from service._warmstart import SOURCE_ATTR
+
+    return [t for t in study.get_trials(deepcopy=False) if SOURCE_ATTR not in t.user_attrs]
+
+
+def _finish(
+    study_id, space, settings, registry, client, parent_run_id, experiment_id, tune_path, status, error,
+    *, checkpoints: dict[str, str], register: Optional[str],
+) -> StudySummary:
+    from service._searcher import TUNE_TRIAL_ID_ATTR
+    from service._tracking import TAG_PARETO, log_best_model, register_best_model, tag_trial_runs
 
     if status != STOPPED:
         reconcile_running_trials(settings.optuna_storage, study_id)
@@ -467,7 +542,27 @@ def _finish(study_id, space, settings, registry, client, parent_run_id, experime
             path = Path(tmp) / "best.json"
             path.write_text(json.dumps({"value": best_value, "metric": metric, "trial": best.number, "params": best_params}, indent=2))
             client.log_artifact(parent_run_id, str(path))
-        _mark_best_run(client, experiment_id, study_id, best.number)
+        tag_trial_runs(client, experiment_id, study_id, [best.number], "hpsearch.best")
+    pareto = None
+    if len(space.metrics) > 1 and counts["n_completed"]:
+        own = {t.number for t in own_trials(study)}
+        front = [t for t in study.best_trials if t.number in own]
+        pareto = [{"trial": t.number, "values": list(t.values), "params": dict(t.params)} for t in front]
+        tag_trial_runs(client, experiment_id, study_id, [t.number for t in front], TAG_PARETO)
+        client.set_tag(parent_run_id, "hpsearch.pareto_trials", ",".join(str(t.number) for t in front))
+    registered = None
+    checkpoint_dir = checkpoints.get(best.user_attrs.get(TUNE_TRIAL_ID_ATTR, "")) if best is not None else None
+    if checkpoint_dir:
+        log_best_model(client, parent_run_id, checkpoint_dir, space, best)
+        if register:
+            try:
+                registered = register_best_model(settings.tracking_uri, parent_run_id, checkpoint_dir, register)
+            except Exception as exc:  # noqa: BLE001 - the study's results stand; say why registering failed
+                logger.warning("could not register the best model as %s: %s", register, exc)
+                error = (error + "; " if error else "") + f"registering the best model failed: {exc}"
+    elif register and best is not None:
+        error = (error + "; " if error else "") + "no checkpoint of the best trial to register"
+    _log_report(client, parent_run_id, study, space)
     if error:
         client.set_tag(parent_run_id, "hpsearch.error", error[:5000])
     client.set_terminated(parent_run_id, status={SUCCEEDED: "FINISHED", STOPPED: "KILLED"}.get(status, "FAILED"))
@@ -505,17 +600,24 @@ def _finish(study_id, space, settings, registry, client, parent_run_id, experime
         optuna_study_name=study_id,
         tune_path=str(tune_path),
         error=error,
+        pareto_front=pareto,
+        registered_model=registered,
     )
 
 
-def _mark_best_run(client, experiment_id: str, study_id: str, number: int) -> None:
-    from service._tracking import TAG_BEST, TAG_STUDY, TAG_TRIAL
-
-    runs = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{TAG_STUDY}` = '{study_id}' and tags.`{TAG_TRIAL}` = '{number}'"
-    )
-    for run in runs:
-        client.set_tag(run.info.run_id, TAG_BEST, "true")
+def _log_report(client, parent_run_id: str, study, space) -> None:
+    """Plots and the trials table on the study's run; a report that cannot be drawn never fails a study."""
+    try:
+        from service._report import write_study_report
+    except ImportError:  # pragma: no cover - the report module is optional at import time
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            write_study_report(study, tmp, metric_names=space.metrics)
+        except Exception as exc:  # noqa: BLE001 - report problems are logged, not fatal
+            logger.warning("could not draw the study report: %s", exc)
+            return
+        client.log_artifacts(parent_run_id, tmp, artifact_path="report")
 
 
 def _now() -> dt.datetime:

@@ -27,6 +27,7 @@ TAG_TUNE_ID = "hpsearch.tune_trial_id"
 TAG_REASON = "hpsearch.fail_reason"
 TAG_BEST = "hpsearch.best"
 TAG_NODE = "hpsearch.node"
+TAG_PARETO = "hpsearch.pareto"  # multi-objective: the trial is on the Pareto front
 PARENT_TAG = "mlflow.parentRunId"
 
 _STATE_BY_OPTUNA = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed"}
@@ -156,6 +157,7 @@ class MlflowTrialLogger(Callback):
         optuna_storage: str,
         optuna_study_name: str,
         metric: Any,
+        mode: Any,
         max_epochs: int,
         name_params: tuple[str, ...],
     ):
@@ -166,7 +168,10 @@ class MlflowTrialLogger(Callback):
         self.optuna_storage = optuna_storage
         self.optuna_study_name = optuna_study_name
         self.metric = metric
+        self.mode = mode
         self.max_epochs = max_epochs
+        self._best: Optional[float] = None  # best completed value so far (single objective)
+        self._n_completed = 0
         self.name_params = name_params
         self._runs: dict[str, str] = {}  # Tune trial id -> MLflow run id
         self._client = None
@@ -185,10 +190,12 @@ class MlflowTrialLogger(Callback):
 
     # Tune saves and restores callback state with the experiment checkpoint.
     def get_state(self) -> Optional[dict]:
-        return {"runs": dict(self._runs)}
+        return {"runs": dict(self._runs), "best": self._best, "n_completed": self._n_completed}
 
     def set_state(self, state: dict) -> None:
         self._runs.update(state.get("runs", {}))
+        self._best = state.get("best")
+        self._n_completed = state.get("n_completed", 0)
 
     def run_id_for(self, trial_id: str) -> Optional[str]:
         return self._runs.get(trial_id)
@@ -241,6 +248,15 @@ class MlflowTrialLogger(Callback):
         if label == "failed":
             self.client.set_tag(run_id, TAG_REASON, _non_finite_reason(trial.last_result, self.metric))
         self.client.set_terminated(run_id, status="FAILED" if label == "failed" else "FINISHED")
+        if label == "completed" and not isinstance(self.metric, list):
+            self._log_best_so_far(float(trial.last_result[self.metric]))
+
+    def _log_best_so_far(self, value: float) -> None:
+        """The parent's chart of `best_<metric>_so_far` over completed trials shows the search converging."""
+        self._n_completed += 1
+        if self._best is None or (value > self._best if self.mode == "max" else value < self._best):
+            self._best = value
+        self.client.log_metric(self.parent_run_id, f"best_{self.metric}_so_far", self._best, step=self._n_completed)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         run_id = self._runs.get(trial.trial_id)
@@ -284,3 +300,57 @@ def _non_finite_reason(result: dict, metric: Any) -> str:
         if isinstance(value, float) and not math.isfinite(value):
             return f"{name} was {value}"
     return "the trial reported no usable result"
+
+
+def tag_trial_runs(client, experiment_id: str, study_id: str, numbers: list[int], tag: str) -> None:
+    """Set `tag = true` on the child runs of these Optuna trial numbers."""
+    wanted = {str(n) for n in numbers}
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{TAG_STUDY}` = '{study_id}'", max_results=5000)
+    for run in runs:
+        if run.data.tags.get(TAG_TRIAL) in wanted:
+            client.set_tag(run.info.run_id, tag, "true")
+
+
+def log_best_model(client, parent_run_id: str, checkpoint_dir: str, space, best_trial) -> None:
+    """The best trial's last checkpoint under `best_model/` of the study's run, with what rebuilds it:
+    for built-in trainables `trainables.load_model("best_model/checkpoint.pt")` gives the trained model."""
+    import json
+
+    with tempfile.TemporaryDirectory() as tmp:
+        info = {
+            "trainable": space.trainable,
+            "trial": best_trial.number,
+            "metric": space.metrics[0],
+            "value": best_trial.value,
+            "params": dict(best_trial.params),
+            "fixed": dict(space.fixed),
+            "data": space.trial_constants()["data"],
+            "max_epochs": space.budget.max_epochs,
+            "load_with": "trainables.load_model('checkpoint.pt')" if space.trainable_spec else None,
+        }
+        (Path(tmp) / "model_config.json").write_text(json.dumps(info, indent=2, default=str))
+        client.log_artifact(parent_run_id, str(Path(tmp) / "model_config.json"), artifact_path="best_model")
+    client.log_artifacts(parent_run_id, checkpoint_dir, artifact_path="best_model")
+
+
+def register_best_model(tracking_uri: str, parent_run_id: str, checkpoint_dir: str, name: str) -> Optional[str]:
+    """Log the best model in MLflow's PyTorch flavour and register it as `name`; returns "name/version"."""
+    import mlflow
+    import mlflow.pytorch
+
+    from trainables import load_model
+
+    checkpoint = Path(checkpoint_dir) / "checkpoint.pt"
+    if not checkpoint.exists():
+        return None
+    import numpy as np
+    import torch
+
+    model = load_model(str(checkpoint))
+    shape = torch.load(str(checkpoint), map_location="cpu", weights_only=True)["input_shape"]
+    example = np.zeros((1, *shape), dtype=np.float32)  # MLflow traces the model with it; (1, C, H, W) or (1, F)
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_id=parent_run_id):
+        info = mlflow.pytorch.log_model(model, name="model", registered_model_name=name, input_example=example)
+    version = getattr(info, "registered_model_version", None)
+    return f"{name}/{version}" if version is not None else name

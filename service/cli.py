@@ -108,8 +108,12 @@ def schema() -> None:
 @click.option("--ray-address", envvar="RAY_ADDRESS",
               help="Run the trials on this Ray cluster instead of an embedded one. Env: RAY_ADDRESS.")
 @click.option("--quiet", "-q", is_flag=True, help="No per-trial progress on stderr.")
+@click.option("--register", metavar="NAME",
+              help="Register the best trial's model in the MLflow Model Registry under NAME (built-in trainables).")
+@click.option("--warm-start", metavar="STUDY_ID",
+              help="Seed the new study with the finished trials of an earlier one whose space is compatible.")
 @json_option
-def submit(space_file, overrides, tracking_uri, home, ray_address, quiet, as_json) -> None:
+def submit(space_file, overrides, tracking_uri, home, ray_address, quiet, register, warm_start, as_json) -> None:
     """Validate SPACE_FILE and run the study; progress goes to stderr, the result to stdout."""
     from service.space import load_space
 
@@ -120,7 +124,10 @@ def submit(space_file, overrides, tracking_uri, home, ray_address, quiet, as_jso
         from service._runner import submit_study
 
         with _stdout_to_stderr(as_json):
-            summary = submit_study(space, settings, show_progress=not quiet, ray_address=ray_address)
+            summary = submit_study(
+                space, settings, show_progress=not quiet, ray_address=ray_address, register=register,
+                warm_start=warm_start,
+            )
     _print_summary(summary, as_json)
 
 
@@ -130,15 +137,16 @@ def submit(space_file, overrides, tracking_uri, home, ray_address, quiet, as_jso
 @home_option
 @click.option("--ray-address", envvar="RAY_ADDRESS", help="Ray cluster to resume on. Env: RAY_ADDRESS.")
 @click.option("--quiet", "-q", is_flag=True, help="No per-trial progress on stderr.")
+@click.option("--register", metavar="NAME", help="Register the best model under NAME when the study ends.")
 @json_option
-def resume(study_id, tracking_uri, home, ray_address, quiet, as_json) -> None:
+def resume(study_id, tracking_uri, home, ray_address, quiet, register, as_json) -> None:
     """Continue a stopped or crashed study without re-running its finished trials."""
     with _user_errors():
         settings = _settings(home, tracking_uri)
         from service._runner import resume_study
 
         with _stdout_to_stderr(as_json):
-            summary = resume_study(study_id, settings, show_progress=not quiet, ray_address=ray_address)
+            summary = resume_study(study_id, settings, show_progress=not quiet, ray_address=ray_address, register=register)
     _print_summary(summary, as_json)
 
 
@@ -213,6 +221,22 @@ def best(study_id, home, output, as_json) -> None:
         click.echo(yaml.safe_dump(record.best_params, sort_keys=False).rstrip())
 
 
+@main.command()
+@tracking_option
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535), help="Port of the UI.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the UI listens on.")
+def ui(tracking_uri, port, host) -> None:
+    """Open the MLflow UI on the configured store (or print the server's URL)."""
+    settings = _settings(None, tracking_uri)
+    uri = settings.tracking_uri
+    if uri.startswith(("http://", "https://")):
+        click.echo(f"the MLflow server is at {uri}")
+        return
+    click.echo(f"MLflow UI for {uri} at http://{host}:{port}/ (Ctrl-C stops it)", err=True)
+    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                               "--host", host, "--port", str(port)])
+
+
 def _record_dict(record) -> dict:
     from dataclasses import asdict
 
@@ -249,6 +273,11 @@ def _print_summary(summary, as_json: bool) -> None:
         click.echo(
             f"trials {summary.n_trials}: completed {summary.n_completed}, pruned {summary.n_pruned}, failed {summary.n_failed}"
         )
+        for point in summary.pareto_front or []:
+            values = ", ".join(f"{m}={v:.4g}" for m, v in zip(summary.metric, point["values"]))
+            click.echo(f"pareto trial {point['trial']}: {values}")
+        if summary.registered_model:
+            click.echo(f"registered model: {summary.registered_model}")
         if summary.best_value is not None:
             click.echo(f"best {summary.metric} = {summary.best_value:.4f} (trial {summary.best_trial})")
             for key, value in (summary.best_params or {}).items():

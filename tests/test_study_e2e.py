@@ -87,7 +87,7 @@ def test_submit_digits_study_records_every_trial_in_optuna_and_mlflow(ray_cluste
     space = stores / "digits.yaml"
     space.write_text(DIGITS_SPACE)
 
-    result, summary = _submit(space)
+    result, summary = _submit(space, "--register", "e2e-digits-best")
 
     assert result.exit_code == 0, result.output
     assert summary["status"] == "succeeded"
@@ -141,7 +141,27 @@ def test_submit_digits_study_records_every_trial_in_optuna_and_mlflow(ray_cluste
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["best_val_acc"] == pytest.approx(summary["best_value"])
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"space.yaml", "best.json"} <= artifacts
+    assert {"space.yaml", "best.json", "best_model", "report"} <= artifacts
+    history = client.get_metric_history(parent.info.run_id, "best_val_acc_so_far")
+    assert [m.step for m in history] == list(range(1, summary["n_completed"] + 1))
+    assert [m.value for m in history] == sorted(m.value for m in history)  # never gets worse
+    assert history[-1].value == pytest.approx(summary["best_value"])
+
+    # The best model: its checkpoint rebuilds the trained network, which scores the reported val_acc.
+    import torch
+    from trainables import load_dataset, load_model
+
+    local = Path(client.download_artifacts(parent.info.run_id, "best_model", str(stores / "best_model")))
+    config = json.loads((local / "model_config.json").read_text())
+    assert config["trial"] == summary["best_trial"] and config["params"] == summary["best_params"]
+    model = load_model(str(local / "checkpoint.pt"))
+    data = load_dataset(config["data"], "cpu")
+    with torch.no_grad():
+        accuracy = (model(data.x_val).argmax(dim=1) == data.y_val).float().mean().item()
+    assert accuracy == pytest.approx(summary["best_value"], abs=1e-6)
+    version = client.search_model_versions("name = 'e2e-digits-best'")[0]
+    assert version.run_id == parent.info.run_id
+    assert summary["registered_model"] == f"e2e-digits-best/{version.version}"
 
     # The registry agrees, and `status` / `list` / `best` read it.
     runner = CliRunner()
@@ -216,3 +236,76 @@ def test_max_failed_trials_stops_the_study_and_exits_1(ray_cluster, stores):
     parent = MlflowClient(summary["mlflow_tracking_uri"]).get_run(summary["mlflow_parent_run_id"])
     assert parent.info.status == "FAILED"
     assert _study(summary).get_trials(states=(TrialState.RUNNING,)) == []
+
+
+MULTI_SPACE = """
+name: e2e-multi
+trainable: mlp
+data: {dataset: digits}
+metric: [val_acc, n_params]
+mode: [max, min]
+budget: {trials: 6, max_epochs: 2, concurrency: 2}
+sampler: {type: nsga2, seed: 0, population_size: 4}
+scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
+params:
+  units:         {type: int, low: 8, high: 256, log: true}
+  hidden_layers: {type: int, low: 1, high: 3}
+fixed: {lr: 0.01}
+"""
+
+
+def test_multi_objective_study_reports_the_pareto_front(ray_cluster, stores):
+    space = stores / "multi.yaml"
+    space.write_text(MULTI_SPACE)
+
+    result, summary = _submit(space)
+
+    assert result.exit_code == 0, result.output
+    study = _study(summary)
+    assert len(study.directions) == 2
+    front = {p["trial"] for p in summary["pareto_front"]}
+    assert front == {t.number for t in study.best_trials} and front
+    client, runs = _child_runs(summary)
+    by_number = {int(r.data.tags["hpsearch.trial"]): r for r in runs}
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        run = by_number[t.number]
+        assert t.values == [pytest.approx(run.data.metrics["val_acc"]), run.data.metrics["n_params"]]
+    tagged = {int(r.data.tags["hpsearch.trial"]) for r in runs if r.data.tags.get("hpsearch.pareto") == "true"}
+    assert tagged == front
+    report = {a.path for a in client.list_artifacts(summary["mlflow_parent_run_id"], "report")}
+    assert "report/pareto_front.html" in report
+
+
+def test_warm_start_seeds_a_new_study_with_compatible_finished_trials(ray_cluster, stores):
+    first = stores / "first.yaml"
+    first.write_text(FLAKY_SPACE.format(extra="").replace("e2e-flaky", "e2e-warm-source").replace("trials: 10", "trials: 8"))
+    _, source = _submit(first)
+    source_trials = _study(source).get_trials()
+    narrow = stores / "second.yaml"
+    narrow.write_text(
+        FLAKY_SPACE.format(extra="").replace("e2e-flaky", "e2e-warm").replace("trials: 10", "trials: 3")
+        .replace("high: 1.0", "high: 0.5")
+    )
+
+    result = CliRunner().invoke(main, ["submit", str(narrow), "--json", "--warm-start", source["study_id"]])
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert "warm start: kept" in result.stderr
+    trials = _study(summary).get_trials()
+    seeded = [t for t in trials if "warm_start.source" in t.user_attrs]
+    expected = [t for t in source_trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.params["x"] <= 0.5]
+    assert sorted(t.user_attrs["warm_start.number"] for t in seeded) == sorted(t.number for t in expected)
+    assert all(t.user_attrs["warm_start.source"] == source["study_id"] for t in seeded)
+    # The seeded trials inform the sampler but are not this study's trials: not counted, not in MLflow.
+    assert summary["n_trials"] == 3 == len(trials) - len(seeded)
+    _, runs = _child_runs(summary)
+    assert len(runs) == 3
+
+
+def test_warm_start_from_unknown_study_exits_2(stores):
+    space = stores / "flaky.yaml"
+    space.write_text(FLAKY_SPACE.format(extra=""))
+    result = CliRunner().invoke(main, ["submit", str(space), "--warm-start", "no-such-study"])
+    assert result.exit_code == 2
+    assert "no-such-study" in result.stderr

@@ -15,7 +15,7 @@ from trainables._errors import DataError, TrialDiverged
 if TYPE_CHECKING:
     from trainables._loop import fit
     from trainables.datasets import Dataset, check_data, load_dataset
-    from trainables.models import build_model, count_params, init_weights
+    from trainables.models import build_model, count_params, init_weights, load_model
 
 # name -> module that defines it, imported on first access
 _LAZY = {
@@ -23,6 +23,7 @@ _LAZY = {
     "build_model": "trainables.models",
     "count_params": "trainables.models",
     "init_weights": "trainables.models",
+    "load_model": "trainables.models",
     "load_dataset": "trainables.datasets",
     "check_data": "trainables.datasets",
     "Dataset": "trainables.datasets",
@@ -42,6 +43,7 @@ __all__ = [
     "fit",
     "init_weights",
     "load_dataset",
+    "load_model",
 ]
 
 

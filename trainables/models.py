@@ -163,3 +163,12 @@ def init_weights(model: nn.Module, scheme: str, activation: Optional[str] = None
         if module.bias is not None:
             nn.init.zeros_(module.bias)
 
+
+
+def load_model(checkpoint_file: str, map_location: str = "cpu") -> nn.Module:
+    """Rebuild the model a trial checkpoint (checkpoint.pt) was saved from, with its trained weights, in
+    eval mode. The checkpoint carries the model name, its hyperparameters and the data's shape."""
+    state = torch.load(checkpoint_file, map_location=map_location, weights_only=True)
+    model = build_model(state["model_name"], state["hparams"], tuple(state["input_shape"]), state["num_classes"])
+    model.load_state_dict(state["model"])
+    return model.eval()

@@ -1,0 +1,86 @@
+"""StudyProgress: counts, best so far, the failure budget, the terminal table; and its survival through
+pickling (Tune pickles callbacks into the experiment state and unpickles them on resume).
+
+Tune's Trial objects are replaced by a small stand-in with the attributes the callback reads."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pytest
+from rich.console import Console
+
+from service._progress import StudyProgress
+
+
+@dataclass
+class FakeTrial:
+    trial_id: str
+    config: dict = field(default_factory=dict)
+    last_result: dict = field(default_factory=dict)
+    error_file: Optional[str] = None
+
+
+def _progress(**kwargs) -> StudyProgress:
+    defaults = dict(study_id="s", registry_url=None, metric="val_acc", mode="max", all_metrics="val_acc",
+                    max_epochs=3, max_failed_trials=None, total_trials=10, time_budget_s=None, show=False)
+    defaults.update(kwargs)
+    return StudyProgress(**defaults)
+
+
+def _finish(progress: StudyProgress, trial_id: str, value: float, epochs: int) -> None:
+    trial = FakeTrial(trial_id, {"lr": 0.1})
+    progress.on_trial_start(0, [], trial)
+    for epoch in range(1, epochs + 1):
+        trial.last_result = {"val_acc": value * epoch / epochs, "training_iteration": epoch}
+        progress.on_trial_result(0, [], trial, trial.last_result)
+    progress.on_trial_complete(0, [], trial)
+
+
+@pytest.mark.parametrize("mode, best", [("max", 0.9), ("min", 0.5)])
+def test_progress_counts_states_and_best_completed_value(mode, best):
+    progress = _progress(mode=mode)
+    _finish(progress, "a", 0.9, 3)
+    _finish(progress, "b", 0.5, 3)
+    _finish(progress, "c", 0.99, 1)  # pruned at epoch 1: never the best
+    snapshot = progress.snapshot
+    assert (snapshot.count("completed"), snapshot.count("pruned")) == (2, 1)
+    assert snapshot.best_value == pytest.approx(best)
+
+
+def test_progress_failure_budget_stops_all_once_exceeded(tmp_path):
+    error = tmp_path / "error.txt"
+    error.write_text("Traceback ...\nValueError: boom\n")
+    progress = _progress(max_failed_trials=1)
+    for trial_id in ("a", "b"):
+        trial = FakeTrial(trial_id, error_file=str(error))
+        progress.on_trial_start(0, [], trial)
+        assert not progress.stop_all()
+        progress.on_trial_error(0, [], trial)
+    assert progress.stop_all()
+    assert progress.snapshot.trials["a"].reason == "ValueError: boom"
+
+
+def test_progress_state_round_trips_through_pickle_and_get_state():
+    progress = _progress()
+    _finish(progress, "a", 0.8, 3)
+    restored = pickle.loads(pickle.dumps(progress))
+    restored.set_state(progress.get_state())
+    assert restored.snapshot.count("completed") == 1
+    assert restored.snapshot.best_value == pytest.approx(0.8)
+
+
+def test_progress_table_shows_running_best_and_failed_trials(tmp_path):
+    progress = _progress()
+    _finish(progress, "done", 0.95, 3)
+    running = FakeTrial("run", {"lr": 0.25, "optimizer": "adam"})
+    progress.on_trial_start(0, [], running)
+    progress.on_trial_result(0, [], running, {"val_acc": 0.5, "training_iteration": 2})
+    console = Console(width=160, record=True)
+    console.print(progress.render_table())
+    text = console.export_text()
+    assert "running" in text and "2/3" in text and "optimizer=adam" in text
+    assert "completed" in text and "0.9500" in text
+    assert "best val_acc 0.9500" in text
