@@ -291,13 +291,11 @@ def _print_summary(summary, as_json: bool) -> None:
 
 def _ui_hint(summary) -> str:
     uri = summary.mlflow_tracking_uri
-    url_path = f"#/experiments/{summary.mlflow_experiment_id}/runs/{summary.mlflow_parent_run_id}"
+    # The experiment's runs list: the study is one parent row there, its trials nested under it.
+    url_path = f"#/experiments/{summary.mlflow_experiment_id}/runs"
     if uri.startswith(("http://", "https://")):
         return f"compare the trials in MLflow: {uri.rstrip('/')}/{url_path}"
-    return (
-        f"compare the trials in MLflow: mlflow ui --backend-store-uri {uri}  then open "
-        f"http://127.0.0.1:5000/{url_path}"
-    )
+    return f"compare the trials in MLflow: hpsearch ui --tracking-uri {uri}  then open http://127.0.0.1:5000/{url_path}"
 
 
 if __name__ == "__main__":  # pragma: no cover

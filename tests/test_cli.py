@@ -20,7 +20,7 @@ def _run(*args: str):
     return CliRunner().invoke(main, list(args))
 
 
-@pytest.mark.parametrize("command", [[], ["submit"], ["validate"], ["schema"], ["resume"], ["list"], ["status"], ["best"]])
+@pytest.mark.parametrize("command", [[], ["submit"], ["validate"], ["schema"], ["resume"], ["list"], ["status"], ["best"], ["ui"]])
 def test_cli_help_on_every_command(command):
     result = _run(*command, "--help")
     assert result.exit_code == 0
@@ -129,3 +129,9 @@ def test_cli_start_up_imports_no_heavy_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_cli_ui_with_a_tracking_server_prints_its_url():
+    result = _run("ui", "--tracking-uri", "http://mlflow.example:5000")
+    assert result.exit_code == 0
+    assert "http://mlflow.example:5000" in result.stdout
