@@ -11,6 +11,7 @@ import json
 import secrets
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from sqlalchemy import (
@@ -37,6 +38,10 @@ FINISHED_STATUSES = (SUCCEEDED, FAILED, STOPPED)
 
 class StudyNotFound(LookupError):
     """No study has the id asked for."""
+
+
+class RegistryUnavailable(RuntimeError):
+    """The registry's database cannot be opened (a wrong URL, a server that is down, no permission)."""
 
 
 class _Base(DeclarativeBase):
@@ -143,10 +148,20 @@ class Registry:
     """Create, update and query studies. Every method opens and closes its own session."""
 
     def __init__(self, url: str):
+        from sqlalchemy.exc import OperationalError
+
         self.url = url
         self._engine = _make_engine(url)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
-        _migrate(self._engine)
+        try:
+            _migrate(self._engine)
+        except OperationalError as exc:
+            where = self._engine.url.render_as_string(hide_password=True)
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+            raise RegistryUnavailable(
+                f"cannot open the study registry {where} ({reason}); check HPSEARCH_REGISTRY_URL / HPSEARCH_HOME "
+                f"and that its database server is up"
+            ) from None
 
     def dispose(self) -> None:
         self._engine.dispose()
@@ -187,7 +202,7 @@ class Registry:
         with self._sessions.begin() as session:
             model = session.get(StudyModel, study_id)
             if model is None:
-                raise StudyNotFound(study_id)
+                raise StudyNotFound(f"no study {study_id!r} in the registry")
             for key, value in fields.items():
                 setattr(model, key, value)
         return StudyRecord._from_model(model)
@@ -209,7 +224,13 @@ class Registry:
             ).all()
             if len(rows) == 1:
                 return StudyRecord._from_model(rows[0])
-        raise StudyNotFound(study_id)
+        where = self._engine.url.render_as_string(hide_password=True)
+        if len(rows) > 1:
+            raise StudyNotFound(f"study id {study_id!r} is the start of several studies in {where}; give more of it")
+        raise StudyNotFound(
+            f"no study {study_id!r} in the registry {where}; `hpsearch list` shows the studies there "
+            f"(set HPSEARCH_HOME if they are elsewhere)"
+        )
 
     def list(self, status: Optional[str] = None, limit: int = 100) -> list[StudyRecord]:
         query = select(StudyModel).order_by(StudyModel.created_at.desc()).limit(limit)
@@ -226,6 +247,8 @@ def _now() -> dt.datetime:
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
+        if engine.url.database and engine.url.database != ":memory:":
+            Path(engine.url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
         # WAL lets readers (`hpsearch status`) proceed while the driver writes.
         @event.listens_for(engine, "connect")

@@ -38,10 +38,10 @@ def _user_errors() -> Iterator[None]:
 
 
 def _study_errors() -> tuple:
-    from service._registry import StudyNotFound
+    from service._registry import RegistryUnavailable, StudyNotFound
     from service._runner import StudyError
 
-    return (StudyError, StudyNotFound)
+    return (StudyError, StudyNotFound, RegistryUnavailable)
 
 
 def _settings(home: Optional[str], tracking_uri: Optional[str]):
@@ -159,7 +159,8 @@ def list_studies(home, status, as_json) -> None:
     """List studies in the registry, newest first."""
     from service._registry import Registry
 
-    records = Registry(_settings(home, None).registry_url).list(status=status)
+    with _user_errors():
+        records = Registry(_settings(home, None).registry_url).list(status=status)
     if as_json:
         click.echo(json.dumps([_record_dict(r) for r in records], default=str))
         return

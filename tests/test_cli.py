@@ -135,3 +135,18 @@ def test_cli_ui_with_a_tracking_server_prints_its_url():
     result = _run("ui", "--tracking-uri", "http://mlflow.example:5000")
     assert result.exit_code == 0
     assert "http://mlflow.example:5000" in result.stdout
+
+
+def test_cli_fresh_home_is_created_and_unknown_study_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("HPSEARCH_HOME", str(tmp_path / "not" / "yet"))
+    result = _run("status", "nope")
+    assert result.exit_code == 2
+    assert "no study 'nope'" in result.stderr and "hpsearch list" in result.stderr
+
+
+def test_cli_unreachable_registry_exits_2(monkeypatch):
+    monkeypatch.setenv("HPSEARCH_REGISTRY_URL", "postgresql+psycopg2://postgres@127.0.0.1:1/test")
+    result = _run("list")
+    assert result.exit_code == 2
+    assert "cannot open the study registry postgresql+psycopg2://postgres@127.0.0.1:1/test" in result.stderr
+    assert "Traceback" not in result.output
