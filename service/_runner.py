@@ -71,7 +71,7 @@ def submit_study(
 ) -> StudySummary:
     """Record a new study in the registry and run it to the end on this machine's Ray (or `ray_address`)."""
     if ray_address:
-        _check_reachable(ray_address)  # before anything is recorded
+        _init_ray(ray_address, space)  # reachable and admitted (token) before anything is recorded
     registry = Registry(settings.registry_url)
     seed_trials = _plan_warm_start(registry, warm_start, space, show_progress) if warm_start else []
     study_id = new_study_id(space.name)
@@ -134,6 +134,8 @@ def resume_study(
     space = parse_space(
         record.space_text, source=record.space_source or "<registry>", overrides=record.space_overrides, base_dir=base_dir
     )
+    if ray_address:
+        _init_ray(ray_address, space)  # a refused token fails here, before the study is marked running
     stores = Settings(
         home=settings.home,
         tracking_uri=record.mlflow_tracking_uri,
@@ -232,6 +234,8 @@ def _configure_libraries() -> None:
 def _init_ray(address: Optional[str], space) -> None:
     import ray
 
+    if address:
+        _check_reachable(address)  # in seconds; `ray.init` retries an unreachable address for minutes
     if ray.is_initialized():
         return
     # Workers import the user's own trainable modules from where the space and the command are.
@@ -245,16 +249,73 @@ def _init_ray(address: Optional[str], space) -> None:
         logging_level=logging.WARNING,
         runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}},
     )
-    if address:
-        _check_reachable(address)
-        kwargs["address"] = address
-    else:
+    if not address:
         # Embedded: always a fresh local instance, never a `ray start` cluster that happens to be running.
-        kwargs.update(address="local", include_dashboard=False)
+        ray.init(**kwargs, address="local", include_dashboard=False)
+        return
     try:
-        ray.init(**kwargs)
-    except ConnectionError as exc:
-        raise StudyError(f"cannot reach the Ray cluster at {address}: {exc}; check the address and that the head node is up") from exc
+        _use_token_if_available()
+        ray.init(**kwargs, address=address)
+    except Exception as exc:
+        if _refused_token(exc):
+            raise StudyError(
+                f"the Ray cluster at {address} refused this driver: its authentication token is missing here or "
+                f"is not the cluster's ({_first_sentence(exc)}); set RAY_AUTH_TOKEN to the head node's token "
+                f"(`ray get-auth-token` prints it there) or copy the head's ~/.ray/auth_token to this machine"
+            ) from None
+        # Anything else (Ray or Python versions that differ from the cluster's, ...) is for the user to fix too.
+        raise StudyError(
+            f"cannot connect to the Ray cluster at {address}: {_first_line(exc)}; check the address and that the "
+            f"head node is up"
+        ) from None
+
+
+def _use_token_if_available() -> None:
+    """Present the cluster's token when this machine has one (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
+    ~/.ray/auth_token) and RAY_AUTH_MODE does not say otherwise.
+
+    Ray 2.60 turns token authentication on by itself for `ray start` and for `address="auto"`, but not for a
+    driver given an explicit address (2.61 extends the default to all clusters): without this, a driver that
+    holds the right token still connects without it and is refused after Ray's ~20 s of retries. The switch
+    has to go through Ray's own helper, because Ray reads RAY_AUTH_MODE once, when it is imported."""
+    try:
+        from ray._private.authentication import authentication_token_setup as token_setup
+    except ImportError:  # pragma: no cover - a Ray that moved it presents the token itself
+        return
+    # Its "token authentication is enabled, set RAY_AUTH_MODE=disabled to opt out" banner is for `ray start`.
+    logging.getLogger(token_setup.__name__).setLevel(logging.ERROR)
+    token_setup.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _refused_token(exc: BaseException) -> bool:
+    """Ray says "no token was found" at once, or retries a refused one and then raises a ConnectionError
+    whose cause carries the GCS's "InvalidAuthToken" answer."""
+    from ray.exceptions import AuthenticationError
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, AuthenticationError) or "InvalidAuthToken" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _first_sentence(exc: BaseException) -> str:
+    """The head of Ray's message (which never contains the token), without its paragraph of generic advice."""
+    from ray.exceptions import AuthenticationError
+
+    while exc is not None and not isinstance(exc, AuthenticationError):
+        exc = exc.__cause__ or exc.__context__
+    if exc is None:
+        return "the cluster answered InvalidAuthToken"
+    text = getattr(exc, "message", None) or str(exc)
+    return text.strip().splitlines()[0].split(". ")[0].rstrip(".")
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
@@ -284,6 +345,33 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
+def _reporting_placement(train_fn: Callable):
+    """Tune's trainable for `train_fn`, whose every result also says where the trial ran: the Ray node id
+    (`node_id`) and the GPU ids Ray gave it (`gpu_ids`, e.g. "0" or "0,1"; "" without GPUs).
+
+    Tune's own results name only the node's IP, which every node of one machine shares, and the GPU ids are
+    known only inside the trial's worker; adding them next to Tune's auto-filled `node_ip` and `pid` keeps the
+    trainables unaware of it. The class is local, so Ray ships it by value: workers need not import `service`."""
+    import inspect
+
+    from ray.tune.trainable import wrap_function
+
+    if inspect.isclass(train_fn):  # a user's own Trainable class reports what it reports
+        return train_fn
+
+    class PlacedTrainable(wrap_function(train_fn)):
+        def get_auto_filled_metrics(self, *args, debug_metrics_only: bool = False, **kwargs) -> dict:
+            import ray
+
+            metrics = super().get_auto_filled_metrics(*args, debug_metrics_only=debug_metrics_only, **kwargs)
+            if not debug_metrics_only:
+                metrics["node_id"] = ray.get_runtime_context().get_node_id()
+                metrics["gpu_ids"] = ",".join(str(i) for i in ray.get_gpu_ids())
+            return metrics
+
+    return PlacedTrainable
+
+
 def _build_tuner(study_id, space, settings, experiment_id, parent_run_id, tune_path, resume, show_progress, seed_trials):
     from ray import tune
 
@@ -293,7 +381,8 @@ def _build_tuner(study_id, space, settings, experiment_id, parent_run_id, tune_p
     from service.space import build_sampler
 
     trainable_fn = tune.with_resources(
-        load_trainable(_trainable_target(space)), {"cpu": space.resources.cpu, "gpu": space.resources.gpu}
+        _reporting_placement(load_trainable(_trainable_target(space))),
+        {"cpu": space.resources.cpu, "gpu": space.resources.gpu},
     )
     if resume:
         from ray.tune import Tuner

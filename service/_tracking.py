@@ -26,7 +26,9 @@ TAG_TRIAL = "hpsearch.trial"  # Optuna trial number
 TAG_TUNE_ID = "hpsearch.tune_trial_id"
 TAG_REASON = "hpsearch.fail_reason"
 TAG_BEST = "hpsearch.best"
-TAG_NODE = "hpsearch.node"
+TAG_NODE = "hpsearch.node"  # Ray node id the trial ran on (its last result's)
+TAG_NODE_IP = "hpsearch.node_ip"
+TAG_GPU_IDS = "hpsearch.gpu_ids"  # the GPUs Ray gave the trial on that node, e.g. "0" or "0,1"; absent without GPUs
 TAG_PARETO = "hpsearch.pareto"  # multi-objective: the trial is on the Pareto front
 PARENT_TAG = "mlflow.parentRunId"
 
@@ -232,9 +234,10 @@ class MlflowTrialLogger(Callback):
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, step) for k, v in result_metrics(result).items()]
         tags = [RunTag(TAG_RUNG, str(step))]
-        node = result.get("node_ip")
-        if node:
-            tags.append(RunTag(TAG_NODE, str(node)))
+        # Where the trial ran: `node_ip` is Tune's; `node_id` and `gpu_ids` the runner's (see _reporting_placement).
+        for tag, key in ((TAG_NODE, "node_id"), (TAG_NODE_IP, "node_ip"), (TAG_GPU_IDS, "gpu_ids")):
+            if result.get(key):
+                tags.append(RunTag(tag, str(result[key])))
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:

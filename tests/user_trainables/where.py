@@ -1,0 +1,17 @@
+"""A user's own trainable (no torch) that takes a while per epoch, so that trials overlap in time.
+
+It reports when it started and when each epoch ended (seconds since the epoch, as metrics), so a test can
+tell which trials ran at the same time. Where they ran (node, GPU ids) it does not report: the runner adds
+that to every trial's results.
+"""
+
+import time
+
+from ray import tune
+
+
+def train(config: dict) -> None:
+    started_at = time.time()
+    for epoch in range(1, config["max_epochs"] + 1):
+        time.sleep(config.get("sleep", 0.5))
+        tune.report({"score": config["x"] * epoch, "epoch": epoch, "started_at": started_at, "ended_at": time.time()})
