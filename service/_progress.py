@@ -56,6 +56,8 @@ class StudyProgress(Callback, Stopper):
         total_trials: int,
         time_budget_s: Optional[float],
         show: bool = True,
+        optuna_storage: Optional[str] = None,
+        optuna_study_name: Optional[str] = None,
     ):
         self.study_id = study_id
         self.registry_url = registry_url
@@ -67,6 +69,9 @@ class StudyProgress(Callback, Stopper):
         self.total_trials = total_trials
         self.time_budget_s = time_budget_s
         self.show = show
+        self.optuna_storage = optuna_storage  # to number trials as Optuna (and MLflow run names) do
+        self.optuna_study_name = optuna_study_name
+        self._study = None
         self.snapshot = Snapshot()
         self.failure_budget_exceeded = False
         self._registry = None
@@ -76,7 +81,7 @@ class StudyProgress(Callback, Stopper):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_registry"] = state["_live"] = None
+        state["_registry"] = state["_live"] = state["_study"] = None
         return state
 
     # Tune checkpoints callback state with the experiment and hands it back on resume.
@@ -97,14 +102,14 @@ class StudyProgress(Callback, Stopper):
 
     # -- Callback --------------------------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
-        view = self.snapshot.trials.setdefault(trial.trial_id, self._new_view())
+        view = self._view(trial.trial_id)
         view.state = "running"
         view.params = _brief(trial.config)
         self._emit(f"trial {view.number:04d} started  {view.params}")
         self._write_registry(force=True)
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
-        view = self.snapshot.trials.setdefault(trial.trial_id, self._new_view())
+        view = self._view(trial.trial_id)
         view.epoch = int(result.get("training_iteration", view.epoch))
         value = result.get(self.metric)
         if isinstance(value, (int, float)):
@@ -112,7 +117,7 @@ class StudyProgress(Callback, Stopper):
         self._refresh_live()
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        view = self.snapshot.trials.setdefault(trial.trial_id, self._new_view())
+        view = self._view(trial.trial_id)
         state, values = final_state(trial.last_result, False, self.all_metrics, self.max_epochs)
         view.state = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed"}[state.name]
         if view.state == "completed" and view.value is not None and self._better(view.value):
@@ -124,7 +129,7 @@ class StudyProgress(Callback, Stopper):
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         from service._tracking import failure_reason
 
-        view = self.snapshot.trials.setdefault(trial.trial_id, self._new_view())
+        view = self._view(trial.trial_id)
         view.state = "failed"
         view.reason = failure_reason(trial)
         self._emit(f"trial {view.number:04d} failed    epoch {view.epoch}/{self.max_epochs}  {view.reason}")
@@ -138,9 +143,25 @@ class StudyProgress(Callback, Stopper):
             self._live = None
 
     # -- helpers ---------------------------------------------------------------------------------------
-    def _new_view(self) -> TrialView:
-        # Trials are numbered in the order they start, as Optuna numbers them.
-        return TrialView(number=len(self.snapshot.trials))
+    def _view(self, trial_id: str) -> TrialView:
+        view = self.snapshot.trials.get(trial_id)
+        if view is None:
+            view = self.snapshot.trials[trial_id] = TrialView(number=self._number(trial_id))
+        return view
+
+    def _number(self, trial_id: str) -> int:
+        """The trial's Optuna number; without a study to ask, the order of first start."""
+        if self.optuna_storage and self.optuna_study_name:
+            import optuna
+
+            from service._searcher import optuna_number
+
+            if self._study is None:
+                self._study = optuna.load_study(study_name=self.optuna_study_name, storage=self.optuna_storage)
+            number = optuna_number(self._study, trial_id)
+            if number is not None:
+                return number
+        return len(self.snapshot.trials)
 
     # -- more helpers ---------------------------------------------------------------------------------------
     def _after_end(self) -> None:

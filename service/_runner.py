@@ -431,6 +431,8 @@ def _build_tuner(study_id, space, settings, experiment_id, parent_run_id, tune_p
         total_trials=space.budget.trials,
         time_budget_s=space.budget.time_s,
         show=show_progress,
+        optuna_storage=settings.optuna_storage,
+        optuna_study_name=study_id,
     )
     tuner = tune.Tuner(
         trainable_fn,

@@ -63,6 +63,14 @@ class StudySearcher(OptunaSearch):
         self._completed_trials.add(trial_id)
 
 
+def optuna_number(study: optuna.Study, tune_trial_id: str) -> Optional[int]:
+    """The Optuna trial number of a Tune trial (the searcher tags each asked trial with its Tune id)."""
+    for t in reversed(study.get_trials(deepcopy=False)):
+        if t.user_attrs.get(TUNE_TRIAL_ID_ATTR) == tune_trial_id:
+            return t.number
+    return None
+
+
 def final_state(
     result: Optional[dict], error: bool, metric: Any, max_epochs: int
 ) -> tuple[TrialState, Optional[Any]]:

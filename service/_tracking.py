@@ -284,14 +284,12 @@ class MlflowTrialLogger(Callback):
     def _optuna_number(self, tune_trial_id: str) -> int:
         import optuna
 
-        from service._searcher import TUNE_TRIAL_ID_ATTR
+        from service._searcher import optuna_number
 
         if self._study is None:
             self._study = optuna.load_study(study_name=self.optuna_study_name, storage=self.optuna_storage)
-        for t in reversed(self._study.get_trials(deepcopy=False)):
-            if t.user_attrs.get(TUNE_TRIAL_ID_ATTR) == tune_trial_id:
-                return t.number
-        return len(self._runs)
+        number = optuna_number(self._study, tune_trial_id)
+        return len(self._runs) if number is None else number
 
 
 def _non_finite_reason(result: dict, metric: Any) -> str:

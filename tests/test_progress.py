@@ -84,3 +84,17 @@ def test_progress_table_shows_running_best_and_failed_trials(tmp_path):
     assert "running" in text and "2/3" in text and "optimizer=adam" in text
     assert "completed" in text and "0.9500" in text
     assert "best val_acc 0.9500" in text
+
+
+def test_progress_numbers_trials_as_optuna_does(tmp_path):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s", storage=storage)
+    for tune_id in ("first-asked", "second-asked"):
+        study.ask().set_user_attr("tune_trial_id", tune_id)
+    progress = _progress(optuna_storage=storage, optuna_study_name="s")
+    progress.on_trial_start(0, [], FakeTrial("second-asked"))  # starts first, but Optuna numbered it 1
+    progress.on_trial_start(0, [], FakeTrial("first-asked"))
+    assert progress.snapshot.trials["second-asked"].number == 1
+    assert progress.snapshot.trials["first-asked"].number == 0
