@@ -419,6 +419,8 @@ def _build_tuner(study_id, space, settings, experiment_id, parent_run_id, tune_p
         mode=space.modes if multi else mode,
         max_epochs=space.budget.max_epochs,
         name_params=tuple(list(space.params)[:3]),
+        # Plots on the parent run are redrawn at most this often while the study runs.
+        report_interval_s=float(os.environ.get("HPSEARCH_REPORT_INTERVAL_S", "120")),
     )
     progress = StudyProgress(
         study_id=study_id,
@@ -612,7 +614,7 @@ def _finish(
     *, checkpoints: dict[str, str], register: Optional[str],
 ) -> StudySummary:
     from service._searcher import TUNE_TRIAL_ID_ATTR
-    from service._tracking import TAG_PARETO, log_best_model, register_best_model, tag_trial_runs
+    from service._tracking import TAG_PARETO, log_best_model, log_study_report, register_best_model, tag_trial_runs
 
     if status != STOPPED:
         reconcile_running_trials(settings.optuna_storage, study_id)
@@ -653,7 +655,7 @@ def _finish(
                 error = (error + "; " if error else "") + f"registering the best model failed: {exc}"
     elif register and best is not None:
         error = (error + "; " if error else "") + "no checkpoint of the best trial to register"
-    _log_report(client, parent_run_id, study, space)
+    log_study_report(client, parent_run_id, study, space.metrics)
     if error:
         client.set_tag(parent_run_id, "hpsearch.error", error[:5000])
     client.set_terminated(parent_run_id, status={SUCCEEDED: "FINISHED", STOPPED: "KILLED"}.get(status, "FAILED"))
@@ -694,21 +696,6 @@ def _finish(
         pareto_front=pareto,
         registered_model=registered,
     )
-
-
-def _log_report(client, parent_run_id: str, study, space) -> None:
-    """Plots and the trials table on the study's run; a report that cannot be drawn never fails a study."""
-    try:
-        from service._report import write_study_report
-    except ImportError:  # pragma: no cover - the report module is optional at import time
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            write_study_report(study, tmp, metric_names=space.metrics)
-        except Exception as exc:  # noqa: BLE001 - report problems are logged, not fatal
-            logger.warning("could not draw the study report: %s", exc)
-            return
-        client.log_artifacts(parent_run_id, tmp, artifact_path="report")
 
 
 def _now() -> dt.datetime:

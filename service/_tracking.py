@@ -162,6 +162,7 @@ class MlflowTrialLogger(Callback):
         mode: Any,
         max_epochs: int,
         name_params: tuple[str, ...],
+        report_interval_s: float = 120.0,
     ):
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
@@ -172,6 +173,8 @@ class MlflowTrialLogger(Callback):
         self.metric = metric
         self.mode = mode
         self.max_epochs = max_epochs
+        self.report_interval_s = report_interval_s  # how often the parent's plots are redrawn while running
+        self._last_report = time.time()
         self._best: Optional[float] = None  # best completed value so far (single objective)
         self._n_completed = 0
         self.name_params = name_params
@@ -253,6 +256,15 @@ class MlflowTrialLogger(Callback):
         self.client.set_terminated(run_id, status="FAILED" if label == "failed" else "FINISHED")
         if label == "completed" and not isinstance(self.metric, list):
             self._log_best_so_far(float(trial.last_result[self.metric]))
+        self._refresh_report()
+
+    def _refresh_report(self) -> None:
+        """Redraw the study's plots every `report_interval_s` while it runs (the runner draws the last)."""
+        if time.time() - self._last_report < self.report_interval_s:
+            return
+        self._last_report = time.time()
+        metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+        log_study_report(self.client, self.parent_run_id, self.study, metrics)
 
     def _log_best_so_far(self, value: float) -> None:
         """The parent's chart of `best_<metric>_so_far` over completed trials shows the search converging."""
@@ -272,6 +284,7 @@ class MlflowTrialLogger(Callback):
         if error_file and os.path.exists(error_file):
             self.client.log_artifact(run_id, error_file)
         self.client.set_terminated(run_id, status="FAILED")
+        self._refresh_report()
 
     def _find_run(self, tune_trial_id: str) -> Optional[str]:
         runs = self.client.search_runs(
@@ -281,14 +294,18 @@ class MlflowTrialLogger(Callback):
         )
         return runs[0].info.run_id if runs else None
 
-    def _optuna_number(self, tune_trial_id: str) -> int:
-        import optuna
+    @property
+    def study(self):
+        if self._study is None:
+            import optuna
 
+            self._study = optuna.load_study(study_name=self.optuna_study_name, storage=self.optuna_storage)
+        return self._study
+
+    def _optuna_number(self, tune_trial_id: str) -> int:
         from service._searcher import optuna_number
 
-        if self._study is None:
-            self._study = optuna.load_study(study_name=self.optuna_study_name, storage=self.optuna_storage)
-        number = optuna_number(self._study, tune_trial_id)
+        number = optuna_number(self.study, tune_trial_id)
         return len(self._runs) if number is None else number
 
 
@@ -355,3 +372,19 @@ def register_best_model(tracking_uri: str, parent_run_id: str, checkpoint_dir: s
         info = mlflow.pytorch.log_model(model, name="model", registered_model_name=name, input_example=example)
     version = getattr(info, "registered_model_version", None)
     return f"{name}/{version}" if version is not None else name
+
+
+def log_study_report(client, parent_run_id: str, study, metric_names: list[str]) -> None:
+    """Optuna plots (HTML and PNG) and trials.csv under `report/` of the study's run; replaces the last
+    report. A report that cannot be drawn is logged and skipped: it never fails a study."""
+    import logging
+
+    from service._report import write_study_report
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            write_study_report(study, tmp, metric_names=metric_names)
+        except Exception as exc:  # noqa: BLE001
+            logging.getLogger(__name__).warning("could not draw the study report: %s", exc)
+            return
+        client.log_artifacts(parent_run_id, tmp, artifact_path="report")

@@ -142,6 +142,11 @@ def test_submit_digits_study_records_every_trial_in_optuna_and_mlflow(ray_cluste
     assert parent.data.metrics["best_val_acc"] == pytest.approx(summary["best_value"])
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"space.yaml", "best.json", "best_model", "report"} <= artifacts
+    report = {a.path: a.file_size for a in client.list_artifacts(parent.info.run_id, "report")}
+    for name in ("optimization_history", "param_importances", "parallel_coordinate", "intermediate_values",
+                 "slice", "contour"):
+        assert report.get(f"report/{name}.html", 0) > 0 and report.get(f"report/{name}.png", 0) > 0, name
+    assert report["report/trials.csv"] > 0
     history = client.get_metric_history(parent.info.run_id, "best_val_acc_so_far")
     assert [m.step for m in history] == list(range(1, summary["n_completed"] + 1))
     assert [m.value for m in history] == sorted(m.value for m in history)  # never gets worse
@@ -254,7 +259,8 @@ fixed: {lr: 0.01}
 """
 
 
-def test_multi_objective_study_reports_the_pareto_front(ray_cluster, stores):
+def test_multi_objective_study_reports_the_pareto_front(ray_cluster, stores, monkeypatch):
+    monkeypatch.setenv("HPSEARCH_REPORT_INTERVAL_S", "0")  # also redraw the plots after every trial
     space = stores / "multi.yaml"
     space.write_text(MULTI_SPACE)
 
