@@ -1,0 +1,352 @@
+"""Report of an Optuna study: plots as HTML and PNG, every trial in `trials.csv`, and `report_notes.txt`.
+
+The driver logs the folder as artifacts of the study's MLflow parent run, at the end of a study and
+periodically while it runs. A report may therefore be asked for an empty study, one whose trials all failed,
+or one with a single result: plots that cannot be drawn yet are skipped, and the notes say which and why,
+rather than the report raising or logging blank figures.
+
+HTML comes from `optuna.visualization` (plotly, with plotly.js from the CDN to keep each file small); PNG
+comes from `optuna.visualization.matplotlib`, because rendering plotly to PNG needs kaleido and Chrome,
+which the driver machines do not have.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+logger = logging.getLogger(__name__)
+
+# fANOVA rather than Optuna 5's default PED-ANOVA: PED-ANOVA ranks params by what separates the best
+# ~10 % of trials, which is 2–4 trials in our studies, and with `target` it assumes lower is better, so a
+# maximised metric would need negating. 32 trees instead of 64 halves the time (~0.2 s for 40 trials x 10
+# params, computed three times: once here to pick params, once per plot) and the seed keeps the three equal.
+_IMPORTANCE_TREES = 32
+_IMPORTANCE_SEED = 0
+_PNG_DPI = 100
+# Beyond this many entries a legend (one per trial in the learning curves) is taller than the plot and
+# names no line anyone can find; the PNG drops it, the HTML keeps hover labels.
+_MAX_LEGEND_ENTRIES = 20
+
+NOTES_FILE = "report_notes.txt"
+TRIALS_FILE = "trials.csv"
+
+
+def write_study_report(
+    study: optuna.Study,
+    out_dir: str | Path,
+    *,
+    metric_names: list[str],
+    top_params: int = 2,
+) -> list[Path]:
+    """Write the report of `study` into `out_dir` (created if missing) and return the paths written.
+
+    `metric_names` names the study's objectives, in order; `top_params` is how many of the most important
+    params the slice and contour plots show. Paths come in a fixed order: each plot's `.html` then `.png`,
+    in the order of `_PLOT_ORDER`, then `trials.csv`, then `report_notes.txt`. Files from an earlier report
+    into the same folder are not removed.
+    """
+    _check_args(study, metric_names, top_params)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    trials = study.get_trials(deepcopy=False)
+    skipped: list[str] = []
+    written: list[Path] = []
+    for name, kwargs in _plan_plots(study, trials, metric_names, top_params, skipped):
+        written += _draw(study, name, kwargs, out, skipped)
+    written.append(_write_trials_csv(trials, metric_names, out / TRIALS_FILE))
+    written.append(_write_notes(study, trials, skipped, out / NOTES_FILE))
+    return written
+
+
+def _check_args(study: optuna.Study, metric_names: list[str], top_params: int) -> None:
+    n_objectives = len(study.directions)
+    if len(metric_names) != n_objectives:
+        raise ValueError(
+            f"`metric_names` is {metric_names!r}, but study {study.study_name!r} has {n_objectives} "
+            f"objective(s); pass one name per objective, in the order of `study.directions`."
+        )
+    if top_params < 1:
+        raise ValueError(f"`top_params` is {top_params}, but must be >= 1.")
+
+
+# ---------------------------------------------------------------------------------------------- planning
+
+_PLOT_ORDER = (
+    "optimization_history",
+    "param_importances",
+    "parallel_coordinate",
+    "intermediate_values",
+    "slice",
+    "contour",
+    "pareto_front",
+)
+
+
+def _plan_plots(
+    study: optuna.Study,
+    trials: list[FrozenTrial],
+    metric_names: list[str],
+    top_params: int,
+    skipped: list[str],
+) -> list[tuple[str, dict[str, Any]]]:
+    """The plots that can be drawn, in `_PLOT_ORDER`, each with the keyword arguments for both plotters.
+
+    A plot that cannot be drawn goes to `skipped` with the reason. Optuna itself would draw most of them
+    empty with a log warning, which in MLflow looks like a bug in the report.
+    """
+    multi = len(study.directions) > 1
+    target_name = metric_names[0]
+    # Single-objective plots show the first objective of a multi-objective study; Optuna refuses a
+    # multi-objective study without `target`.
+    target = {"target": _first_value} if multi else {}
+    common = {**target, "target_name": target_name}
+
+    scored = [t for t in trials if t.state == TrialState.COMPLETE and _is_finite(t.values[0])]
+    params = _param_names(scored)
+    no_result = f"no completed trial with a finite {target_name!r} yet"
+
+    plan: dict[str, Optional[dict[str, Any]]] = {}
+
+    def skip(name: str, reason: str) -> None:
+        plan[name] = None
+        skipped.append(f"{name}: {reason}")
+
+    if scored:
+        plan["optimization_history"] = common
+    else:
+        skip("optimization_history", no_result)
+
+    importances: dict[str, float] = {}
+    varied = [p for p in _common_params(scored) if _varies(scored, p)]
+    if len(scored) < 2:
+        skip("param_importances", f"needs >= 2 completed trials with a finite {target_name!r}, has {len(scored)}")
+    elif not varied:
+        skip("param_importances", "no param present in every completed trial takes more than one value")
+    elif len({_first_value(t) for t in scored}) == 1:
+        skip("param_importances", f"every completed trial has the same {target_name!r}")
+    else:
+        evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=_IMPORTANCE_TREES, seed=_IMPORTANCE_SEED)
+        try:
+            importances = optuna.importance.get_param_importances(study, evaluator=evaluator, **target)
+            plan["param_importances"] = {"evaluator": evaluator, **common}
+        except Exception as exc:  # a report must not end the study; the reason goes to the notes
+            skip("param_importances", f"importances could not be computed: {_describe(exc)}")
+
+    if not scored:
+        skip("parallel_coordinate", no_result)
+    elif not params:
+        skip("parallel_coordinate", "the completed trials have no params")
+    else:
+        plan["parallel_coordinate"] = common
+
+    if multi:
+        skip("intermediate_values", "the study has several objectives; intermediate values are single-objective")
+    elif not any(t.intermediate_values for t in trials):
+        skip("intermediate_values", "no trial has reported an intermediate value yet")
+    else:
+        plan["intermediate_values"] = {}
+
+    chosen = _rank_params(scored, importances)[:top_params]
+    if not scored:
+        skip("slice", no_result)
+    elif not chosen:
+        skip("slice", "the completed trials have no params")
+    else:
+        plan["slice"] = {"params": chosen, **common}
+
+    if len(scored) < 2:
+        skip("contour", f"needs >= 2 completed trials with a finite {target_name!r}, has {len(scored)}")
+    elif len(chosen) < 2:
+        skip("contour", f"needs >= 2 params, has {len(chosen)} (params: {params}, top_params={top_params})")
+    elif not _seen_together(scored, chosen):
+        skip("contour", f"no two of the params {chosen} were both suggested in >= 2 completed trials")
+    else:
+        plan["contour"] = {"params": chosen, **common}
+
+    pareto_scored = [t for t in trials if t.state == TrialState.COMPLETE and all(map(_is_finite, t.values))]
+    if not multi:
+        plan["pareto_front"] = None  # only meaningful for several objectives; nothing to note
+    elif len(study.directions) > 3:
+        skip("pareto_front", f"Optuna draws 2 or 3 objectives, the study has {len(study.directions)}")
+    elif not pareto_scored:
+        skip("pareto_front", "no completed trial with finite values for every objective yet")
+    else:
+        plan["pareto_front"] = {"target_names": list(metric_names)}
+
+    return [(name, plan[name]) for name in _PLOT_ORDER if plan[name] is not None]
+
+
+def _first_value(trial: FrozenTrial) -> float:
+    return trial.values[0]
+
+
+def _is_finite(value: Optional[float]) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _param_names(trials: list[FrozenTrial]) -> list[str]:
+    """Every param of `trials`, in the order they were first suggested."""
+    return list(dict.fromkeys(name for t in trials for name in t.params))
+
+
+def _common_params(trials: list[FrozenTrial]) -> list[str]:
+    """Params suggested in every one of `trials`: the only ones fANOVA ranks."""
+    return [p for p in _param_names(trials) if all(p in t.params for t in trials)]
+
+
+def _varies(trials: list[FrozenTrial], param: str) -> bool:
+    # repr, because 1, 1.0 and True are equal as set members but are different choices of a categorical.
+    return len({repr(t.params[param]) for t in trials if param in t.params}) > 1
+
+
+def _rank_params(trials: list[FrozenTrial], importances: dict[str, float]) -> list[str]:
+    """Params for the slice and contour plots, best first.
+
+    The most important first. Params fANOVA did not rank (conditional ones, or all of them when the
+    importances were skipped) come after; among those, params that vary before constant ones, then those
+    suggested in more trials, then in the order they were first suggested (`sorted` is stable).
+    """
+
+    def key(param: str) -> tuple[float, bool, int]:
+        return (-importances.get(param, 0.0), not _varies(trials, param), -sum(param in t.params for t in trials))
+
+    return sorted(_param_names(trials), key=key)
+
+
+def _seen_together(trials: list[FrozenTrial], params: list[str]) -> bool:
+    """Whether some pair of `params` was suggested together in >= 2 trials: else every contour is empty."""
+    return any(
+        sum(a in t.params and b in t.params for t in trials) >= 2
+        for i, a in enumerate(params)
+        for b in params[i + 1 :]
+    )
+
+
+# ----------------------------------------------------------------------------------------------- drawing
+
+
+def _draw(study: optuna.Study, name: str, kwargs: dict[str, Any], out: Path, skipped: list[str]) -> list[Path]:
+    """Write `<name>.html` and `<name>.png`; return those that were written, noting any that failed."""
+    written = []
+    for suffix, save in ((".html", _save_html), (".png", _save_png)):
+        path = out / f"{name}{suffix}"
+        try:
+            save(study, name, kwargs, path)
+            written.append(path)
+        except Exception as exc:  # one plot Optuna cannot draw must not cost the others or the study
+            logger.warning("Study report: could not write %s: %s", path.name, _describe(exc))
+            skipped.append(f"{path.name}: not written, {_describe(exc)}")
+    return written
+
+
+def _save_html(study: optuna.Study, name: str, kwargs: dict[str, Any], path: Path) -> None:
+    import optuna.visualization as plotly_plots
+
+    fig = getattr(plotly_plots, f"plot_{name}")(study, **kwargs)
+    fig.write_html(path, include_plotlyjs="cdn", full_html=True)
+
+
+def _save_png(study: optuna.Study, name: str, kwargs: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    # Selected here, not at import: the driver may run where a display exists, and importing this module
+    # must not change the backend of a process that plots for itself.
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import optuna.visualization.matplotlib as mpl_plots
+
+    already_open = set(plt.get_fignums())
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            axes = getattr(mpl_plots, f"plot_{name}")(study, **kwargs)
+        # Slice and contour plots of several params return a grid of axes that share one figure.
+        fig = np.ravel(axes)[0].figure
+        for ax in fig.axes:
+            legend = ax.get_legend()
+            if legend is not None and len(legend.get_texts()) > _MAX_LEGEND_ENTRIES:
+                legend.remove()
+        fig.savefig(path, dpi=_PNG_DPI, bbox_inches="tight")
+    finally:
+        # Every figure this call opened, including those of a plot that raised half-way: pyplot keeps
+        # them alive otherwise, and a periodic report would leak one per plot per report.
+        for number in set(plt.get_fignums()) - already_open:
+            plt.close(number)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+# ------------------------------------------------------------------------------------------ trials & notes
+
+
+def _write_trials_csv(trials: list[FrozenTrial], metric_names: list[str], path: Path) -> Path:
+    params = _param_names(trials)
+    attrs = list(dict.fromkeys(key for t in trials for key in t.user_attrs))
+    columns = [
+        "number",
+        "state",
+        *metric_names,
+        "epochs",
+        *(f"param.{p}" for p in params),
+        "duration_s",
+        "datetime_start",
+        "datetime_complete",
+        *(f"attr.{a}" for a in attrs),
+    ]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for t in trials:
+            writer.writerow(_trial_row(t, metric_names, params, attrs))
+    return path
+
+
+def _trial_row(t: FrozenTrial, metric_names: list[str], params: list[str], attrs: list[str]) -> dict[str, Any]:
+    """One CSV row; a missing value (no result, a conditional param that did not apply) is an empty cell."""
+    values = t.values or [None] * len(metric_names)
+    return {
+        "number": t.number,
+        "state": t.state.name,
+        **dict(zip(metric_names, values)),
+        "epochs": max(t.intermediate_values, default=None),
+        **{f"param.{p}": t.params.get(p) for p in params},
+        "duration_s": t.duration.total_seconds() if t.duration is not None else None,
+        "datetime_start": _iso(t.datetime_start),
+        "datetime_complete": _iso(t.datetime_complete),
+        **{f"attr.{a}": _cell(t.user_attrs.get(a)) for a in attrs},
+    }
+
+
+def _iso(when: Any) -> Optional[str]:
+    return when.isoformat() if when is not None else None
+
+
+def _cell(value: Any) -> Any:
+    # Lists and dicts as JSON, so a spreadsheet or `json.loads` can read them back.
+    return json.dumps(value, default=str) if isinstance(value, (list, dict, tuple)) else value
+
+
+def _write_notes(study: optuna.Study, trials: list[FrozenTrial], skipped: list[str], path: Path) -> Path:
+    counts = Counter(t.state.name for t in trials)
+    by_state = ", ".join(f"{counts[s.name]} {s.name}" for s in TrialState if counts[s.name])
+    lines = [f"Study {study.study_name!r}: {len(trials)} trial(s)" + (f" ({by_state})" if by_state else "") + "."]
+    if skipped:
+        lines += ["Plots not drawn:", *(f"- {note}" for note in skipped)]
+    else:
+        lines.append("All plots were drawn.")
+    path.write_text("\n".join(lines) + "\n")
+    return path
