@@ -72,6 +72,7 @@ def _source(space, rows: list[Row], directions=("maximize",)) -> "optuna.Study":
         trial = study.ask()
         suggest(trial)
         trial.set_user_attr("tune_trial_id", f"tune-{index}")
+        trial.set_user_attr("note", f"n{index}")
         for step, value in enumerate(row.curve, start=1):
             trial.report(value, step)
         if row.state == TrialState.COMPLETE:
@@ -132,8 +133,9 @@ def test_plan_identical_space_keeps_complete_and_pruned_trials():
         assert new.distributions == old.distributions
         assert new.values == old.values
         assert new.intermediate_values == old.intermediate_values
-        carried = {"tune_trial_id": old.user_attrs["tune_trial_id"]}
-        assert new.user_attrs == {**carried, SOURCE_ATTR: "old-study", NUMBER_ATTR: old.number}
+        # user attrs are carried, but not the link to the old experiment's Tune trial
+        assert "tune_trial_id" in old.user_attrs
+        assert new.user_attrs == {"note": old.user_attrs["note"], SOURCE_ATTR: "old-study", NUMBER_ATTR: old.number}
     assert plan.trials[10].value == 0.25  # a pruned trial's value is its last intermediate value
     assert plan.trials[12].values is None
 
