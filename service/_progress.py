@@ -16,7 +16,7 @@ from typing import Any, Optional
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
-from service._searcher import final_state
+from service._searcher import STATE_LABELS, final_state
 
 
 @dataclass
@@ -119,7 +119,7 @@ class StudyProgress(Callback, Stopper):
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         view = self._view(trial.trial_id)
         state, values = final_state(trial.last_result, False, self.all_metrics, self.max_epochs)
-        view.state = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed"}[state.name]
+        view.state = STATE_LABELS[state]
         if view.state == "completed" and view.value is not None and self._better(view.value):
             self.snapshot.best_value, self.snapshot.best_trial = view.value, trial.trial_id
         metric_text = "" if view.value is None else f"  {self.metric}={view.value:.4f}"

@@ -20,6 +20,8 @@ from ray.tune.search.optuna import OptunaSearch
 logger = logging.getLogger(__name__)
 
 TUNE_TRIAL_ID_ATTR = "tune_trial_id"  # Optuna user attribute linking a trial to its Tune trial
+# What hpsearch calls each final Optuna state (MLflow's `hpsearch.state` tag, the progress lines).
+STATE_LABELS = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
 
 
 class StudySearcher(OptunaSearch):

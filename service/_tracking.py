@@ -16,7 +16,7 @@ from typing import Any, Iterable, Optional
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
-from service._searcher import final_state
+from service._searcher import STATE_LABELS, final_state
 
 # Tags people filter on in the MLflow UI search box, e.g. `tags."hpsearch.state" = "pruned"`.
 TAG_STUDY = "hpsearch.study"
@@ -32,7 +32,6 @@ TAG_GPU_IDS = "hpsearch.gpu_ids"  # the GPUs Ray gave the trial on that node, e.
 TAG_PARETO = "hpsearch.pareto"  # multi-objective: the trial is on the Pareto front
 PARENT_TAG = "mlflow.parentRunId"
 
-_STATE_BY_OPTUNA = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed"}
 _RESERVED_CONFIG = ("data", "max_epochs")
 _NOT_METRICS = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint", "epoch"}
 
@@ -248,7 +247,7 @@ class MlflowTrialLogger(Callback):
         if run_id is None:
             return
         state, _ = final_state(trial.last_result, False, self.metric, self.max_epochs)
-        label = _STATE_BY_OPTUNA[state.name]
+        label = STATE_LABELS[state]
         self.client.set_tag(run_id, TAG_STATE, label)
         self.client.set_tag(run_id, TAG_RUNG, str(trial.last_result.get("training_iteration", 0)))
         if label == "failed":
