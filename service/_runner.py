@@ -378,7 +378,7 @@ def _build_tuner(study_id, space, settings, experiment_id, parent_run_id, tune_p
     from service._progress import StudyProgress
     from service._searcher import StudySearcher
     from service._tracking import MlflowTrialLogger
-    from service.space import build_sampler
+    from service.space import build_sampler, define_by_run
 
     trainable_fn = tune.with_resources(
         _reporting_placement(load_trainable(_trainable_target(space))),
@@ -397,7 +397,7 @@ def _build_tuner(study_id, space, settings, experiment_id, parent_run_id, tune_p
     multi = len(space.metrics) > 1
     searcher = StudySearcher(
         max_epochs=space.budget.max_epochs,
-        space=_DefineByRun(space),
+        space=define_by_run(space),  # a picklable object: OptunaSearch pickles it into Tune's state
         metric=space.metrics if multi else metric,
         mode=space.modes if multi else mode,
         sampler=build_sampler(space),
@@ -460,25 +460,6 @@ def _build_tuner(study_id, space, settings, experiment_id, parent_run_id, tune_p
         ),
     )
     return tuner
-
-
-class _DefineByRun:
-    """The space's define-by-run function in a form plain `pickle` can save: OptunaSearch pickles itself
-    (with this function) into every Tune experiment checkpoint, and a closure cannot be pickled."""
-
-    def __init__(self, space):
-        self.space = space
-        self._fn = None
-
-    def __getstate__(self) -> dict:
-        return {"space": self.space, "_fn": None}
-
-    def __call__(self, trial) -> dict:
-        if self._fn is None:
-            from service.space import define_by_run
-
-            self._fn = define_by_run(self.space)
-        return self._fn(trial)
 
 
 def _scheduler(space, metric: str, mode: str):
