@@ -8,6 +8,7 @@ so the two roles share one count, also after Tune unpickles it on resume.
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
 from service._searcher import STATE_LABELS, final_state
+from service._studylog import append_log
 
 
 @dataclass
@@ -58,6 +60,7 @@ class StudyProgress(Callback, Stopper):
         show: bool = True,
         optuna_storage: Optional[str] = None,
         optuna_study_name: Optional[str] = None,
+        log_path: Optional[str] = None,
     ):
         self.study_id = study_id
         self.registry_url = registry_url
@@ -78,10 +81,14 @@ class StudyProgress(Callback, Stopper):
         self._last_registry_write = 0.0
         self._live = None  # rich Live table when stderr is a terminal; plain lines otherwise
         self._last_refresh = 0.0
+        self.log_path = log_path  # every event is appended here too (`hpsearch logs` reads it)
+        self._last_stop_poll = 0.0
+        self.stop_requested = False
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_registry"] = state["_live"] = state["_study"] = None
+        state["stop_requested"], state["_last_stop_poll"] = False, 0.0  # a resumed study listens afresh
         return state
 
     # Tune checkpoints callback state with the experiment and hands it back on resume.
@@ -98,9 +105,12 @@ class StudyProgress(Callback, Stopper):
         return False
 
     def stop_all(self) -> bool:
-        return self.failure_budget_exceeded
+        return self.failure_budget_exceeded or (self.stop_requested and not callable(signal.getsignal(signal.SIGUSR1)))
 
     # -- Callback --------------------------------------------------------------------------------------
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        self._poll_stop_request()
+
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         view = self._view(trial.trial_id)
         view.state = "running"
@@ -196,8 +206,32 @@ class StudyProgress(Callback, Stopper):
             f"best {self.metric} {best}{budget}"
         )
 
+    def _poll_stop_request(self) -> None:
+        """`hpsearch stop` (or the API's stop) sets `stop_requested_at` on the registry row; the driver then
+        ends the study the way Ctrl-C does: Tune saves its state, running trials end (each keeps its last epoch
+        checkpoint) and no new ones start, and the study is marked stopped, ready for `resume`.
+
+        Tune's own interrupt handler does the work: it listens for SIGUSR1 as well as SIGINT, and SIGUSR1 is
+        not blocked in Ray job drivers (SIGINT is). Without that handler (Tune running off the main thread),
+        raising the signal would end the process, so `stop_all` ends the study instead."""
+        if self.stop_requested or not self.registry_url:
+            return
+        now = time.time()
+        if now - self._last_stop_poll < 2.0:
+            return
+        self._last_stop_poll = now
+        record = self._open_registry().find_by_id(self.study_id)
+        if record is None or record.stop_requested_at is None:
+            return
+        self.stop_requested = True
+        self._emit("stop requested: ending the running trials; `hpsearch resume` continues the study")
+        if callable(signal.getsignal(signal.SIGUSR1)):
+            signal.raise_signal(signal.SIGUSR1)
+
     def _emit(self, line: str) -> None:
-        """One event: a line on a plain stderr, a redraw of the table on a terminal."""
+        """One event: a line on a plain stderr, a redraw of the table on a terminal, a line in the log file."""
+        if self.log_path:
+            append_log(self.log_path, line)
         if not self.show:
             return
         if sys.stderr.isatty():
@@ -246,12 +280,8 @@ class StudyProgress(Callback, Stopper):
         if not force and now - self._last_registry_write < 2.0:
             return
         self._last_registry_write = now
-        if self._registry is None:
-            from service._registry import Registry
-
-            self._registry = Registry(self.registry_url)
         s = self.snapshot
-        self._registry.update(
+        self._open_registry().update(
             self.study_id,
             n_trials=len(s.trials),
             n_running=s.count("running"),
@@ -260,6 +290,14 @@ class StudyProgress(Callback, Stopper):
             n_failed=s.count("failed"),
             best_value=s.best_value,
         )
+
+
+    def _open_registry(self):
+        if self._registry is None:
+            from service._registry import Registry
+
+            self._registry = Registry(self.registry_url)
+        return self._registry
 
 
 def _brief(config: dict) -> str:

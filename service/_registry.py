@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Status of a study, in the order a study moves through them.
 QUEUED, RUNNING, SUCCEEDED, FAILED, STOPPED = "queued", "running", "succeeded", "failed", "stopped"
@@ -86,6 +86,12 @@ class StudyModel(_Base):
     best_value: Mapped[Optional[float]] = mapped_column(Float)
     best_params: Mapped[Optional[dict]] = mapped_column(JSON)
     error: Mapped[Optional[str]] = mapped_column(Text)
+    # Version 2: what a driver started later (by the API, on the cluster) needs to know, and the stop switch.
+    warm_start_from: Mapped[Optional[str]] = mapped_column(String(128))  # study id whose trials seed this one
+    register_model: Mapped[Optional[str]] = mapped_column(String(256))  # Model Registry name for the best model
+    registered_model: Mapped[Optional[str]] = mapped_column(String(300))  # "name/version" once registered
+    # Set by `hpsearch stop`; the driver polls it and ends the study as Ctrl-C does (see service/_progress.py).
+    stop_requested_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,14 @@ class StudyRecord:
     best_value: Optional[float]
     best_params: Optional[dict]
     error: Optional[str]
+    warm_start_from: Optional[str] = None
+    register_model: Optional[str] = None
+    registered_model: Optional[str] = None
+    stop_requested_at: Optional[dt.datetime] = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
 
     @classmethod
     def _from_model(cls, m: StudyModel) -> "StudyRecord":
@@ -131,7 +145,9 @@ class StudyRecord:
             mlflow_experiment_id=m.mlflow_experiment_id, mlflow_parent_run_id=m.mlflow_parent_run_id,
             tune_path=m.tune_path, ray_job_id=m.ray_job_id, driver=m.driver, n_trials=m.n_trials, n_running=m.n_running,
             n_completed=m.n_completed, n_pruned=m.n_pruned, n_failed=m.n_failed, best_value=m.best_value,
-            best_params=m.best_params, error=m.error,
+            best_params=m.best_params, error=m.error, warm_start_from=m.warm_start_from,
+            register_model=m.register_model, registered_model=m.registered_model,
+            stop_requested_at=m.stop_requested_at,
         )
 
 
@@ -180,6 +196,8 @@ class Registry:
         optuna_study_name: str,
         mlflow_tracking_uri: str,
         status: str = QUEUED,
+        warm_start_from: Optional[str] = None,
+        register_model: Optional[str] = None,
     ) -> StudyRecord:
         model = StudyModel(
             id=study_id, name=name, space_text=space_text, space_source=space_source,
@@ -187,7 +205,7 @@ class Registry:
             created_at=_now(), metric=json.dumps(metrics), mode=json.dumps(modes),
             optuna_storage=optuna_storage, optuna_study_name=optuna_study_name,
             mlflow_tracking_uri=mlflow_tracking_uri, n_trials=0, n_running=0, n_completed=0, n_pruned=0,
-            n_failed=0,
+            n_failed=0, warm_start_from=warm_start_from, register_model=register_model,
         )
         with self._sessions.begin() as session:
             session.add(model)
@@ -262,12 +280,40 @@ def _make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def _add_columns(*columns: str):
+    """A migration that adds nullable columns (`name TYPE`) to the studies table; the same DDL on SQLite and
+    PostgreSQL. Columns that are already there (a crash between the ALTER and the version bump) are skipped."""
+
+    def migrate(session: Session) -> None:
+        from sqlalchemy import inspect, text
+
+        existing = {c["name"] for c in inspect(session.connection()).get_columns(StudyModel.__tablename__)}
+        for column in columns:
+            if column.split()[0] not in existing:
+                session.execute(text(f"ALTER TABLE {StudyModel.__tablename__} ADD COLUMN {column}"))
+
+    return migrate
+
+
 # Each migration takes the database from version i to i + 1 (index i - 1). Version 1 is the initial schema
 # created by `create_all`; later versions append their ALTERs here rather than editing the models silently.
-_MIGRATIONS: list = []
+_MIGRATIONS: list = [
+    # 1 -> 2: cluster mode (studies launched by the API) and `hpsearch stop`.
+    _add_columns("warm_start_from VARCHAR(128)", "register_model VARCHAR(256)", "registered_model VARCHAR(300)",
+                 "stop_requested_at TIMESTAMP WITH TIME ZONE"),
+]
 
 
 def _migrate(engine: Engine) -> None:
+    # A database older than this code: migrate its tables first, so that `create_all` (which never alters an
+    # existing table) only adds what is missing altogether.
+    with Session(engine) as session, session.begin():
+        if inspect_has_table(engine, SchemaVersionModel.__tablename__):
+            row = session.get(SchemaVersionModel, 1)
+            if row is not None and row.version < SCHEMA_VERSION:
+                for version in range(row.version, SCHEMA_VERSION):
+                    _MIGRATIONS[version - 1](session)
+                row.version = SCHEMA_VERSION
     _Base.metadata.create_all(engine)
     with Session(engine) as session, session.begin():
         row = session.get(SchemaVersionModel, 1)
@@ -279,8 +325,11 @@ def _migrate(engine: Engine) -> None:
                 f"the registry at {engine.url.render_as_string(hide_password=True)} has schema version "
                 f"{row.version}, newer than this hpsearch ({SCHEMA_VERSION}); upgrade hpsearch"
             )
-        for version in range(row.version, SCHEMA_VERSION):
-            _MIGRATIONS[version - 1](session)
-        row.version = SCHEMA_VERSION
+
+
+def inspect_has_table(engine: Engine, name: str) -> bool:
+    from sqlalchemy import inspect
+
+    return inspect(engine).has_table(name)
 
 

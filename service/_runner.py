@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from service._registry import FAILED, RUNNING, STOPPED, SUCCEEDED, Registry, StudyRecord, new_study_id
+from service._registry import FAILED, QUEUED, RUNNING, STOPPED, SUCCEEDED, Registry, StudyRecord, new_study_id
 from service._settings import Settings
+from service._studylog import append_log
 
 logger = logging.getLogger(__name__)
 
@@ -74,22 +75,34 @@ def submit_study(
         _init_ray(ray_address, space)  # reachable and admitted (token) before anything is recorded
     registry = Registry(settings.registry_url)
     seed_trials = _plan_warm_start(registry, warm_start, space, show_progress) if warm_start else []
+    study_id = record_study(registry, space, settings, warm_start=warm_start, register=register).id
+    return run_study(
+        study_id, space, settings, registry=registry, show_progress=show_progress, ray_address=ray_address,
+        register=register, seed_trials=seed_trials,
+    )
+
+
+def record_study(
+    registry: Registry, space, settings: Settings, *, warm_start: Optional[str] = None, register: Optional[str] = None,
+    source: Optional[str] = None,
+) -> StudyRecord:
+    """A new registry row (status queued) for `space`, its stores named by `settings`."""
     study_id = new_study_id(space.name)
-    registry.create(
+    if warm_start:
+        warm_start = registry.find_or_raise_by_id(warm_start).id
+    return registry.create(
         study_id=study_id,
         name=space.name,
         space_text=space.text,
-        space_source=space.source,
+        space_source=source or space.source,
         space_overrides=space.overrides,
         metrics=space.metrics,
         modes=space.modes,
         optuna_storage=settings.optuna_storage,
         optuna_study_name=study_id,
         mlflow_tracking_uri=settings.tracking_uri,
-    )
-    return run_study(
-        study_id, space, settings, registry=registry, show_progress=show_progress, ray_address=ray_address,
-        register=register, seed_trials=seed_trials,
+        warm_start_from=warm_start,
+        register_model=register,
     )
 
 
@@ -120,8 +133,6 @@ def resume_study(
     register: Optional[str] = None,
 ) -> StudySummary:
     """Continue a stopped, failed or crashed study: finished trials are kept, unfinished ones continue."""
-    from service.space import parse_space
-
     if ray_address:
         _check_reachable(ray_address)
     registry = Registry(settings.registry_url)
@@ -130,21 +141,75 @@ def resume_study(
         raise StudyError(f"study {record.id} already succeeded; nothing to resume (submit a new study instead)")
     if record.status == RUNNING and _driver_alive(record):
         raise StudyError(f"study {record.id} is still running (driver {record.driver}); stop it first")
-    base_dir = str(Path(record.space_source).parent) if record.space_source and record.space_source != "<string>" else None
-    space = parse_space(
-        record.space_text, source=record.space_source or "<registry>", overrides=record.space_overrides, base_dir=base_dir
-    )
+    space = space_of(record)
     if ray_address:
         _init_ray(ray_address, space)  # a refused token fails here, before the study is marked running
-    stores = Settings(
+    registry.update(record.id, stop_requested_at=None)
+    return run_study(
+        record.id, space, _stores_of(record, settings), registry=registry, show_progress=show_progress,
+        ray_address=ray_address, resume=True, register=register or record.register_model,
+    )
+
+
+def run_registered_study(
+    study_id: str, settings: Settings, *, show_progress: bool = True, ray_address: Optional[str] = None,
+) -> StudySummary:
+    """The driver of a study recorded earlier (by the API): `hpsearch run --study ID`.
+
+    The space, its stores, warm start and model registration all come from the registry row. A study that
+    already ran continues from its saved Tune state (the API's resume launches this too); a new one starts.
+    A space that does not hold on this machine (its data files are missing here, say) fails the study with the
+    reason, where `hpsearch status` shows it."""
+    from service.space import SpaceError
+
+    registry = Registry(settings.registry_url)
+    record = registry.find_or_raise_by_id(study_id)
+    if record.status == SUCCEEDED:
+        raise StudyError(f"study {record.id} already succeeded; nothing to run")
+    log_path = str(settings.log_path(record.id))
+    try:
+        space = space_of(record)
+    except SpaceError as exc:
+        append_log(log_path, f"study {record.id} cannot start here: {exc}")
+        registry.update(record.id, status=FAILED, finished_at=_now(), error=str(exc))
+        raise StudyError(str(exc)) from None
+    stores = _stores_of(record, settings)
+    tune_path = Path(record.tune_path) if record.tune_path else stores.tune_dir / record.id
+    from ray.tune import Tuner
+
+    resume = Tuner.can_restore(str(tune_path))
+    seed_trials = []
+    if not resume and record.warm_start_from:
+        seed_trials = _plan_warm_start(registry, record.warm_start_from, space, show_progress)
+    return run_study(
+        record.id, space, stores, registry=registry, show_progress=show_progress, ray_address=ray_address,
+        resume=resume, register=record.register_model, seed_trials=seed_trials,
+    )
+
+
+def space_of(record: StudyRecord):
+    """The registry row's space, parsed as it was submitted. Relative data paths resolve from the folder of
+    the file it came from when that folder is here, else from HPSEARCH_DATA_DIR (a cluster's data volume),
+    else from the current directory."""
+    from service.space import parse_space
+
+    base_dir = None
+    if record.space_source and os.path.isabs(record.space_source) and os.path.isdir(os.path.dirname(record.space_source)):
+        base_dir = os.path.dirname(record.space_source)
+    base_dir = base_dir or os.environ.get("HPSEARCH_DATA_DIR") or None
+    return parse_space(
+        record.space_text, source=record.space_source or "<registry>", overrides=record.space_overrides,
+        base_dir=base_dir,
+    )
+
+
+def _stores_of(record: StudyRecord, settings: Settings) -> Settings:
+    """The stores a study was created with (its MLflow and Optuna never move), under today's registry."""
+    return Settings(
         home=settings.home,
         tracking_uri=record.mlflow_tracking_uri,
         optuna_storage=record.optuna_storage,
         registry_url=settings.registry_url,
-    )
-    return run_study(
-        record.id, space, stores, registry=registry, show_progress=show_progress, ray_address=ray_address,
-        resume=True, register=register,
     )
 
 
@@ -164,7 +229,10 @@ def run_study(
 
     _configure_libraries()
     record = registry.find_or_raise_by_id(study_id)
-    tune_path = settings.tune_dir / study_id
+    tune_path = Path(record.tune_path) if record.tune_path else settings.tune_dir / study_id
+    log_path = str(settings.log_path(study_id))
+    append_log(log_path, f"study {study_id} {'resumed' if resume else 'started'} by {_driver_id()}"
+                         f"{' on the Ray cluster at ' + ray_address if ray_address else ' on an embedded Ray'}")
 
     # MLflow: one experiment per study name, one parent run per study.
     client = client_for(settings.tracking_uri)
@@ -190,7 +258,8 @@ def run_study(
     try:
         _init_ray(ray_address, space)
         tuner = _build_tuner(
-            study_id, space, settings, experiment_id, parent_run_id, tune_path, resume, show_progress, seed_trials or []
+            study_id, space, settings, experiment_id, parent_run_id, tune_path, resume, show_progress, seed_trials or [],
+            log_path,
         )
         started = time.monotonic()
         results = tuner.fit()
@@ -199,6 +268,7 @@ def run_study(
     except KeyboardInterrupt:
         status, error = STOPPED, "interrupted"
     except StudyError as exc:
+        append_log(log_path, f"study {study_id} failed: {exc}")
         registry.update(study_id, status=FAILED, finished_at=_now(), error=str(exc))
         client.set_tag(parent_run_id, "hpsearch.error", str(exc)[:5000])
         client.set_terminated(parent_run_id, status="FAILED")
@@ -206,10 +276,15 @@ def run_study(
     except Exception as exc:  # the study itself failed; keep the reason where people look
         logger.exception("study %s failed", study_id)
         status, error = FAILED, f"{type(exc).__name__}: {exc}"
-    return _finish(
+    summary = _finish(
         study_id, space, settings, registry, client, parent_run_id, experiment_id, tune_path, status, error,
         checkpoints=checkpoints, register=register,
     )
+    best = "" if summary.best_value is None else f"; best {space.metrics[0]} {summary.best_value:.4f} (trial {summary.best_trial})"
+    append_log(log_path, f"study {study_id} {summary.status}: trials {summary.n_trials}, completed {summary.n_completed}, "
+                         f"pruned {summary.n_pruned}, failed {summary.n_failed}{best}"
+                         f"{'; ' + summary.error if summary.error else ''}")
+    return summary
 
 
 # -- Ray and Tune ----------------------------------------------------------------------------------------
@@ -372,7 +447,9 @@ def _reporting_placement(train_fn: Callable):
     return PlacedTrainable
 
 
-def _build_tuner(study_id, space, settings, experiment_id, parent_run_id, tune_path, resume, show_progress, seed_trials):
+def _build_tuner(
+    study_id, space, settings, experiment_id, parent_run_id, tune_path, resume, show_progress, seed_trials, log_path,
+):
     from ray import tune
 
     from service._progress import StudyProgress
@@ -435,6 +512,7 @@ def _build_tuner(study_id, space, settings, experiment_id, parent_run_id, tune_p
         show=show_progress,
         optuna_storage=settings.optuna_storage,
         optuna_study_name=study_id,
+        log_path=log_path,
     )
     tuner = tune.Tuner(
         trainable_fn,
@@ -653,6 +731,7 @@ def _finish(
         n_completed=counts["n_completed"],
         n_pruned=counts["n_pruned"],
         n_failed=counts["n_failed"],
+        registered_model=registered,
     )
     return StudySummary(
         study_id=study_id,

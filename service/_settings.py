@@ -5,6 +5,7 @@ The state directory (`HPSEARCH_HOME`, default `~/.hpsearch`) holds, on a laptop:
     registry.db   the study registry (SQLite)
     optuna.db     Optuna study storage (SQLite; `optuna.load_study` and optuna-dashboard read it as is)
     tune/<id>/    Ray Tune experiment storage: trial checkpoints and the state `resume` restores from
+    logs/<id>.log the study's events, one line each (`hpsearch logs ID`)
 
 MLflow is not under it: its default is MLflow's own (`sqlite:///mlflow.db` in the working directory), so a
 plain `mlflow ui` started there shows the studies.
@@ -32,6 +33,10 @@ class Settings:
     @property
     def tune_dir(self) -> Path:
         return self.home / "tune"
+
+    def log_path(self, study_id: str) -> Path:
+        """The study's event log (`hpsearch logs`); on a cluster it lies on the storage all nodes share."""
+        return self.home / "logs" / f"{study_id}.log"
 
 
 def resolve_settings(

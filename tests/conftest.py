@@ -14,6 +14,10 @@ PG_ADMIN_URL = os.environ.get("HPSEARCH_TEST_PG_URL", "postgresql+psycopg2://pos
 @pytest.fixture(scope="session")
 def pg_url():
     """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    yield from _pg_database()
+
+
+def _pg_database():
     from sqlalchemy import create_engine, text
 
     name = f"hpsearch_test_{secrets.token_hex(4)}"
@@ -32,3 +36,12 @@ def registry_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'registry.db'}"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_registry_url(request, tmp_path):
+    """Like `registry_url`, but a database nobody has used yet (for schema and migration tests)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'registry.db'}"
+    else:
+        yield from _pg_database()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -105,3 +107,45 @@ def test_registry_refuses_newer_schema(tmp_path):
     engine.dispose()
     with pytest.raises(RuntimeError, match="upgrade hpsearch"):
         Registry(url)
+
+
+# The studies table as schema version 1 created it, before cluster mode added its columns.
+_V1_TABLE = """
+CREATE TABLE hpsearch_studies (
+    id VARCHAR(128) PRIMARY KEY, name VARCHAR(128), space_text TEXT, space_source TEXT, space_overrides JSON,
+    status VARCHAR(16), created_at TIMESTAMP WITH TIME ZONE, started_at TIMESTAMP WITH TIME ZONE,
+    finished_at TIMESTAMP WITH TIME ZONE, metric VARCHAR(256), mode VARCHAR(64), optuna_storage TEXT,
+    optuna_study_name VARCHAR(256), mlflow_tracking_uri TEXT, mlflow_experiment_id VARCHAR(64),
+    mlflow_parent_run_id VARCHAR(64), tune_path TEXT, ray_job_id VARCHAR(128), driver VARCHAR(256),
+    n_trials INTEGER, n_running INTEGER, n_completed INTEGER, n_pruned INTEGER, n_failed INTEGER,
+    best_value FLOAT, best_params JSON, error TEXT
+)
+"""
+
+
+def test_registry_migrates_a_version_1_database_without_losing_studies(empty_registry_url):
+    engine = create_engine(empty_registry_url)
+    with engine.begin() as conn:
+        conn.execute(text(_V1_TABLE))
+        conn.execute(text("CREATE TABLE hpsearch_schema_version (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)"))
+        conn.execute(text("INSERT INTO hpsearch_schema_version VALUES (1, 1)"))
+        conn.execute(text(
+            "INSERT INTO hpsearch_studies (id, name, space_text, status, created_at, metric, mode, optuna_storage, "
+            "optuna_study_name, mlflow_tracking_uri, n_trials, n_running, n_completed, n_pruned, n_failed, best_value) "
+            "VALUES ('old-1', 'old', 'name: old', 'succeeded', '2026-11-01 10:00:00+00', '[\"val_acc\"]', '[\"max\"]', "
+            "'sqlite:///o.db', 'old-1', 'sqlite:///m.db', 5, 0, 4, 1, 0, 0.93)"
+        ))
+    engine.dispose()
+
+    registry = Registry(empty_registry_url)
+
+    old = registry.find_or_raise_by_id("old-1")
+    assert (old.status, old.n_completed, old.best_value, old.stop_requested_at) == ("succeeded", 4, 0.93, None)
+    registry.update("old-1", stop_requested_at=datetime.now(timezone.utc), register_model="digits")
+    assert registry.find_by_id("old-1").register_model == "digits"
+    engine = create_engine(empty_registry_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("select version from hpsearch_schema_version")).scalar_one() == SCHEMA_VERSION == 2
+    engine.dispose()
+    registry.dispose()
+    assert Registry(empty_registry_url).find_by_id("old-1").register_model == "digits"  # and opens again as is

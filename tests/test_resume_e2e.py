@@ -87,7 +87,7 @@ def _histories(record):
     }
 
 
-@pytest.mark.parametrize("how", ["interrupt", "kill"])
+@pytest.mark.parametrize("how", ["interrupt", "stop", "kill"])
 def test_stopped_or_crashed_study_resumes_without_rerunning_finished_trials(tmp_path, how):
     space = tmp_path / "slow.yaml"
     space.write_text(SLOW_SPACE.format(name=f"e2e-resume-{how}"))
@@ -104,6 +104,14 @@ def test_stopped_or_crashed_study_resumes_without_rerunning_finished_trials(tmp_
             out, err = driver.communicate(timeout=120)
             assert driver.returncode == 1, err[-3000:]
             assert json.loads(out)["status"] == "stopped"
+        elif how == "stop":  # `hpsearch stop` from another shell: the driver ends the study as Ctrl-C does
+            stopped = subprocess.run(_hpsearch("stop", _only_study(tmp_path).id), env=env, capture_output=True,
+                                     text=True, timeout=120)
+            assert stopped.returncode == 0, stopped.stderr[-3000:]
+            assert stopped.stdout.strip() == f"study {_only_study(tmp_path).id}: stopped"
+            out, err = driver.communicate(timeout=120)
+            assert driver.returncode == 1, err[-3000:]
+            assert json.loads(out)["status"] == "stopped"
         else:
             driver.kill()  # a crash: no chance to save anything beyond the periodic checkpoints
             driver.communicate(timeout=60)
@@ -111,7 +119,10 @@ def test_stopped_or_crashed_study_resumes_without_rerunning_finished_trials(tmp_
         if driver.poll() is None:
             driver.kill()
     record = _only_study(tmp_path)
-    assert record.status == ("stopped" if how == "interrupt" else "running")
+    assert record.status == ("running" if how == "kill" else "stopped")
+    if how == "stop":
+        log = subprocess.run(_hpsearch("logs", record.id), env=env, capture_output=True, text=True, timeout=60).stdout
+        assert "stop requested" in log and f"study {record.id} stopped: " in log, log
     before = _histories(record)
     study = optuna.load_study(study_name=record.optuna_study_name, storage=record.optuna_storage)
     finished_before = {t.number for t in study.get_trials(states=(TrialState.COMPLETE,))}

@@ -33,8 +33,9 @@ _MAPPING_HINTS = {
 }
 
 
-def load_space(path: Union[str, os.PathLike], overrides: Sequence[str] = ()) -> SearchSpace:
-    """Read, override and validate the space file at `path`."""
+def load_space(path: Union[str, os.PathLike], overrides: Sequence[str] = (), *, check_data: bool = True) -> SearchSpace:
+    """Read, override and validate the space file at `path`. `check_data=False` leaves the data files
+    unchecked (a space submitted to a cluster names files on the cluster, not here)."""
     file = os.fspath(path)
     where = Path(file)
     try:
@@ -66,7 +67,9 @@ def load_space(path: Union[str, os.PathLike], overrides: Sequence[str] = ()) -> 
             f"is not UTF-8 text (byte {exc.start})", file=file, hint="save the file as UTF-8 YAML"
         ) from None
     absolute = where.resolve()
-    return _parse(text, file=file, source=str(absolute), overrides=overrides, base_dir=str(absolute.parent))
+    return _parse(
+        text, file=file, source=str(absolute), overrides=overrides, base_dir=str(absolute.parent), check_data=check_data
+    )
 
 
 def parse_space(
