@@ -1,0 +1,44 @@
+"""`hpsearch serve`: the API service, configured from the environment the cluster gives it."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from service._runner import StudyError
+from service._settings import Settings
+
+MIN_TOKEN_CHARS = 16
+
+
+def serve_api(*, host: str, port: int, ray_dashboard: str, settings: Settings) -> None:
+    import uvicorn
+
+    from service.api import create_app
+
+    app = create_app(api_config(ray_dashboard, settings))
+    logging.getLogger("service").setLevel(logging.INFO)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=True, server_header=False)
+
+
+def api_config(ray_dashboard: str, settings: Settings):
+    from service.api import ApiConfig, RayJobs
+
+    token = os.environ.get("HPSEARCH_TOKEN", "").strip()
+    if len(token) < MIN_TOKEN_CHARS:
+        what = "is not set" if not token else f"has {len(token)} characters"
+        raise StudyError(
+            f"HPSEARCH_TOKEN {what}; the service needs a token of at least {MIN_TOKEN_CHARS} characters for its "
+            f"callers, e.g. from: python -c \"import secrets; print(secrets.token_hex(32))\""
+        )
+    # What every study driver launched on the cluster needs to find the study and the shared storage.
+    driver_env = {
+        "HPSEARCH_REGISTRY_URL": settings.registry_url,
+        "HPSEARCH_OPTUNA_STORAGE": settings.optuna_storage,
+        "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "HPSEARCH_HOME": str(settings.home),
+    }
+    for name in ("HPSEARCH_DATA_DIR", "PYTHONPATH", "HPSEARCH_REPORT_INTERVAL_S"):
+        if os.environ.get(name):
+            driver_env[name] = os.environ[name]
+    return ApiConfig(token=token, settings=settings, jobs=RayJobs(address=ray_dashboard, driver_env=driver_env))
