@@ -319,11 +319,11 @@ def _init_ray(address: Optional[str], space) -> None:
         paths.append(str(Path(space.source).resolve().parent))
     if os.environ.get("PYTHONPATH"):
         paths.append(os.environ["PYTHONPATH"])
-    kwargs: dict[str, Any] = dict(
-        log_to_driver=False,
-        logging_level=logging.WARNING,
-        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}},
-    )
+    kwargs: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING)
+    # A driver launched as a Ray job (by the API service) already runs in the job's runtime env, which its
+    # workers inherit; Ray refuses a second one that sets the same variables.
+    if not os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
+        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
     if not address:
         # Embedded: always a fresh local instance, never a `ray start` cluster that happens to be running.
         ray.init(**kwargs, address="local", include_dashboard=False)
@@ -570,9 +570,19 @@ def _trainable_target(space) -> str:
 
 
 def _optuna_storage(url: str):
+    """Optuna's storage at `url`. On an empty database the first opening creates Optuna's tables; two drivers
+    doing that at once collide (PostgreSQL: a duplicate `alembic_version` type), and the loser only has to
+    open it again."""
     import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-    return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+        except (IntegrityError, ProgrammingError):
+            if attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
 
 
 def _engine_kwargs(url: str) -> dict:
@@ -675,6 +685,10 @@ def _finish(
     from service._searcher import TUNE_TRIAL_ID_ATTR
     from service._tracking import TAG_PARETO, log_best_model, log_study_report, register_best_model, tag_trial_runs
 
+    if not _optuna_study_exists(settings.optuna_storage, study_id):
+        # The study failed before its first trial was asked for (the Optuna study is made then).
+        return _finish_without_trials(study_id, space, settings, registry, client, parent_run_id, experiment_id,
+                                      tune_path, status, error)
     if status != STOPPED:
         reconcile_running_trials(settings.optuna_storage, study_id)
     study, counts, best = summarize(space, settings.optuna_storage, study_id)
@@ -755,6 +769,33 @@ def _finish(
         error=error,
         pareto_front=pareto,
         registered_model=registered,
+    )
+
+
+def _optuna_study_exists(storage_url: str, study_name: str) -> bool:
+    storage = _optuna_storage(storage_url)
+    try:
+        storage.get_study_id_from_name(study_name)
+        return True
+    except KeyError:
+        return False
+
+
+def _finish_without_trials(
+    study_id, space, settings, registry, client, parent_run_id, experiment_id, tune_path, status, error,
+) -> StudySummary:
+    status = FAILED if status == SUCCEEDED else status
+    error = error or "the study ended before its first trial"
+    client.set_tag(parent_run_id, "hpsearch.status", status)
+    client.set_tag(parent_run_id, "hpsearch.error", error[:5000])
+    client.set_terminated(parent_run_id, status="KILLED" if status == STOPPED else "FAILED")
+    registry.update(study_id, status=status, finished_at=_now(), error=error, n_running=0)
+    return StudySummary(
+        study_id=study_id, name=space.name, status=status, best_value=None, best_params=None, best_trial=None,
+        metric=space.metric, mode=space.mode, n_trials=0, n_completed=0, n_pruned=0, n_failed=0,
+        mlflow_tracking_uri=settings.tracking_uri, mlflow_experiment_id=experiment_id,
+        mlflow_parent_run_id=parent_run_id, optuna_storage=settings.optuna_storage, optuna_study_name=study_id,
+        tune_path=str(tune_path), error=error,
     )
 
 

@@ -221,10 +221,13 @@ def test_api_masks_passwords_in_store_urls(api, registry):
 # -- the OpenAPI document, exercised -----------------------------------------------------------------------
 def _schema():
     """The document as the service serves it (behind the token), from an app on a registry of its own."""
+    import atexit
+    import shutil
     import tempfile
     from pathlib import Path
 
     tmp = Path(tempfile.mkdtemp(prefix="hps-api-"))
+    atexit.register(shutil.rmtree, tmp, True)
     app = _app(tmp, f"sqlite:///{tmp / 'r.db'}")
     return schemathesis.openapi.from_asgi("/openapi.json", app, headers=AUTH)
 

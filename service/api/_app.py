@@ -137,6 +137,10 @@ def create_app(config: ApiConfig) -> FastAPI:
         dependencies=[Depends(_no_unknown_query_parameters)],
     )
     registry = Registry(config.settings.registry_url)
+    from service._runner import _optuna_storage
+
+    # Optuna's tables, made once here rather than by the first drivers at the same time.
+    _optuna_storage(config.settings.optuna_storage)
     jobs = config.jobs
     settings = config.settings
 
@@ -223,7 +227,15 @@ def create_app(config: ApiConfig) -> FastAPI:
     def logs(study_id: str, offset: int = Query(0, ge=0, description="Byte offset to read from.")) -> dict:
         """The study's event log from `offset`; poll with the returned offset to follow it."""
         record = _checked(registry.find_or_raise_by_id(study_id))
-        return logs_dict(record, settings, offset)
+        page = logs_dict(record, settings, offset)
+        if page["finished"] and not settings.log_path(record.id).exists() and record.ray_job_id:
+            # The driver ended before it wrote a line (it could not start): what Ray kept of it is all there is.
+            try:
+                text = jobs.logs(record.ray_job_id)
+            except JobsUnavailable:
+                text = ""
+            page.update(text=text[offset:], offset=max(offset, len(text)))
+        return page
 
     @app.post("/studies/{study_id}/stop", status_code=202, response_model=Study, responses=_errors(404, 409, 503))
     def stop(study_id: str) -> dict:
