@@ -274,7 +274,9 @@ def status(study_id, server, home, as_json) -> None:
 @server_option
 @home_option
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the study ends.")
-def logs(study_id, server, home, follow) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per read ({study_id, text, offset, finished, status}); with --follow, one per line.")
+def logs(study_id, server, home, follow, as_json) -> None:
     """Print a study's event log (trials started and ended, stops, resumes, the outcome)."""
     import time
 
@@ -296,7 +298,10 @@ def logs(study_id, server, home, follow) -> None:
         offset = 0
         while True:
             page = read(resolved, offset)
-            if page["text"]:
+            if as_json:
+                if page["text"] or not follow or page["finished"]:
+                    click.echo(json.dumps(page))
+            elif page["text"]:
                 click.echo(page["text"], nl=False)
             offset = page["offset"]
             if not follow or (page["finished"] and not page["text"]):

@@ -20,7 +20,8 @@ def _run(*args: str):
     return CliRunner().invoke(main, list(args))
 
 
-@pytest.mark.parametrize("command", [[], ["submit"], ["validate"], ["schema"], ["resume"], ["list"], ["status"], ["best"], ["ui"]])
+@pytest.mark.parametrize("command", [[], ["submit"], ["validate"], ["schema"], ["resume"], ["list"], ["status"], ["best"], ["ui"],
+                                     ["logs"], ["stop"], ["run"], ["serve"]])
 def test_cli_help_on_every_command(command):
     result = _run(*command, "--help")
     assert result.exit_code == 0
@@ -150,3 +151,90 @@ def test_cli_unreachable_registry_exits_2(monkeypatch):
     assert result.exit_code == 2
     assert "cannot open the study registry postgresql+psycopg2://postgres@127.0.0.1:1/test" in result.stderr
     assert "Traceback" not in result.output
+
+
+# -- the study verbs against the local registry (no Ray needed: rows written as a driver would) -----------
+def _recorded_study(tmp_path, monkeypatch, status="running", **fields):
+    from service._registry import Registry
+    from service._runner import record_study
+    from service._settings import resolve_settings
+    from service.space import load_space
+
+    monkeypatch.setenv("HPSEARCH_HOME", str(tmp_path / "home"))
+    settings = resolve_settings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    registry = Registry(settings.registry_url)
+    record = record_study(registry, load_space(REPO / "search_spaces/digits_mlp.yaml"), settings)
+    return registry.update(record.id, status=status, **fields)
+
+
+def test_cli_stop_of_a_study_whose_driver_is_gone_marks_it_stopped(tmp_path, monkeypatch):
+    record = _recorded_study(tmp_path, monkeypatch, driver="some-other-host:4242")
+    result = _run("stop", record.id[:-2])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"study {record.id}: stopped"
+    status = json.loads(_run("status", record.id, "--json").stdout)
+    assert status["status"] == "stopped" and status["stop_requested_at"] and status["trials"] == []
+    assert "stop requested" in _run("logs", record.id).stdout
+
+
+@pytest.mark.parametrize("status", ["succeeded", "failed", "stopped"])
+def test_cli_stop_of_a_finished_study_exits_2_with_one_line(tmp_path, monkeypatch, status):
+    record = _recorded_study(tmp_path, monkeypatch, status=status)
+    result = _run("stop", record.id)
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [f"Error: study {record.id} is already {status}; there is nothing to stop"]
+
+
+def test_cli_best_writes_a_fixed_block_that_a_space_accepts(tmp_path, monkeypatch):
+    import yaml
+
+    params = {"lr": 0.01, "optimizer": "adam", "hidden_layers": 2}
+    record = _recorded_study(tmp_path, monkeypatch, status="succeeded", best_value=0.97, best_params=params)
+    out = tmp_path / "best.yaml"
+    result = _run("best", record.id, "-o", str(out))
+    assert result.exit_code == 0 and "best val_acc = 0.97" in result.stdout
+    assert yaml.safe_load(out.read_text()) == {"fixed": params}
+    assert out.read_text().startswith(f"# best of study {record.id}: val_acc = 0.97")
+    assert json.loads(_run("best", record.id, "--json").stdout)["best_params"] == params
+
+
+def test_cli_best_before_a_completed_trial_exits_2(tmp_path, monkeypatch):
+    record = _recorded_study(tmp_path, monkeypatch)
+    result = _run("best", record.id)
+    assert result.exit_code == 2 and "has no completed trial yet (status running)" in result.stderr
+
+
+def test_cli_logs_of_a_study_that_wrote_none_is_empty(tmp_path, monkeypatch):
+    record = _recorded_study(tmp_path, monkeypatch, status="failed")
+    result = _run("logs", record.id, "--follow", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == {"study_id": record.id, "text": "", "offset": 0, "finished": True,
+                                         "status": "failed"}
+
+
+@pytest.mark.parametrize("server,token,expected", [
+    ("127.0.0.1:8000", "t" * 32, "--server '127.0.0.1:8000' is not a URL; give it as http://HOST:PORT"),
+    ("http://127.0.0.1:1", None, "no token for the hpsearch server at http://127.0.0.1:1: set HPSEARCH_TOKEN"),
+    ("http://127.0.0.1:1", "t" * 32, "cannot reach the hpsearch server at http://127.0.0.1:1 (Connection refused)"),
+])
+def test_cli_server_mistakes_exit_2_with_one_line(monkeypatch, server, token, expected):
+    if token:
+        monkeypatch.setenv("HPSEARCH_TOKEN", token)
+    else:
+        monkeypatch.delenv("HPSEARCH_TOKEN", raising=False)
+    for args in (["list"], ["status", "x"], ["stop", "x"], ["resume", "x"], ["best", "x"], ["logs", "x"],
+                 ["submit", str(REPO / "search_spaces/digits_cnn.yaml")]):
+        result = _run(*args, "--server", server)
+        assert result.exit_code == 2, (args, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0], (args, lines)
+
+
+@pytest.mark.parametrize("token", [None, "short"])
+def test_cli_serve_refuses_a_missing_or_short_token(monkeypatch, token):
+    if token:
+        monkeypatch.setenv("HPSEARCH_TOKEN", token)
+    else:
+        monkeypatch.delenv("HPSEARCH_TOKEN", raising=False)
+    result = _run("serve")
+    assert result.exit_code == 2 and "HPSEARCH_TOKEN" in result.stderr and "token_hex(32)" in result.stderr
