@@ -52,8 +52,8 @@ class ApiClient:
     def logs(self, study_id: str, offset: int = 0) -> dict:
         return self._call("GET", f"/studies/{_quote(study_id)}/logs", params={"offset": offset})
 
-    def stop(self, study_id: str) -> dict:
-        return self._call("POST", f"/studies/{_quote(study_id)}/stop")
+    def stop(self, study_id: str, force: bool = False) -> dict:
+        return self._call("POST", f"/studies/{_quote(study_id)}/stop", params={"force": "true"} if force else None)
 
     def resume(self, study_id: str) -> dict:
         return self._call("POST", f"/studies/{_quote(study_id)}/resume")

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import secrets
 import re
+import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -305,6 +306,21 @@ _MIGRATIONS: list = [
 
 
 def _migrate(engine: Engine) -> None:
+    """Bring the database to SCHEMA_VERSION. Processes that open a new registry at the same moment (the API
+    and a driver, a CLI and a driver) race to create the tables; whoever loses finds them made and retries."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(5):
+        try:
+            return _migrate_once(engine)
+        except (IntegrityError, OperationalError, ProgrammingError) as exc:
+            lost_race = isinstance(exc, IntegrityError) or "already exists" in str(exc.orig or exc)
+            if not lost_race or attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def _migrate_once(engine: Engine) -> None:
     # A database older than this code: migrate its tables first, so that `create_all` (which never alters an
     # existing table) only adds what is missing altogether.
     with Session(engine) as session, session.begin():

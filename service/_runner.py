@@ -807,6 +807,18 @@ def _driver_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def end_local_driver(record: StudyRecord) -> None:
+    """SIGKILL the study's driver process on this machine (`hpsearch stop --force`)."""
+    import signal
+
+    host, _, pid = (record.driver or "").partition(":")
+    if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def _driver_alive(record: StudyRecord) -> bool:
     """A study marked running whose local driver process is gone crashed; it may be resumed."""
     host, _, pid = (record.driver or "").partition(":")

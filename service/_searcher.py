@@ -42,7 +42,10 @@ class StudySearcher(OptunaSearch):
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        super().on_trial_result(trial_id, result)
+        try:
+            super().on_trial_result(trial_id, result)
+        except RuntimeError as exc:  # the Optuna trial was finished meanwhile (a reconciliation); Tune goes on
+            logger.warning("could not report to Optuna for trial %s: %s", trial_id, exc)
         self._reported_steps[trial_id] = result.get("training_iteration", 0)
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
@@ -56,7 +59,10 @@ class StudySearcher(OptunaSearch):
             step = result.get("training_iteration", 0)
             value = result.get(self.metric)
             if step > self._reported_steps.get(trial_id, 0) and isinstance(value, (int, float)):
-                ot_trial.report(float(value), step)
+                try:
+                    ot_trial.report(float(value), step)
+                except RuntimeError as exc:  # already finished by a reconciliation
+                    logger.warning("could not report to Optuna trial %s: %s", ot_trial.number, exc)
         state, values = final_state(result, error, self.metric, self.max_epochs)
         try:
             self._ot_study.tell(ot_trial, values, state=state)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from dataclasses import asdict
 from typing import Callable, Optional
 
@@ -66,9 +67,12 @@ def trials_of(record: StudyRecord) -> list[dict]:
             continue
         values = list(t.values) if t.values is not None else None
         duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
+        state = _STATE_WORDS.get(t.state.name, t.state.name.lower())
+        if state == "running" and record.status in FINISHED_STATUSES:
+            state = "interrupted"  # left running by a driver that ended; `resume` continues it
         rows.append({
             "number": t.number,
-            "state": _STATE_WORDS.get(t.state.name, t.state.name.lower()),
+            "state": state,
             "values": values,
             "epochs": len(t.intermediate_values),
             "params": dict(t.params),
@@ -164,33 +168,46 @@ def logs_dict(record: StudyRecord, settings: Settings, offset: int = 0) -> dict:
             "status": record.status}
 
 
-def request_stop(registry: Registry, record: StudyRecord, settings: Settings, *, driver_alive: Callable[[StudyRecord], bool]) -> StudyRecord:
-    """Ask the study's driver to stop (it polls the registry); a study whose driver is gone — still queued,
-    or crashed — is marked stopped here, its Optuna trials left RUNNING told FAIL, ready for `resume`."""
+def request_stop(
+    registry: Registry, record: StudyRecord, settings: Settings, *, driver_alive: Callable[[StudyRecord], bool],
+    force: bool = False, end_driver: Optional[Callable[[StudyRecord], None]] = None,
+) -> StudyRecord:
+    """Ask the study's driver to stop (it polls the registry and ends the study as Ctrl-C does). A study whose
+    driver is gone — still queued, or crashed — is marked stopped here. With `force`, a live driver is ended
+    (`end_driver`) instead of asked: for a driver that does not answer; its study resumes from Tune's last
+    snapshot, as after a crash."""
     if record.status in FINISHED_STATUSES:
         raise StudyConflict(f"study {record.id} is already {record.status}; there is nothing to stop")
     now = dt.datetime.now(dt.timezone.utc)
     record = registry.update(record.id, stop_requested_at=record.stop_requested_at or now)
-    append_log(str(settings.log_path(record.id)), "stop requested")
+    append_log(str(settings.log_path(record.id)), "stop requested" + (" (forced)" if force else ""))
+    if force and end_driver is not None and driver_alive(record):
+        end_driver(record)
+        deadline = time.monotonic() + 15
+        while driver_alive(record) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        record = registry.find_by_id(record.id) or record
+        if record.status in FINISHED_STATUSES:  # it closed the study itself on its way out
+            return record
+        return mark_driver_gone(registry, record, settings, STOPPED, "stopped by force: its driver was ended")
     if driver_alive(record):
         return record
     return mark_driver_gone(registry, record, settings, STOPPED, "stopped while no driver was running it")
 
 
 def mark_driver_gone(registry: Registry, record: StudyRecord, settings: Settings, status: str, reason: str) -> StudyRecord:
-    """Close a study whose driver ended without closing it: counts from Optuna, RUNNING trials reconciled."""
-    from service._runner import reconcile_running_trials
+    """Close a study whose driver ended without closing it, with counts from Optuna.
 
+    Its Optuna trials left RUNNING stay so: `resume` continues them (Tune restores them from their
+    checkpoints), and the driver that finishes the study reconciles whatever is still RUNNING then. The trial
+    table shows them as `interrupted` meanwhile."""
     counts = {}
     if _optuna_study(record) is not None:
-        reconcile_running_trials(record.optuna_storage, record.optuna_study_name)
         rows = trials_of(record)
         counts = {f"n_{s}": sum(t["state"] == s for t in rows) for s in ("completed", "pruned", "failed")}
         counts["n_trials"] = len(rows)
     append_log(str(settings.log_path(record.id)), f"study {record.id} {status}: {reason}")
-    error = None if status == STOPPED else reason
-    if status == STOPPED and record.status != QUEUED:
-        error = f"{reason}; `hpsearch resume {record.id}` continues it"
+    error = f"{reason}; `hpsearch resume {record.id}` continues it" if record.status != QUEUED or status != STOPPED else reason
     return registry.update(record.id, status=status, n_running=0, error=error,
                            finished_at=dt.datetime.now(dt.timezone.utc), **counts)
 

@@ -316,8 +316,11 @@ def logs(study_id, server, home, follow, as_json) -> None:
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait until the driver has ended the running trials and marked the study stopped.")
 @click.option("--timeout", default=300, show_default=True, type=click.IntRange(1), help="Seconds to wait at most.")
+@click.option("--force", is_flag=True,
+              help="End the driver instead of asking it (for a driver that does not answer); the study then "
+                   "resumes from Tune's last snapshot, as after a crash.")
 @json_option
-def stop(study_id, server, home, wait, timeout, as_json) -> None:
+def stop(study_id, server, home, wait, timeout, force, as_json) -> None:
     """Stop a study gracefully: running trials end (keeping their last checkpoint), no new ones start, and the
     study is marked stopped; `hpsearch resume ID` continues it."""
     import time
@@ -325,15 +328,16 @@ def stop(study_id, server, home, wait, timeout, as_json) -> None:
     with _user_errors():
         if server:
             client = _client(server)
-            study = client.stop(study_id)
+            study = client.stop(study_id, force=force)
             fetch = client.status
         else:
-            from service._runner import _driver_alive
+            from service._runner import _driver_alive, end_local_driver
             from service._studies import request_stop, study_dict
 
             registry = _local_registry(home)
             record = registry.find_or_raise_by_id(study_id)
-            study = study_dict(request_stop(registry, record, _settings(home, None), driver_alive=_driver_alive))
+            study = study_dict(request_stop(registry, record, _settings(home, None), driver_alive=_driver_alive,
+                                            force=force, end_driver=end_local_driver))
 
             def fetch(sid):
                 return study_dict(registry.find_or_raise_by_id(sid))

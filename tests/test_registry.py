@@ -149,3 +149,19 @@ def test_registry_migrates_a_version_1_database_without_losing_studies(empty_reg
     engine.dispose()
     registry.dispose()
     assert Registry(empty_registry_url).find_by_id("old-1").register_model == "digits"  # and opens again as is
+
+
+def test_registry_opened_by_many_processes_at_once_on_a_new_database(empty_registry_url):
+    """The API and the first drivers (or a CLI and a driver) open a new registry at the same moment."""
+    import subprocess
+    import sys
+
+    code = "import sys; from service._registry import Registry; Registry(sys.argv[1]).list()"
+    procs = [subprocess.Popen([sys.executable, "-c", code, empty_registry_url], stderr=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, "\n".join(errors)[-3000:]
+    engine = create_engine(empty_registry_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("select count(*), max(version) from hpsearch_schema_version")).one() == (1, SCHEMA_VERSION)
+    engine.dispose()

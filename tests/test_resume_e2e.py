@@ -87,10 +87,10 @@ def _histories(record):
     }
 
 
-@pytest.mark.parametrize("how", ["interrupt", "stop", "kill"])
+@pytest.mark.parametrize("how", ["interrupt", "stop", "stop --force", "kill"])
 def test_stopped_or_crashed_study_resumes_without_rerunning_finished_trials(tmp_path, how):
     space = tmp_path / "slow.yaml"
-    space.write_text(SLOW_SPACE.format(name=f"e2e-resume-{how}"))
+    space.write_text(SLOW_SPACE.format(name=f"e2e-resume-{how.replace(' --', '-')}"))
     env = _env(tmp_path)
 
     driver = subprocess.Popen(_hpsearch("submit", str(space), "--json", "--quiet"), env=env,
@@ -112,6 +112,13 @@ def test_stopped_or_crashed_study_resumes_without_rerunning_finished_trials(tmp_
             out, err = driver.communicate(timeout=120)
             assert driver.returncode == 1, err[-3000:]
             assert json.loads(out)["status"] == "stopped"
+        elif how == "stop --force":  # the driver is ended, not asked: as after a crash, but marked stopped
+            stopped = subprocess.run(_hpsearch("stop", "--force", _only_study(tmp_path).id), env=env,
+                                     capture_output=True, text=True, timeout=120)
+            assert stopped.returncode == 0, stopped.stderr[-3000:]
+            assert stopped.stdout.strip() == f"study {_only_study(tmp_path).id}: stopped"
+            driver.communicate(timeout=60)
+            assert driver.returncode == -signal.SIGKILL
         else:
             driver.kill()  # a crash: no chance to save anything beyond the periodic checkpoints
             driver.communicate(timeout=60)
@@ -120,6 +127,11 @@ def test_stopped_or_crashed_study_resumes_without_rerunning_finished_trials(tmp_
             driver.kill()
     record = _only_study(tmp_path)
     assert record.status == ("running" if how == "kill" else "stopped")
+    if how == "stop --force":
+        assert "stopped by force: its driver was ended" in record.error
+        trials = json.loads(subprocess.run(_hpsearch("status", record.id, "--json"), env=env, capture_output=True,
+                                           text=True, timeout=60).stdout)["trials"]
+        assert {t["state"] for t in trials} <= {"completed", "interrupted"}, trials
     if how == "stop":
         log = subprocess.run(_hpsearch("logs", record.id), env=env, capture_output=True, text=True, timeout=60).stdout
         assert "stop requested" in log and f"study {record.id} stopped: " in log, log

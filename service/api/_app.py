@@ -238,13 +238,18 @@ def create_app(config: ApiConfig) -> FastAPI:
         return page
 
     @app.post("/studies/{study_id}/stop", status_code=202, response_model=Study, responses=_errors(404, 409, 503))
-    def stop(study_id: str) -> dict:
-        """Stop gracefully: running trials end with their last checkpoint, the study is marked stopped."""
+    def stop(study_id: str, force: bool = Query(False, description="End the driver instead of asking it.")) -> dict:
+        """Stop gracefully: running trials end with their last checkpoint, the study is marked stopped. The
+        driver is asked through the registry and acts within seconds; `force` ends its Ray job instead."""
         record = _checked(registry.find_or_raise_by_id(study_id))
-        job_state = jobs.state(record.ray_job_id) if record.status not in FINISHED_STATUSES else None
-        if job_state == "PENDING" and record.ray_job_id:
+        if record.status not in FINISHED_STATUSES and jobs.state(record.ray_job_id) == "PENDING":
             jobs.stop(record.ray_job_id)  # not started yet: nothing to end gracefully
-        return study_dict(request_stop(registry, record, settings, driver_alive=lambda r: job_state == "RUNNING"))
+
+        def driver_alive(r) -> bool:
+            return jobs.state(r.ray_job_id) == "RUNNING"
+
+        return study_dict(request_stop(registry, record, settings, driver_alive=driver_alive, force=force,
+                                       end_driver=lambda r: jobs.stop(r.ray_job_id)))
 
     @app.post("/studies/{study_id}/resume", status_code=202, response_model=Study, responses=_errors(404, 409, 503))
     def resume(study_id: str) -> dict:
@@ -319,6 +324,16 @@ def _openapi_with_bearer(app: FastAPI) -> dict:
             "bearer": {"type": "http", "scheme": "bearer", "description": "the service's HPSEARCH_TOKEN"}
         }
         schema["security"] = [{"bearer": []}]
+        # Validation errors are answered as one line (see one_line_validation_error), not FastAPI's list.
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                if "422" in operation.get("responses", {}):
+                    operation["responses"]["422"] = {
+                        "description": "invalid input",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                    }
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(unused, None)
         app.openapi_schema = schema
     return app.openapi_schema
 
