@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import statistics
 import subprocess
 import sys
@@ -27,14 +26,6 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 LOCAL_CLUSTER = REPO / "scripts" / "local-cluster"
 
-
-def _env_file(path: Path) -> dict:
-    found = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("export "):
-            name, _, value = line[len("export "):].partition("=")
-            found[name] = shlex.split(value)[0] if value else ""
-    return found
 
 
 def _latency(client: httpx.Client, path: str, n: int) -> dict:
@@ -55,7 +46,7 @@ def run_once(requests: int) -> dict:
                    env=base_env, check=True, capture_output=True, text=True)
     up_s = time.perf_counter() - started
     try:
-        env = {**base_env, **_env_file(root / "c" / "env")}
+        env = {**base_env, **json.loads((root / "c" / "env.json").read_text())}
         started = time.perf_counter()
         out = subprocess.run(
             [sys.executable, "-m", "service.cli", "submit", str(REPO / "search_spaces/digits_cnn.yaml"), "--wait",
@@ -90,7 +81,7 @@ def main() -> None:
 
     print(f"local-cluster up: {spread([r['up_s'] for r in runs])}")
     print(f"digits_cnn.yaml via --server --wait: {spread([r['study_s'] for r in runs])}; "
-          f"best val_acc {', '.join(f'{r['best']:.4f}' for r in runs)}")
+          f"best val_acc {', '.join(format(r['best'], '.4f') for r in runs)}")
     for path in runs[0]["latency"]:
         p50 = statistics.mean(r["latency"][path]["p50_ms"] for r in runs)
         p95 = statistics.mean(r["latency"][path]["p95_ms"] for r in runs)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shlex
 import shutil
 import subprocess
 import sys
@@ -72,7 +71,7 @@ def cluster():
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-5000:]
         client_env = dict(env)
-        client_env.update(_read_env_file(root / "c" / "env"))
+        client_env.update(json.loads((root / "c" / "env.json").read_text()))
         info = json.loads((root / "c" / "cluster.json").read_text())
         yield {"env": client_env, "info": info, "dir": root / "c", "root": root}
     finally:
@@ -81,14 +80,6 @@ def cluster():
         shutil.rmtree(root, ignore_errors=True)
         assert down.returncode == 0, down.stderr[-3000:]
 
-
-def _read_env_file(path: Path) -> dict:
-    found = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("export "):
-            name, _, value = line[len("export "):].partition("=")
-            found[name] = shlex.split(value)[0] if value else ""
-    return found
 
 
 def _hpsearch(cluster, *args: str, timeout: float = 300, **env) -> subprocess.CompletedProcess:
