@@ -56,8 +56,8 @@ def run_once(requests: int) -> dict:
         summary = json.loads(out)
         client = httpx.Client(base_url=env["HPSEARCH_SERVER"],
                               headers={"Authorization": f"Bearer {env['HPSEARCH_TOKEN']}"}, timeout=30)
-        latency = {path: _latency(client, path, requests)
-                   for path in ("/healthz", "/studies", f"/studies/{summary['study_id']}")}
+        paths = {"/healthz": "/healthz", "/studies": "/studies", "/studies/{id}": f"/studies/{summary['study_id']}"}
+        latency = {label: _latency(client, path, requests) for label, path in paths.items()}
     finally:
         subprocess.run([sys.executable, str(LOCAL_CLUSTER), "down", "--dir", str(root / "c")], env=base_env,
                        capture_output=True, text=True)

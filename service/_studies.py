@@ -8,6 +8,7 @@ Nothing here imports Ray.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import time
 from dataclasses import asdict
@@ -223,13 +224,20 @@ def _optuna_study(record: StudyRecord):
     """The study's Optuna study, or None when it has not been created yet."""
     import optuna
 
-    from service._runner import _optuna_storage
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return optuna.load_study(study_name=record.optuna_study_name, storage=_optuna_storage(record.optuna_storage))
+        return optuna.load_study(study_name=record.optuna_study_name, storage=_storage(record.optuna_storage))
     except KeyError:  # "Record does not exist": the driver has not started it
         return None
+
+
+@functools.lru_cache(maxsize=8)
+def _storage(url: str):
+    """One Optuna storage (its engine and connection pool) per URL for the life of the process: opening one
+    checks Optuna's schema version, which costs more than reading a study (the API answers status from it)."""
+    from service._runner import _optuna_storage
+
+    return _optuna_storage(url)
 
 
 def dumps(data) -> str:
