@@ -41,4 +41,5 @@ def api_config(ray_dashboard: str, settings: Settings):
     for name in ("HPSEARCH_DATA_DIR", "PYTHONPATH", "HPSEARCH_REPORT_INTERVAL_S"):
         if os.environ.get(name):
             driver_env[name] = os.environ[name]
-    return ApiConfig(token=token, settings=settings, jobs=RayJobs(address=ray_dashboard, driver_env=driver_env))
+    return ApiConfig(token=token, settings=settings, jobs=RayJobs(address=ray_dashboard, driver_env=driver_env),
+                     mlflow_ui_url=os.environ.get("HPSEARCH_MLFLOW_UI_URL") or None)

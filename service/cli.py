@@ -520,7 +520,8 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 
 
 def _ui_hint(summary: dict) -> str:
-    uri = summary["mlflow_tracking_uri"]
+    # A cluster's service names the UI its users open (its drivers may reach MLflow by an inner name).
+    uri = summary.get("mlflow_ui_url") or summary["mlflow_tracking_uri"]
     # The experiment's runs list: the study is one parent row there, its trials nested under it.
     url_path = f"#/experiments/{summary['mlflow_experiment_id']}/runs"
     if uri.startswith(("http://", "https://")):

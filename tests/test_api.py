@@ -251,3 +251,13 @@ def test_api_rejects_unknown_query_parameters(api):
     response = api.get("/studies?stauts=running", headers=AUTH)
     assert response.status_code == 422
     assert response.json()["detail"] == "stauts: unknown query parameter; it takes limit, status"
+
+
+def test_api_status_names_the_mlflow_ui_users_open(tmp_path, registry_url):
+    settings = resolve_settings(home=str(tmp_path / "home"), tracking_uri="http://mlflow:5000",
+                                optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}", registry_url=registry_url)
+    app = create_app(ApiConfig(token=TOKEN, settings=settings, jobs=RayJobs(address="http://127.0.0.1:9"),
+                               mlflow_ui_url="http://127.0.0.1:5000"))
+    record = _study(Registry(registry_url), SUCCEEDED)
+    data = TestClient(app).get(f"/studies/{record.id}", headers=AUTH).json()
+    assert data["mlflow_ui_url"] == data["summary"]["mlflow_ui_url"] == "http://127.0.0.1:5000"

@@ -45,6 +45,7 @@ class ApiConfig:
     token: str  # what callers present as `Authorization: Bearer ...`
     settings: Settings  # the cluster's stores, as the drivers reach them
     jobs: RayJobs
+    mlflow_ui_url: Optional[str] = None  # the MLflow UI as users open it (HPSEARCH_MLFLOW_UI_URL)
 
 
 # -- request and response bodies ---------------------------------------------------------------------------
@@ -221,7 +222,10 @@ def create_app(config: ApiConfig) -> FastAPI:
     @app.get("/studies/{study_id}", response_model=StudyDetail, responses=_errors(404, 503))
     def status(study_id: str) -> dict:
         """The study, its trials (state, value, epochs, parameters) and its summary."""
-        return status_dict(_checked(registry.find_or_raise_by_id(study_id)))
+        data = status_dict(_checked(registry.find_or_raise_by_id(study_id)))
+        if config.mlflow_ui_url:
+            data["mlflow_ui_url"] = data["summary"]["mlflow_ui_url"] = config.mlflow_ui_url
+        return data
 
     @app.get("/studies/{study_id}/logs", response_model=Logs, responses=_errors(404, 422, 503))
     def logs(study_id: str, offset: int = Query(0, ge=0, description="Byte offset to read from.")) -> dict:
@@ -256,7 +260,9 @@ def create_app(config: ApiConfig) -> FastAPI:
         """Continue a stopped or failed study on a new driver; finished trials are not run again."""
         record = _checked(registry.find_or_raise_by_id(study_id))
         check_resumable(record, driver_alive=jobs.state(record.ray_job_id) in LIVE_JOB_STATES)
-        record = registry.update(record.id, status=QUEUED, stop_requested_at=None, error=None, finished_at=None)
+        # No job id until the new job exists: a status read in between must not judge the old, ended job.
+        record = registry.update(record.id, status=QUEUED, stop_requested_at=None, error=None, finished_at=None,
+                                 ray_job_id=None)
         return study_dict(_launch(record))
 
     @app.get("/studies/{study_id}/best", response_model=Best, responses=_errors(404, 409, 503))
