@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import time
 from dataclasses import asdict
 from typing import Callable, Optional
@@ -203,8 +202,8 @@ def mark_driver_gone(registry: Registry, record: StudyRecord, settings: Settings
     checkpoints), and the driver that finishes the study reconciles whatever is still RUNNING then. The trial
     table shows them as `interrupted` meanwhile."""
     counts = {}
-    if _optuna_study(record) is not None:
-        rows = trials_of(record)
+    rows = trials_of(record)  # empty when the Optuna study was never made: the row's counts stand
+    if rows:
         counts = {f"n_{s}": sum(t["state"] == s for t in rows) for s in ("completed", "pruned", "failed")}
         counts["n_trials"] = len(rows)
     append_log(str(settings.log_path(record.id)), f"study {record.id} {status}: {reason}")
@@ -239,6 +238,3 @@ def _storage(url: str):
 
     return _optuna_storage(url)
 
-
-def dumps(data) -> str:
-    return json.dumps(data, default=str)

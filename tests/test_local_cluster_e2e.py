@@ -106,8 +106,6 @@ def _trial_runs(cluster, summary: dict) -> list:
 
 
 def _worker_node_ids(cluster) -> set:
-    import ray
-
     # The driver's view of the cluster, as a user's script on the head would have it.
     script = (
         "import json, ray; ray.init(log_to_driver=False, logging_level='ERROR'); "
@@ -116,7 +114,6 @@ def _worker_node_ids(cluster) -> set:
     run = subprocess.run([sys.executable, "-c", script], env=cluster["env"], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
-    del ray
     return set(json.loads(run.stdout.strip().splitlines()[-1]))
 
 

@@ -138,10 +138,11 @@ def create_app(config: ApiConfig) -> FastAPI:
         dependencies=[Depends(_no_unknown_query_parameters)],
     )
     registry = Registry(config.settings.registry_url)
-    from service._runner import _optuna_storage
+    from service._studies import _storage
 
-    # Optuna's tables, made once here rather than by the first drivers at the same time.
-    _optuna_storage(config.settings.optuna_storage)
+    # Optuna's tables, made once here rather than by the first drivers at the same time (and the storage the
+    # status answers read from, opened once).
+    _storage(config.settings.optuna_storage)
     jobs = config.jobs
     settings = config.settings
 
