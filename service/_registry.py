@@ -29,12 +29,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from service._states import FINISHED_STATUSES, StudyStatus
+
 SCHEMA_VERSION = 2
 
-# Status of a study, in the order a study moves through them.
-QUEUED, RUNNING, SUCCEEDED, FAILED, STOPPED = "queued", "running", "succeeded", "failed", "stopped"
-STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, STOPPED)
-FINISHED_STATUSES = (SUCCEEDED, FAILED, STOPPED)
 
 
 class StudyNotFound(LookupError):
@@ -65,7 +63,7 @@ class StudyModel(_Base):
     space_text: Mapped[str] = mapped_column(Text)  # the YAML file as submitted
     space_source: Mapped[Optional[str]] = mapped_column(Text)  # the file it was read from
     space_overrides: Mapped[Optional[list]] = mapped_column(JSON)  # `--set KEY=VALUE` strings applied to it
-    status: Mapped[str] = mapped_column(String(16), index=True, default=QUEUED)
+    status: Mapped[str] = mapped_column(String(16), index=True, default=StudyStatus.QUEUED.value)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
@@ -104,7 +102,7 @@ class StudyRecord:
     space_text: str
     space_source: Optional[str]
     space_overrides: list[str]
-    status: str
+    status: StudyStatus
     created_at: dt.datetime
     started_at: Optional[dt.datetime]
     finished_at: Optional[dt.datetime]
@@ -139,7 +137,7 @@ class StudyRecord:
     def _from_model(cls, m: StudyModel) -> "StudyRecord":
         return cls(
             id=m.id, name=m.name, space_text=m.space_text, space_source=m.space_source,
-            space_overrides=list(m.space_overrides or []), status=m.status,
+            space_overrides=list(m.space_overrides or []), status=StudyStatus(m.status),
             created_at=m.created_at, started_at=m.started_at, finished_at=m.finished_at,
             metrics=json.loads(m.metric), modes=json.loads(m.mode), optuna_storage=m.optuna_storage,
             optuna_study_name=m.optuna_study_name, mlflow_tracking_uri=m.mlflow_tracking_uri,
@@ -196,13 +194,13 @@ class Registry:
         optuna_storage: str,
         optuna_study_name: str,
         mlflow_tracking_uri: str,
-        status: str = QUEUED,
+        status: str = StudyStatus.QUEUED,
         warm_start_from: Optional[str] = None,
         register_model: Optional[str] = None,
     ) -> StudyRecord:
         model = StudyModel(
             id=study_id, name=name, space_text=space_text, space_source=space_source,
-            space_overrides=list(space_overrides), status=status,
+            space_overrides=list(space_overrides), status=StudyStatus(status).value,
             created_at=_now(), metric=json.dumps(metrics), mode=json.dumps(modes),
             optuna_storage=optuna_storage, optuna_study_name=optuna_study_name,
             mlflow_tracking_uri=mlflow_tracking_uri, n_trials=0, n_running=0, n_completed=0, n_pruned=0,
@@ -216,8 +214,10 @@ class Registry:
         unknown = set(fields) - _UPDATABLE
         if unknown:
             raise TypeError(f"cannot update study fields {sorted(unknown)}")
-        if "status" in fields and fields["status"] not in STATUSES:
-            raise ValueError(f"status {fields['status']!r} is not one of {', '.join(STATUSES)}")
+        if "status" in fields:
+            if fields["status"] not in set(StudyStatus):
+                raise ValueError(f"status {fields['status']!r} is not one of {', '.join(StudyStatus)}")
+            fields["status"] = StudyStatus(fields["status"]).value
         with self._sessions.begin() as session:
             model = session.get(StudyModel, study_id)
             if model is None:
@@ -254,7 +254,7 @@ class Registry:
     def list(self, status: Optional[str] = None, limit: int = 100) -> list[StudyRecord]:
         query = select(StudyModel).order_by(StudyModel.created_at.desc()).limit(limit)
         if status:
-            query = query.where(StudyModel.status == status)
+            query = query.where(StudyModel.status == StudyStatus(status).value)
         with self._sessions() as session:
             return [StudyRecord._from_model(m) for m in session.scalars(query)]
 

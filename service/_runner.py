@@ -20,7 +20,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from service._registry import FAILED, QUEUED, RUNNING, STOPPED, SUCCEEDED, Registry, StudyRecord, new_study_id
+from service._registry import Registry, StudyRecord, new_study_id
+from service._states import StudyStatus
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, STOPPED = (StudyStatus.QUEUED, StudyStatus.RUNNING, StudyStatus.SUCCEEDED,
+                                               StudyStatus.FAILED, StudyStatus.STOPPED)
 from service._settings import Settings
 from service._studylog import append_log
 

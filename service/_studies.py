@@ -13,7 +13,10 @@ import time
 from dataclasses import asdict
 from typing import Callable, Optional
 
-from service._registry import FINISHED_STATUSES, QUEUED, STOPPED, SUCCEEDED, Registry, StudyRecord
+from service._registry import Registry, StudyRecord
+from service._states import FINISHED_STATUSES, StudyStatus
+
+QUEUED, STOPPED, SUCCEEDED = StudyStatus.QUEUED, StudyStatus.STOPPED, StudyStatus.SUCCEEDED
 from service._settings import Settings
 from service._studylog import append_log, read_log
 

@@ -15,9 +15,12 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 
-from service._registry import FAILED, RUNNING, STOPPED, SUCCEEDED, Registry
+from service._registry import Registry
 from service._settings import resolve_settings
+from service._states import StudyStatus
 from service.api import ApiConfig, RayJobs, create_app
+
+FAILED, RUNNING, STOPPED, SUCCEEDED = StudyStatus.FAILED, StudyStatus.RUNNING, StudyStatus.STOPPED, StudyStatus.SUCCEEDED
 
 TOKEN = secrets.token_hex(32)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

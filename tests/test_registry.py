@@ -7,15 +7,10 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import create_engine, text
 
-from service._registry import (
-    FAILED,
-    RUNNING,
-    SCHEMA_VERSION,
-    SUCCEEDED,
-    Registry,
-    StudyNotFound,
-    new_study_id,
-)
+from service._registry import SCHEMA_VERSION, Registry, StudyNotFound, new_study_id
+from service._states import StudyStatus
+
+FAILED, RUNNING, SUCCEEDED = StudyStatus.FAILED, StudyStatus.RUNNING, StudyStatus.SUCCEEDED
 
 
 def _create(registry: Registry, name: str = "digits-cnn"):

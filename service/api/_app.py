@@ -20,7 +20,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import OperationalError
 
-from service._registry import FINISHED_STATUSES, QUEUED, RUNNING, STATUSES, Registry, RegistryUnavailable, StudyNotFound
+from service._registry import Registry, RegistryUnavailable, StudyNotFound
+from service._states import FINISHED_STATUSES, StudyStatus
+
+QUEUED, RUNNING = StudyStatus.QUEUED, StudyStatus.RUNNING
 from service._settings import Settings
 from service._studies import (
     StudyConflict,
@@ -59,7 +62,6 @@ class SubmitRequest(BaseModel):
     register_model: Optional[str] = Field(None, description="Register the best model under this name.", max_length=256)
 
 
-StudyStatus = Literal[STATUSES]  # queued, running, succeeded, failed, stopped
 
 
 class Error(BaseModel):
