@@ -31,7 +31,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from service._states import FINISHED_STATUSES, StudyStatus
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 
@@ -91,6 +91,10 @@ class StudyModel(_Base):
     registered_model: Mapped[Optional[str]] = mapped_column(String(300))  # "name/version" once registered
     # Set by `hpsearch stop`; the driver polls it and ends the study as Ctrl-C does (see service/_progress.py).
     stop_requested_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
+    # Version 3: the best trial's number and the Pareto front, and the driver's heartbeat.
+    best_trial: Mapped[Optional[int]] = mapped_column(Integer)
+    pareto_front: Mapped[Optional[list]] = mapped_column(JSON)
+    heartbeat_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,9 @@ class StudyRecord:
     register_model: Optional[str] = None
     registered_model: Optional[str] = None
     stop_requested_at: Optional[dt.datetime] = None
+    best_trial: Optional[int] = None
+    pareto_front: Optional[list] = None
+    heartbeat_at: Optional[dt.datetime] = None
 
     @property
     def finished(self) -> bool:
@@ -146,7 +153,8 @@ class StudyRecord:
             n_completed=m.n_completed, n_pruned=m.n_pruned, n_failed=m.n_failed, best_value=m.best_value,
             best_params=m.best_params, error=m.error, warm_start_from=m.warm_start_from,
             register_model=m.register_model, registered_model=m.registered_model,
-            stop_requested_at=m.stop_requested_at,
+            stop_requested_at=m.stop_requested_at, best_trial=m.best_trial, pareto_front=m.pareto_front,
+            heartbeat_at=m.heartbeat_at,
         )
 
 
@@ -251,6 +259,10 @@ class Registry:
             f"(set HPSEARCH_HOME if they are elsewhere)"
         )
 
+    def touch(self, study_id: str) -> None:
+        """The driver's sign of life: `heartbeat_at` = now."""
+        self.update(study_id, heartbeat_at=_now())
+
     def list(self, status: Optional[str] = None, limit: int = 100) -> list[StudyRecord]:
         query = select(StudyModel).order_by(StudyModel.created_at.desc()).limit(limit)
         if status:
@@ -302,6 +314,8 @@ _MIGRATIONS: list = [
     # 1 -> 2: cluster mode (studies launched by the API) and `hpsearch stop`.
     _add_columns("warm_start_from VARCHAR(128)", "register_model VARCHAR(256)", "registered_model VARCHAR(300)",
                  "stop_requested_at TIMESTAMP WITH TIME ZONE"),
+    # 2 -> 3: the best trial and the Pareto front in the row, the driver's heartbeat.
+    _add_columns("best_trial INTEGER", "pareto_front JSON", "heartbeat_at TIMESTAMP WITH TIME ZONE"),
 ]
 
 

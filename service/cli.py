@@ -14,6 +14,8 @@ from typing import Iterator, Optional
 
 import click
 
+from service._states import ACTIVE_STATUSES, StudyStatus
+
 EXIT_STUDY_FAILED = 1
 EXIT_USER_ERROR = 2
 
@@ -27,29 +29,32 @@ class UserError(click.ClickException):
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn the service's user-facing exceptions into UserError."""
+    from service._errors import StudyError
+    from service._registry import RegistryUnavailable, StudyNotFound
     from service.space import SpaceError
 
     try:
         yield
-    except SpaceError as exc:
+    except (SpaceError, StudyError, StudyNotFound, RegistryUnavailable) as exc:
         raise UserError(str(exc)) from None
-    except _study_errors() as exc:
-        raise UserError(str(exc)) from None
-
-
-def _study_errors() -> tuple:
-    from service._client import ServerUserError
-    from service._registry import RegistryUnavailable, StudyNotFound
-    from service._runner import StudyError
-    from service._studies import StudyConflict
-
-    return (StudyError, StudyNotFound, RegistryUnavailable, StudyConflict, ServerUserError)
 
 
 def _settings(home: Optional[str], tracking_uri: Optional[str]):
     from service._settings import resolve_settings
 
     return resolve_settings(home=home, tracking_uri=tracking_uri)
+
+
+def _studies(server: Optional[str], home: Optional[str] = None, tracking_uri: Optional[str] = None, *,
+             ray_address: Optional[str] = None, quiet: bool = False):
+    """The cluster's studies with --server (token from HPSEARCH_TOKEN), else this machine's registry."""
+    if server:
+        from service._client import RemoteStudies
+
+        return RemoteStudies(server, os.environ.get("HPSEARCH_TOKEN"))
+    from service._studies import LocalStudies
+
+    return LocalStudies(_settings(home, tracking_uri), ray_address=ray_address, show_progress=not quiet)
 
 
 home_option = click.option(
@@ -131,34 +136,20 @@ def submit(space_file, overrides, server, wait, tracking_uri, home, ray_address,
     """
     from service.space import load_space
 
-    if server:
-        with _user_errors():
-            # The data files named in the space are the cluster's: the driver checks them where it runs.
-            space = load_space(space_file, overrides, check_data=False)
-            client = _client(server)
-            study = client.submit(space.text, os.path.basename(space_file), list(space.overrides), warm_start, register)
-            if not wait:
-                click.echo(json.dumps(study, default=str) if as_json else study["id"])
-                if not as_json:
-                    click.echo(f"follow it: hpsearch logs {study['id']} --follow   (or hpsearch status {study['id']})",
-                               err=True)
-                return
-            click.echo(f"study {study['id']} submitted to {client.server}", err=True)
-            summary = _follow(client.status, client.logs, study["id"], quiet)
-        _print_summary(summary, as_json)
-        return
     with _user_errors():
-        space = load_space(space_file, overrides)
-        settings = _settings(home, tracking_uri)
-        settings.home.mkdir(parents=True, exist_ok=True)
-        from service._runner import submit_study
-
+        # The data files named in a space sent to a cluster are the cluster's: its driver checks them there.
+        space = load_space(space_file, overrides, check_data=not server)
+        studies = _studies(server, home, tracking_uri, ray_address=ray_address, quiet=quiet)
         with _stdout_to_stderr(as_json):
-            summary = submit_study(
-                space, settings, show_progress=not quiet, ray_address=ray_address, register=register,
-                warm_start=warm_start,
-            )
-    _print_summary(summary.to_dict(), as_json)
+            study = studies.submit(space, warm_start=warm_start, register=register)
+        if study["status"] in ACTIVE_STATUSES and not wait:  # sent to a cluster: its id is the answer
+            click.echo(json.dumps(study, default=str) if as_json else study["id"])
+            if not as_json:
+                click.echo(f"follow it: hpsearch logs {study['id']} --follow   (or hpsearch status {study['id']})",
+                           err=True)
+            return
+        summary = _summary_when_done(studies, study, quiet)
+    _print_summary(summary, as_json)
 
 
 @main.command()
@@ -173,23 +164,15 @@ def submit(space_file, overrides, server, wait, tracking_uri, home, ray_address,
 @json_option
 def resume(study_id, server, wait, tracking_uri, home, ray_address, quiet, register, as_json) -> None:
     """Continue a stopped or crashed study without re-running its finished trials."""
-    if server:
-        with _user_errors():
-            client = _client(server)
-            study = client.resume(study_id)
-            if not wait:
-                click.echo(json.dumps(study, default=str) if as_json else f"study {study['id']}: resumed ({study['status']})")
-                return
-            summary = _follow(client.status, client.logs, study["id"], quiet)
-        _print_summary(summary, as_json)
-        return
     with _user_errors():
-        settings = _settings(home, tracking_uri)
-        from service._runner import resume_study
-
+        studies = _studies(server, home, tracking_uri, ray_address=ray_address, quiet=quiet)
         with _stdout_to_stderr(as_json):
-            summary = resume_study(study_id, settings, show_progress=not quiet, ray_address=ray_address, register=register)
-    _print_summary(summary.to_dict(), as_json)
+            study = studies.resume(study_id, register=register)
+        if study["status"] in ACTIVE_STATUSES and not wait:
+            click.echo(json.dumps(study, default=str) if as_json else f"study {study['id']}: resumed ({study['status']})")
+            return
+        summary = _summary_when_done(studies, study, quiet)
+    _print_summary(summary, as_json)
 
 
 @main.command()
@@ -214,19 +197,12 @@ def run(study_id, home, ray_address, quiet) -> None:
 @main.command(name="list")
 @server_option
 @home_option
-@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed", "stopped"]),
-              help="Only studies in this state.")
+@click.option("--status", type=click.Choice([s.value for s in StudyStatus]), help="Only studies in this state.")
 @json_option
 def list_studies(server, home, status, as_json) -> None:
     """List studies, newest first (the server's with --server, else the local registry's)."""
     with _user_errors():
-        if server:
-            studies = _client(server).list(status=status)
-        else:
-            from service._registry import Registry
-            from service._studies import study_dict
-
-            studies = [study_dict(r) for r in Registry(_settings(home, None).registry_url).list(status=status)]
+        studies = _studies(server, home).list(status=status)
     if as_json:
         click.echo(json.dumps(studies, default=str))
         return
@@ -249,12 +225,7 @@ def list_studies(server, home, status, as_json) -> None:
 def status(study_id, server, home, as_json) -> None:
     """Show one study: state, counts, best value, where its records are, and its trials."""
     with _user_errors():
-        if server:
-            data = _client(server).status(study_id)
-        else:
-            from service._studies import status_dict
-
-            data = status_dict(_local_registry(home).find_or_raise_by_id(study_id))
+        data = _studies(server, home).status(study_id)
     if as_json:
         click.echo(json.dumps(data, default=str))
         return
@@ -264,7 +235,7 @@ def status(study_id, server, home, as_json) -> None:
                 "ray_job_id", "registered_model"):
         if data.get(key) is not None or key in ("status", "best_value"):
             click.echo(f"{key:<22} {data.get(key)}")
-    if data.get("stop_requested_at") and data["status"] in ("queued", "running"):
+    if data.get("stop_requested_at") and data["status"] in ACTIVE_STATUSES:
         click.echo(f"{'stop_requested_at':<22} {data['stop_requested_at']}")
     click.echo(_trial_table(data.get("trials") or [], data.get("metrics") or []))
 
@@ -281,20 +252,9 @@ def logs(study_id, server, home, follow, as_json) -> None:
     import time
 
     with _user_errors():
-        if server:
-            client = _client(server)
-            read = client.logs
-            resolved = client.status(study_id)["id"]
-        else:
-            from service._studies import logs_dict
-
-            settings = _settings(home, None)
-            registry = _local_registry(home)
-            resolved = registry.find_or_raise_by_id(study_id).id
-
-            def read(sid, offset=0):
-                return logs_dict(registry.find_or_raise_by_id(sid), settings, offset)
-
+        studies = _studies(server, home)
+        read = studies.logs
+        resolved = studies.status(study_id)["id"]
         offset = 0
         while True:
             page = read(resolved, offset)
@@ -326,35 +286,21 @@ def stop(study_id, server, home, wait, timeout, force, as_json) -> None:
     import time
 
     with _user_errors():
-        if server:
-            client = _client(server)
-            study = client.stop(study_id, force=force)
-            fetch = client.status
-        else:
-            from service._runner import _driver_alive, end_local_driver
-            from service._studies import request_stop, study_dict
-
-            registry = _local_registry(home)
-            record = registry.find_or_raise_by_id(study_id)
-            study = study_dict(request_stop(registry, record, _settings(home, None), driver_alive=_driver_alive,
-                                            force=force, end_driver=end_local_driver))
-
-            def fetch(sid):
-                return study_dict(registry.find_or_raise_by_id(sid))
-
+        studies = _studies(server, home)
+        study = studies.stop(study_id, force=force)
         deadline = time.monotonic() + timeout
-        while wait and study["status"] in ("queued", "running"):
+        while wait and study["status"] in ACTIVE_STATUSES:
             if time.monotonic() > deadline:
                 raise UserError(
                     f"study {study['id']} was asked to stop but is still {study['status']} after {timeout}s; its "
                     f"driver stops at the end of its current step (`hpsearch logs {study['id']}` shows it)"
                 )
             time.sleep(1.0)
-            study = fetch(study["id"])
+            study = studies.status(study["id"])
     if as_json:
         click.echo(json.dumps(study, default=str))
     else:
-        state = study["status"] if study["status"] not in ("queued", "running") else "stop requested"
+        state = study["status"] if study["status"] not in ACTIVE_STATUSES else "stop requested"
         click.echo(f"study {study['id']}: {state}")
 
 
@@ -370,12 +316,7 @@ def best(study_id, server, home, output, as_json) -> None:
     import yaml
 
     with _user_errors():
-        if server:
-            data = _client(server).best(study_id)
-        else:
-            from service._studies import best_dict
-
-            data = best_dict(_local_registry(home).find_or_raise_by_id(study_id))
+        data = _studies(server, home).best(study_id)
     if output:
         with open(output, "w") as fh:
             fh.write(data["fixed_block"])
@@ -428,32 +369,23 @@ def ui(tracking_uri, port, host) -> None:
                                "--host", host, "--port", str(port)])
 
 
-def _local_registry(home: Optional[str]):
-    from service._registry import Registry
-
-    return Registry(_settings(home, None).registry_url)
-
-
-def _client(server: str):
-    from service._client import ApiClient
-
-    return ApiClient(server, os.environ.get("HPSEARCH_TOKEN"))
-
-
-def _follow(fetch_status, fetch_logs, study_id: str, quiet: bool) -> dict:
-    """Print the study's new log lines on stderr until it ends; its summary then."""
+def _summary_when_done(studies, study: dict, quiet: bool) -> dict:
+    """The study's summary once it has ended: at once for a study that ran in this process (which showed its
+    progress as it went); for a cluster's, after printing its new log lines on stderr until it ends."""
     import time
 
+    if study["status"] not in ACTIVE_STATUSES:
+        return studies.status(study["id"])["summary"]
     offset = 0
     while True:
-        page = fetch_logs(study_id, offset)
+        page = studies.logs(study["id"], offset)
         if page["text"] and not quiet:
             click.echo(page["text"], nl=False, err=True)
         offset = page["offset"]
         if page["finished"]:
-            data = fetch_status(study_id)
-            if data["status"] not in ("queued", "running"):
-                rest = fetch_logs(study_id, offset)
+            data = studies.status(study["id"])
+            if data["status"] not in ACTIVE_STATUSES:
+                rest = studies.logs(study["id"], offset)
                 if rest["text"] and not quiet:
                     click.echo(rest["text"], nl=False, err=True)
                 return data["summary"]
@@ -515,7 +447,7 @@ def _print_summary(summary: dict, as_json: bool) -> None:
             click.echo(f"note: {summary['error']}")
         if summary.get("mlflow_experiment_id"):
             click.echo(_ui_hint(summary))
-    if summary["status"] != "succeeded":
+    if summary["status"] != StudyStatus.SUCCEEDED:
         sys.exit(EXIT_STUDY_FAILED)
 
 

@@ -314,7 +314,7 @@ def test_parse_duration_rejects(text):
 
 # -- JSON Schema ----------------------------------------------------------------------------------------
 def test_json_schema_is_json_and_validates_the_example():
-    jsonschema = pytest.importorskip("jsonschema")
+    import jsonschema
     schema = json.loads(json.dumps(json_schema()))
     assert schema["$schema"].startswith("https://json-schema.org/")
     jsonschema.Draft202012Validator.check_schema(schema)
@@ -336,7 +336,7 @@ def test_json_schema_is_json_and_validates_the_example():
     ],
 )
 def test_json_schema_rejects_wrong_shapes(change):
-    jsonschema = pytest.importorskip("jsonschema")
+    import jsonschema
     document = {**yaml.safe_load(EXAMPLE), **change}
     assert list(jsonschema.Draft202012Validator(json_schema()).iter_errors(document))
 

@@ -8,7 +8,7 @@ Importing this package imports neither Optuna, torch, Ray nor MLflow (`hpsearch 
 the functions that need Optuna import it when called.
 """
 
-from ._compile import build_sampler, define_by_run, sample_config
+from ._compile import build_sampler, define_by_run, sample_config, suggest_params
 from ._duration import parse_duration
 from ._errors import SpaceError
 from ._grid import grid_search_space
@@ -38,4 +38,5 @@ __all__ = [
     "parse_space",
     "preview",
     "sample_config",
+    "suggest_params",
 ]
