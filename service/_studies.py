@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import time
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 from service._clock import now
 from service._driver import driver_alive, end_driver, on_this_host
@@ -22,7 +22,7 @@ from service._errors import StudyConflict
 from service._records import close_abandoned
 from service._registry import Registry, StudyRecord
 from service._settings import Settings
-from service._states import StudyStatus
+from service._states import ACTIVE_STATUSES, StudyStatus
 from service._studylog import append_log
 from service._views import best_dict, logs_dict, status_dict, study_dict
 
@@ -39,6 +39,28 @@ class Studies(Protocol):
     def stop(self, study_id: str, force: bool = False) -> dict: ...
     def resume(self, study_id: str, register: Optional[str] = None) -> dict: ...
     def best(self, study_id: str) -> dict: ...
+
+
+def summary_when_done(studies: Studies, study: dict, echo: Optional[Callable[[str], None]] = None,
+                      poll_s: float = 1.0) -> dict:
+    """The study's summary once it has ended: at once for a study that ran in this process (which showed its
+    progress as it went); for a cluster's, after handing its new log text to `echo` until it ends."""
+    if study["status"] not in ACTIVE_STATUSES:
+        return studies.status(study["id"])["summary"]
+    offset = 0
+    while True:
+        page = studies.logs(study["id"], offset)
+        if page["text"] and echo:
+            echo(page["text"])
+        offset = page["offset"]
+        if page["finished"]:
+            data = studies.status(study["id"])
+            if data["status"] not in ACTIVE_STATUSES:
+                rest = studies.logs(study["id"], offset)
+                if rest["text"] and echo:
+                    echo(rest["text"])
+                return data["summary"]
+        time.sleep(poll_s)
 
 
 class RegistryStudies:

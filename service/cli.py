@@ -134,6 +134,7 @@ def submit(space_file, overrides, server, wait, tracking_uri, home, ray_address,
     With --server (or HPSEARCH_SERVER) the study goes to the hpsearch service of a cluster: this prints its
     id at once, or follows it to the end with --wait.
     """
+    from service._studies import summary_when_done
     from service.space import load_space
 
     with _user_errors():
@@ -148,7 +149,7 @@ def submit(space_file, overrides, server, wait, tracking_uri, home, ray_address,
                 click.echo(f"follow it: hpsearch logs {study['id']} --follow   (or hpsearch status {study['id']})",
                            err=True)
             return
-        summary = _summary_when_done(studies, study, quiet)
+        summary = summary_when_done(studies, study, echo=None if quiet else _echo_err)
     _print_summary(summary, as_json)
 
 
@@ -164,6 +165,8 @@ def submit(space_file, overrides, server, wait, tracking_uri, home, ray_address,
 @json_option
 def resume(study_id, server, wait, tracking_uri, home, ray_address, quiet, register, as_json) -> None:
     """Continue a stopped or crashed study without re-running its finished trials."""
+    from service._studies import summary_when_done
+
     with _user_errors():
         studies = _studies(server, home, tracking_uri, ray_address=ray_address, quiet=quiet)
         with _stdout_to_stderr(as_json):
@@ -171,7 +174,7 @@ def resume(study_id, server, wait, tracking_uri, home, ray_address, quiet, regis
         if study["status"] in ACTIVE_STATUSES and not wait:
             click.echo(json.dumps(study, default=str) if as_json else f"study {study['id']}: resumed ({study['status']})")
             return
-        summary = _summary_when_done(studies, study, quiet)
+        summary = summary_when_done(studies, study, echo=None if quiet else _echo_err)
     _print_summary(summary, as_json)
 
 
@@ -206,15 +209,9 @@ def list_studies(server, home, status, as_json) -> None:
     if as_json:
         click.echo(json.dumps(studies, default=str))
         return
-    if not studies:
-        click.echo("no studies yet: hpsearch submit SPACE_FILE starts one")
-        return
-    for r in studies:
-        best = "-" if r["best_value"] is None else f"{r['best_value']:.4f}"
-        click.echo(
-            f"{r['id']:<44} {r['status']:<10} trials {r['n_trials']:>3} (completed {r['n_completed']}, pruned "
-            f"{r['n_pruned']}, failed {r['n_failed']})  best {','.join(r['metrics'])} {best}"
-        )
+    from service._render import study_list_text
+
+    click.echo(study_list_text(studies))
 
 
 @main.command()
@@ -229,15 +226,9 @@ def status(study_id, server, home, as_json) -> None:
     if as_json:
         click.echo(json.dumps(data, default=str))
         return
-    for key in ("id", "status", "created_at", "started_at", "finished_at", "n_trials", "n_running", "n_completed",
-                "n_pruned", "n_failed", "metrics", "best_value", "best_params", "error", "mlflow_tracking_uri",
-                "mlflow_experiment_id", "mlflow_parent_run_id", "optuna_storage", "optuna_study_name", "tune_path",
-                "ray_job_id", "registered_model"):
-        if data.get(key) is not None or key in ("status", "best_value"):
-            click.echo(f"{key:<22} {data.get(key)}")
-    if data.get("stop_requested_at") and data["status"] in ACTIVE_STATUSES:
-        click.echo(f"{'stop_requested_at':<22} {data['stop_requested_at']}")
-    click.echo(_trial_table(data.get("trials") or [], data.get("metrics") or []))
+    from service._render import status_text
+
+    click.echo(status_text(data))
 
 
 @main.command()
@@ -369,41 +360,6 @@ def ui(tracking_uri, port, host) -> None:
                                "--host", host, "--port", str(port)])
 
 
-def _summary_when_done(studies, study: dict, quiet: bool) -> dict:
-    """The study's summary once it has ended: at once for a study that ran in this process (which showed its
-    progress as it went); for a cluster's, after printing its new log lines on stderr until it ends."""
-    import time
-
-    if study["status"] not in ACTIVE_STATUSES:
-        return studies.status(study["id"])["summary"]
-    offset = 0
-    while True:
-        page = studies.logs(study["id"], offset)
-        if page["text"] and not quiet:
-            click.echo(page["text"], nl=False, err=True)
-        offset = page["offset"]
-        if page["finished"]:
-            data = studies.status(study["id"])
-            if data["status"] not in ACTIVE_STATUSES:
-                rest = studies.logs(study["id"], offset)
-                if rest["text"] and not quiet:
-                    click.echo(rest["text"], nl=False, err=True)
-                return data["summary"]
-        time.sleep(1.0)
-
-
-def _trial_table(trials: list[dict], metrics: list[str]) -> str:
-    if not trials:
-        return "no trials yet"
-    header = f"{'trial':>5}  {'state':<9} {'epochs':>6}  {','.join(metrics):>12}  parameters"
-    lines = [header]
-    for t in trials:
-        values = "-" if not t["values"] else ",".join(f"{v:.4f}" if v is not None else "-" for v in t["values"])
-        params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
-        lines.append(f"{t['number']:>5}  {t['state']:<9} {t['epochs']:>6}  {values:>12}  {params}")
-    return "\n".join(lines)
-
-
 @contextlib.contextmanager
 def _stdout_to_stderr(enabled: bool) -> Iterator[None]:
     """With --json, stdout must hold only the summary: anything Ray or a library prints goes to stderr."""
@@ -424,41 +380,18 @@ def _stdout_to_stderr(enabled: bool) -> Iterator[None]:
         os.close(saved)
 
 
+def _echo_err(text: str) -> None:
+    click.echo(text, nl=False, err=True)
+
+
 def _print_summary(summary: dict, as_json: bool) -> None:
-    """The outcome of a study (StudySummary.to_dict(), or the server's `summary` with the same keys)."""
-    if as_json:
-        click.echo(json.dumps(summary, default=str))
-    else:
-        click.echo(f"study {summary['study_id']}: {summary['status']}")
-        click.echo(
-            f"trials {summary['n_trials']}: completed {summary['n_completed']}, pruned {summary['n_pruned']}, "
-            f"failed {summary['n_failed']}"
-        )
-        for point in summary.get("pareto_front") or []:
-            values = ", ".join(f"{m}={v:.4g}" for m, v in zip(summary["metric"], point["values"]))
-            click.echo(f"pareto trial {point['trial']}: {values}")
-        if summary.get("registered_model"):
-            click.echo(f"registered model: {summary['registered_model']}")
-        if summary["best_value"] is not None:
-            click.echo(f"best {summary['metric']} = {summary['best_value']:.4f} (trial {summary['best_trial']})")
-            for key, value in (summary["best_params"] or {}).items():
-                click.echo(f"  {key}: {value}")
-        if summary.get("error"):
-            click.echo(f"note: {summary['error']}")
-        if summary.get("mlflow_experiment_id"):
-            click.echo(_ui_hint(summary))
+    """The outcome of a study (StudySummary.to_dict(), or the server's `summary` with the same keys); exit code 1
+    unless it succeeded."""
+    from service._render import summary_text
+
+    click.echo(json.dumps(summary, default=str) if as_json else summary_text(summary))
     if summary["status"] != StudyStatus.SUCCEEDED:
         sys.exit(EXIT_STUDY_FAILED)
-
-
-def _ui_hint(summary: dict) -> str:
-    # A cluster's service names the UI its users open (its drivers may reach MLflow by an inner name).
-    uri = summary.get("mlflow_ui_url") or summary["mlflow_tracking_uri"]
-    # The experiment's runs list: the study is one parent row there, its trials nested under it.
-    url_path = f"#/experiments/{summary['mlflow_experiment_id']}/runs"
-    if uri.startswith(("http://", "https://")):
-        return f"compare the trials in MLflow: {uri.rstrip('/')}/{url_path}"
-    return f"compare the trials in MLflow: hpsearch ui --tracking-uri {uri}  then open http://127.0.0.1:5000/{url_path}"
 
 
 if __name__ == "__main__":  # pragma: no cover
