@@ -204,14 +204,10 @@ def run(study_id, home, ray_address, quiet) -> None:
 @json_option
 def list_studies(server, home, status, as_json) -> None:
     """List studies, newest first (the server's with --server, else the local registry's)."""
-    with _user_errors():
-        studies = _studies(server, home).list(status=status)
-    if as_json:
-        click.echo(json.dumps(studies, default=str))
-        return
     from service._render import study_list_text
 
-    click.echo(study_list_text(studies))
+    with _user_errors():
+        _answer(_studies(server, home).list(status=status), as_json, study_list_text)
 
 
 @main.command()
@@ -221,14 +217,10 @@ def list_studies(server, home, status, as_json) -> None:
 @json_option
 def status(study_id, server, home, as_json) -> None:
     """Show one study: state, counts, best value, where its records are, and its trials."""
-    with _user_errors():
-        data = _studies(server, home).status(study_id)
-    if as_json:
-        click.echo(json.dumps(data, default=str))
-        return
     from service._render import status_text
 
-    click.echo(status_text(data))
+    with _user_errors():
+        _answer(_studies(server, home).status(study_id), as_json, status_text)
 
 
 @main.command()
@@ -378,6 +370,11 @@ def _stdout_to_stderr(enabled: bool) -> Iterator[None]:
         sys.stdout = real_stdout
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def _answer(data, as_json: bool, render) -> None:
+    """A verb's answer on stdout: as JSON for scripts, else as `render` puts it for people."""
+    click.echo(json.dumps(data, default=str) if as_json else render(data))
 
 
 def _echo_err(text: str) -> None:

@@ -16,7 +16,7 @@ from service._settings import resolve_settings
 from service._states import StudyStatus
 from service.api import ApiConfig, RayJobs, create_app
 
-from api_support import AUTH, SPACE, TOKEN, api_app as _app
+from support import AUTH, SPACE, TOKEN, api_app as _app
 
 FAILED, RUNNING, STOPPED, SUCCEEDED = StudyStatus.FAILED, StudyStatus.RUNNING, StudyStatus.STOPPED, StudyStatus.SUCCEEDED
 

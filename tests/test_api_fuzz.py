@@ -12,7 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from api_support import AUTH, api_app as _app
+from support import AUTH, api_app as _app
 
 pytestmark = pytest.mark.slow
 

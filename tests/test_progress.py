@@ -6,8 +6,6 @@ Tune's Trial objects are replaced by a small stand-in with the attributes the ca
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass, field
-from typing import Optional
 
 import pytest
 from rich.console import Console
@@ -17,13 +15,8 @@ from service._progress import StudyProgress
 from service._settings import resolve_settings
 from service.space import parse_space
 
+from support import FakeTrial
 
-@dataclass
-class FakeTrial:
-    trial_id: str
-    config: dict = field(default_factory=dict)
-    last_result: dict = field(default_factory=dict)
-    error_file: Optional[str] = None
 
 
 SPACE = """\

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import math
 import pickle
-from dataclasses import dataclass, field
-from typing import Optional
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -16,6 +14,8 @@ from service._settings import resolve_settings
 from service._tracking import get_or_create_experiment, start_parent_run
 from service._trial_runs import MlflowTrialLogger, trial_run_name
 from service.space import parse_space
+
+from support import FakeTrial
 
 SPACE = """\
 name: runs
@@ -28,15 +28,6 @@ params:
 fixed: {units: 32}
 """
 
-
-@dataclass
-class FakeTrial:
-    """The attributes of Tune's Trial the callback reads."""
-
-    trial_id: str
-    config: dict = field(default_factory=dict)
-    last_result: dict = field(default_factory=dict)
-    error_file: Optional[str] = None
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,12 @@
-"""What the API tests share: the token, a small space, and an app on real stores whose Ray head is down."""
+"""What several test files share: the API's token, a small space and an app on real stores whose Ray head is
+down; a stand-in for Tune's Trial with the attributes the callbacks read."""
 
 from __future__ import annotations
 
 import secrets
 import socket
+from dataclasses import dataclass, field
+from typing import Optional
 
 from service._settings import resolve_settings
 from service.api import ApiConfig, RayJobs, create_app
@@ -35,3 +38,13 @@ def api_app(tmp_path, registry_url: str):
                                 optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}", registry_url=registry_url)
     jobs = RayJobs(address=f"http://127.0.0.1:{closed_port()}")
     return create_app(ApiConfig(token=TOKEN, settings=settings, jobs=jobs))
+
+
+@dataclass
+class FakeTrial:
+    """The attributes of Tune's Trial that the callbacks read."""
+
+    trial_id: str
+    config: dict = field(default_factory=dict)
+    last_result: dict = field(default_factory=dict)
+    error_file: Optional[str] = None
