@@ -23,6 +23,16 @@ TUNE_TRIAL_ID_ATTR = "tune_trial_id"  # user attribute linking an Optuna trial t
 WARM_START_SOURCE_ATTR = "warm_start.source"  # user attribute of a trial copied in from an earlier study
 STUDY_ID_ATTR = "hpsearch.study_id"  # study user attributes: the registry's id and the metric names
 METRICS_ATTR = "hpsearch.metrics"
+# Study user attributes per trial number (`<attr>.<number>`): Optuna's public API sets user attributes of a
+# running trial only through the Trial object its asker holds, so the driver's callbacks note these on the study.
+RETRIES_ATTR = "hpsearch.retries"  # how often the trial was restarted after its worker or node was lost
+LOST_ATTR = "hpsearch.lost"  # why it failed: its workers were lost more often than max_retries (not its fault)
+RECONCILED_ATTR = "hpsearch.reconciled"  # why a trial left running was failed when the study ended
+OUT_OF_TIME_ATTR = "hpsearch.out_of_time"  # the study ended because budget.time was spent
+
+
+def trial_note(study: "optuna.Study", attr: str, number: int, default: Any = None) -> Any:
+    return study.user_attrs.get(f"{attr}.{number}", default)
 
 
 @functools.lru_cache(maxsize=8)
@@ -128,7 +138,7 @@ def reconcile_running(study: "optuna.Study", reason: str = "left running by an i
 
     count = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-        study.set_user_attr(f"reconciled.{t.number}", reason)
+        study.set_user_attr(f"{RECONCILED_ATTR}.{t.number}", reason)
         try:
             study.tell(t.number, state=TrialState.FAIL)
             count += 1

@@ -13,6 +13,23 @@ from typing import Any, Optional, Sequence
 
 from service._states import StudyStatus, TrialLabel, trial_label
 
+# A trial whose own code raised ends with one last result carrying these (see service/_tuner.py): its error is
+# the trial's fault, told apart from a lost worker or node, which Tune retries.
+FAULT_KEY = "hpsearch_fault"  # "ValueError: lr too high"
+FAULT_TRACE_KEY = "hpsearch_fault_trace"  # the traceback
+
+
+def is_fault(result: Optional[dict]) -> bool:
+    return bool(result) and FAULT_KEY in result
+
+
+def epochs_reached(result: Optional[dict]) -> int:
+    """The epochs a trial trained, from its last result (a fault result comes after the last epoch's)."""
+    if not result:
+        return 0
+    step = int(result.get("training_iteration", 0))
+    return step - 1 if is_fault(result) else step
+
 
 @dataclass(frozen=True)
 class TrialOutcome:
@@ -38,9 +55,11 @@ class TrialOutcome:
 def trial_outcome(result: Optional[dict], errored: bool, metrics: Sequence[str], max_epochs: int) -> TrialOutcome:
     """How a finished Tune trial ended, from its last result.
 
-    A trial that raised is failed (its reason comes from its error file, see service/_tracking.py); one whose
-    last result lacks a metric or holds a non-finite one is failed with that reason; one that stopped before
-    `max_epochs` without an error was stopped by the scheduler: pruned."""
+    A trial whose code raised is failed with its error; one Tune gave up on (`errored`: its worker or node was
+    lost more often than `max_retries`) is failed; one whose last result lacks a metric or holds a non-finite
+    one is failed with that reason; one that stopped before `max_epochs` was stopped by the scheduler: pruned."""
+    if is_fault(result):
+        return TrialOutcome(TrialLabel.FAILED, reason=str(result[FAULT_KEY]))
     if errored or not result:
         return TrialOutcome(TrialLabel.FAILED, reason="the trial raised an error" if errored else "the trial reported nothing")
     values = []
@@ -71,13 +90,15 @@ def study_outcome(
     out_of_time: bool,
     grid_exhausted: bool,
     study_id: str,
+    lost: frozenset = frozenset(),
 ) -> StudyOutcome:
     """succeeded, failed or stopped, judged from the study's own Optuna trials after Tune returned.
 
-    Failed when more trials failed than `max_failed_trials` allows, or none completed; stopped when fewer
-    trials finished than planned with time left and (for a grid) points left; succeeded otherwise."""
+    Failed when more trials failed of their own fault than `max_failed_trials` allows (trials in `lost`, failed
+    because their workers were lost, do not count), or none completed; stopped when fewer trials finished than
+    planned with time left and (for a grid) points left; succeeded otherwise."""
     labels = [trial_label(t.state) for t in trials]
-    n_failed = labels.count(TrialLabel.FAILED)
+    n_failed = sum(label == TrialLabel.FAILED and t.number not in lost for label, t in zip(labels, trials))
     if max_failed_trials is not None and n_failed > max_failed_trials:
         return StudyOutcome(StudyStatus.FAILED, f"{n_failed} trials failed, more than max_failed_trials={max_failed_trials}")
     finished = sum(label in (TrialLabel.COMPLETED, TrialLabel.PRUNED, TrialLabel.FAILED) for label in labels)

@@ -1,12 +1,15 @@
-"""Following a study while it runs: counts by state, best so far, the failure budget, the registry row.
+"""Following a study while it runs: counts by state, best so far, retries, the budgets, the registry row.
 
-`StudyProgress` is both a Tune callback (it sees every trial start, result and end) and a Tune stopper (it
-ends the study once more trials failed than `max_failed_trials` allows). The same instance is passed as both,
-so the two roles share one count, also after Tune unpickles it on resume.
+`StudyProgress` is both a Tune callback (it sees every trial start, result, retry and end) and a Tune stopper:
+it stops a trial whose metric turns non-finite, and ends the study once more trials failed than
+`max_failed_trials` allows, once `budget.time` is spent (counted from the first trial's start), or when
+`hpsearch stop` asks. The same instance is passed as both, so the two roles share one count, also after Tune
+unpickles it on resume.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import sys
@@ -19,8 +22,8 @@ from ray.tune.stopper import Stopper
 
 from service._clock import hms
 from service._context import StudyContext
-from service._optuna import optuna_number
-from service._outcome import trial_outcome
+from service._optuna import LOST_ATTR, OUT_OF_TIME_ATTR, RETRIES_ATTR, optuna_number
+from service._outcome import epochs_reached, is_fault, trial_outcome
 from service._states import TrialLabel
 from service._studylog import append_log
 from service._trial_runs import failure_reason
@@ -37,6 +40,8 @@ class TrialView:
     value: Optional[float] = None  # latest value of the primary metric
     reason: str = ""
     params: str = ""
+    retries: int = 0  # restarts from its checkpoint after its worker or node was lost
+    lost: bool = False  # failed because its workers were lost more often than max_retries: not its own fault
 
 
 @dataclass
@@ -47,6 +52,8 @@ class Snapshot:
     best_value: Optional[float] = None
     best_trial: Optional[str] = None
     started: float = field(default_factory=time.time)
+    time_used_s: float = 0.0  # trial-phase time of earlier runs of the study (budget.time counts it)
+    phase_started: Optional[float] = None  # when this run's first trial started
 
     def count(self, state: TrialLabel) -> int:
         return sum(1 for t in self.trials.values() if t.state == state)
@@ -66,6 +73,7 @@ class StudyProgress(Callback, Stopper):
         self._last_stop_poll = 0.0
         self._last_heartbeat = 0.0
         self.stop_requested = False
+        self.out_of_time = False
 
     @property
     def metric(self) -> str:
@@ -79,11 +87,13 @@ class StudyProgress(Callback, Stopper):
         state = self.__dict__.copy()
         state["_registry"] = state["_live"] = state["_study"] = None
         state["stop_requested"], state["_last_stop_poll"] = False, 0.0  # a resumed study listens afresh
+        state["out_of_time"] = False
         return state
 
     # Tune checkpoints callback state with the experiment and hands it back on resume.
     def get_state(self) -> Optional[dict]:
-        return {"snapshot": self.snapshot, "failure_budget_exceeded": self.failure_budget_exceeded}
+        snapshot = dataclasses.replace(self.snapshot, time_used_s=self.time_used_s(), phase_started=None)
+        return {"snapshot": snapshot, "failure_budget_exceeded": self.failure_budget_exceeded}
 
     def set_state(self, state: dict) -> None:
         self.snapshot = state["snapshot"]
@@ -92,10 +102,32 @@ class StudyProgress(Callback, Stopper):
 
     # -- Stopper ---------------------------------------------------------------------------------------
     def __call__(self, trial_id: str, result: dict) -> bool:
-        return False
+        """Stop a trial at once when one of the study's metrics turns NaN or infinite: it failed (the reason
+        names the epoch and the metric), whatever it would report later."""
+        if is_fault(result):
+            return False
+        return any(not _finite(result[name]) for name in self.ctx.space.metrics if name in result)
 
     def stop_all(self) -> bool:
+        if self._time_spent():
+            return True
         return self.failure_budget_exceeded or (self.stop_requested and not callable(signal.getsignal(signal.SIGUSR1)))
+
+    def time_used_s(self) -> float:
+        """Trial-phase time so far, over every run of the study: what budget.time limits."""
+        s = self.snapshot
+        return s.time_used_s + (time.time() - s.phase_started if s.phase_started is not None else 0.0)
+
+    def _time_spent(self) -> bool:
+        limit = self.ctx.space.budget.time_s
+        if not limit or self.time_used_s() < limit:
+            return False
+        if not self.out_of_time:
+            self.out_of_time = True
+            self._emit(f"the time budget ({self.ctx.space.budget.time_text}) is spent: ending the study")
+            if self._optuna_study() is not None:
+                self._optuna_study().set_user_attr(OUT_OF_TIME_ATTR, True)
+        return True
 
     # -- Callback --------------------------------------------------------------------------------------
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
@@ -103,13 +135,20 @@ class StudyProgress(Callback, Stopper):
         self._heartbeat()
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        if self.snapshot.phase_started is None:
+            self.snapshot.phase_started = time.time()
         view = self._view(trial.trial_id)
         view.state = TrialLabel.RUNNING
         view.params = _brief(trial.config)
-        self._emit(f"trial {view.number:04d} started  {view.params}")
+        if view.retries:
+            self._emit(f"trial {view.number:04d} restarted from its checkpoint at epoch {view.epoch} (retry {view.retries})")
+        else:
+            self._emit(f"trial {view.number:04d} started  {view.params}")
         self._write_registry(force=True)
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        if is_fault(result):
+            return
         view = self._view(trial.trial_id)
         view.epoch = int(result.get("training_iteration", view.epoch))
         value = result.get(self.metric)
@@ -121,6 +160,7 @@ class StudyProgress(Callback, Stopper):
         view = self._view(trial.trial_id)
         outcome = trial_outcome(trial.last_result, False, self.ctx.space.metrics, self.max_epochs)
         view.state, view.reason = outcome.label, outcome.reason
+        view.epoch = epochs_reached(trial.last_result) or view.epoch
         if view.state == TrialLabel.COMPLETED and view.value is not None and self._better(view.value):
             self.snapshot.best_value, self.snapshot.best_trial = view.value, trial.trial_id
         detail = f"  {view.reason}" if view.reason else ("" if view.value is None else f"  {self.metric}={view.value:.4f}")
@@ -128,11 +168,26 @@ class StudyProgress(Callback, Stopper):
         self._after_end()
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        """Tune gave up on the trial: its worker or node was lost more often than max_retries allows (its own
+        errors never reach Tune, see service/_tuner.py). It failed, but not of its own fault."""
         view = self._view(trial.trial_id)
-        view.state = TrialLabel.FAILED
-        view.reason = failure_reason(trial)
+        view.state, view.lost = TrialLabel.FAILED, True
+        view.reason = (f"its worker was lost {view.retries + 1} times, more than max_retries="
+                       f"{self.ctx.space.budget.max_retries}: {failure_reason(trial)}")
+        if self._optuna_study() is not None:
+            self._optuna_study().set_user_attr(f"{LOST_ATTR}.{view.number}", view.reason)
         self._emit(f"trial {view.number:04d} failed    epoch {view.epoch}/{self.max_epochs}  {view.reason}")
         self._after_end()
+
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
+        """A lost worker or node: Tune restarts the trial from its last checkpoint."""
+        view = self._view(trial.trial_id)
+        view.retries += 1
+        if self._optuna_study() is not None:
+            self._optuna_study().set_user_attr(f"{RETRIES_ATTR}.{view.number}", view.retries)
+        self._emit(f"trial {view.number:04d} lost its worker at epoch {view.epoch} ({failure_reason(trial)}); "
+                   f"retry {view.retries} of {self.ctx.space.budget.max_retries} from its last checkpoint")
+        self._write_registry(force=True)
 
     def on_experiment_end(self, trials: list, **info) -> None:
         self._write_registry(force=True)
@@ -148,18 +203,23 @@ class StudyProgress(Callback, Stopper):
             view = self.snapshot.trials[trial_id] = TrialView(number=self._number(trial_id))
         return view
 
+    def _optuna_study(self):
+        """The study's Optuna study (None until the searcher made it)."""
+        if self._study is None:
+            from service._optuna import load_study
+
+            self._study = load_study(self.ctx.optuna_storage, self.ctx.study_id)
+        return self._study
+
     def _number(self, trial_id: str) -> int:
         """The trial's Optuna number; without a study to ask, the order of first start."""
-        from service._optuna import load_study
-
-        if self._study is None:
-            self._study = load_study(self.ctx.optuna_storage, self.ctx.study_id)
-        number = optuna_number(self._study, trial_id) if self._study is not None else None
+        study = self._optuna_study()
+        number = optuna_number(study, trial_id) if study is not None else None
         return len(self.snapshot.trials) if number is None else number
 
     # -- more helpers ---------------------------------------------------------------------------------------
     def _after_end(self) -> None:
-        failed = self.snapshot.count(TrialLabel.FAILED)
+        failed = sum(t.state == TrialLabel.FAILED and not t.lost for t in self.snapshot.trials.values())
         limit = self.ctx.space.budget.max_failed_trials
         if limit is not None and failed > limit:
             if not self.failure_budget_exceeded:
@@ -183,7 +243,7 @@ class StudyProgress(Callback, Stopper):
         budget = ""
         time_s = self.ctx.space.budget.time_s
         if time_s:
-            budget = f" · {max(0.0, time_s - elapsed):.0f}s of time budget left"
+            budget = f" · {max(0.0, time_s - self.time_used_s()):.0f}s of time budget left"
         counts = " · ".join(f"{label} {s.count(label)}" for label in
                             (TrialLabel.RUNNING, TrialLabel.COMPLETED, TrialLabel.PRUNED, TrialLabel.FAILED))
         return f"[{hms(elapsed)}] {counts} · of {self.ctx.space.budget.trials} · best {self.metric} {best}{budget}"
@@ -281,6 +341,7 @@ class StudyProgress(Callback, Stopper):
             n_pruned=s.count(TrialLabel.PRUNED),
             n_failed=s.count(TrialLabel.FAILED),
             best_value=s.best_value,
+            retries=sum(t.retries for t in s.trials.values()),
         )
 
     def _open_registry(self):
@@ -289,6 +350,10 @@ class StudyProgress(Callback, Stopper):
 
             self._registry = Registry(self.ctx.stores.registry_url)
         return self._registry
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _brief(config: dict) -> str:

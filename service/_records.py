@@ -15,23 +15,41 @@ from typing import Optional
 from service._clock import now
 from service._context import StudyContext
 from service._driver import driver_id
-from service._optuna import TUNE_TRIAL_ID_ATTR, TrialCounts, best_trial, load_study, own_trials, pareto_front, reconcile_running
+from service._optuna import (
+    LOST_ATTR,
+    RECONCILED_ATTR,
+    TUNE_TRIAL_ID_ATTR,
+    TrialCounts,
+    best_trial,
+    load_study,
+    own_trials,
+    pareto_front,
+    reconcile_running,
+    trial_note,
+)
 from service._outcome import StudyOutcome
 from service._registry import Registry, StudyRecord
 from service._settings import Settings
-from service._states import StudyStatus
+from service._states import StudyStatus, TrialLabel, trial_label
 from service._studylog import append_log
 from service._summary import StudySummary
 from service._tracking import (
+    PARENT_TAG,
+    TAG_REASON,
+    TAG_STATE,
+    TAG_STUDY,
+    TAG_TRIAL,
     client_for,
     get_or_create_experiment,
     log_best_model,
+    log_params,
     log_study_report,
     record_best,
     record_outcome,
     record_pareto_front,
     register_best_model,
     start_parent_run,
+    trial_run_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -99,8 +117,9 @@ def close_records(
         return _close(ctx, registry, client, StudyOutcome(status, outcome.error or "the study ended before its first trial"),
                       TrialCounts(), {})
     if outcome.status != StudyStatus.STOPPED:
-        reconcile_running(study)
+        reconcile_running(study, f"the study ended before it did ({outcome.error or outcome.status})")
     trials = own_trials(study)
+    close_trial_runs(client, ctx.experiment_id, ctx.parent_run_id, ctx.study_id, study, ctx.space)
     counts = TrialCounts.of(trials)
     best = best_trial(study, trials)
     front = pareto_front(study)
@@ -176,9 +195,55 @@ def close_abandoned(registry: Registry, record: StudyRecord, log_path: str, stat
     error = f"{reason}; `hpsearch resume {record.id}` continues it" if resumable else reason
     if record.mlflow_parent_run_id:
         try:
-            record_outcome(client_for(record.mlflow_tracking_uri), record.mlflow_parent_run_id, status,
-                           fields or {}, error)
+            client = client_for(record.mlflow_tracking_uri)
+            if study is not None:
+                close_trial_runs(client, record.mlflow_experiment_id, record.mlflow_parent_run_id, record.id, study)
+            record_outcome(client, record.mlflow_parent_run_id, status, fields or {}, error)
         except Exception as exc:  # noqa: BLE001 - MLflow down: the registry still says what happened
-            logger.warning("could not close the MLflow run of study %s: %s", record.id, exc)
+            logger.warning("could not close the MLflow runs of study %s: %s", record.id, exc)
     append_log(log_path, f"study {record.id} {status}: {reason}")
     return registry.update(record.id, status=status, error=error, finished_at=now(), **fields)
+
+
+# MLflow's run status for each of our trial labels once the study has ended.
+_RUN_STATUS = {TrialLabel.COMPLETED: "FINISHED", TrialLabel.PRUNED: "FINISHED", TrialLabel.FAILED: "FAILED",
+               TrialLabel.INTERRUPTED: "KILLED"}
+
+
+def close_trial_runs(client, experiment_id: str, parent_run_id: str, study_id: str, study, space=None) -> None:
+    """Make MLflow agree with Optuna, trial by trial: every own trial of the study has exactly one child run,
+    closed with the status and `hpsearch.state` of its Optuna trial (a trial still running in Optuna — a
+    stopped or crashed study's, which `resume` continues — is `interrupted` and KILLED), and a failed one says
+    why. A trial that never started (the study ended while it waited for a worker) gets a closed run saying so.
+    Runs the callbacks closed already are left as they are."""
+    from mlflow.entities import RunTag
+
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{TAG_STUDY}` = '{study_id}'", max_results=50000)
+    by_number = {int(r.data.tags[TAG_TRIAL]): r for r in runs if r.data.tags.get(TAG_TRIAL, "").isdigit()}
+    name_params = tuple(list(space.params)[:3]) if space is not None else tuple()
+    for trial in own_trials(study):
+        label = trial_label(trial.state)
+        if label in (TrialLabel.RUNNING, TrialLabel.WAITING):
+            label = TrialLabel.INTERRUPTED
+        reason = _why_failed(study, trial) if label == TrialLabel.FAILED else ""
+        run = by_number.get(trial.number)
+        if run is None:  # its run is made when it starts: it never did
+            run = client.create_run(
+                experiment_id, run_name=trial_run_name(trial.number, trial.params, name_params),
+                tags={PARENT_TAG: parent_run_id, TAG_STUDY: study_id, TAG_TRIAL: str(trial.number)},
+            )
+            log_params(client, run.info.run_id, {**(space.fixed if space is not None else {}), **trial.params})
+            reason = f"it never started: {reason or 'the study ended while it waited for a worker'}"
+        elif run.info.status != "RUNNING" and run.data.tags.get(TAG_STATE) == label.value:
+            continue  # closed by the callbacks as it ended
+        tags = [RunTag(TAG_STATE, label.value)]
+        if reason and not run.data.tags.get(TAG_REASON):
+            tags.append(RunTag(TAG_REASON, reason[:5000]))
+        client.log_batch(run.info.run_id, tags=tags)
+        client.set_terminated(run.info.run_id, status=_RUN_STATUS[label])
+
+
+def _why_failed(study, trial) -> str:
+    """What the driver noted on the study about a failed trial that its callbacks never closed."""
+    return (trial_note(study, LOST_ATTR, trial.number) or trial_note(study, RECONCILED_ATTR, trial.number)
+            or "the trial failed")

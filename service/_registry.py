@@ -95,6 +95,7 @@ class StudyModel(_Base):
     best_trial: Mapped[Optional[int]] = mapped_column(Integer)
     pareto_front: Mapped[Optional[list]] = mapped_column(JSON)
     heartbeat_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
+    retries: Mapped[Optional[int]] = mapped_column(Integer, default=0)
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class StudyRecord:
     best_trial: Optional[int] = None
     pareto_front: Optional[list] = None
     heartbeat_at: Optional[dt.datetime] = None
+    retries: int = 0
 
     @property
     def finished(self) -> bool:
@@ -154,7 +156,7 @@ class StudyRecord:
             best_params=m.best_params, error=m.error, warm_start_from=m.warm_start_from,
             register_model=m.register_model, registered_model=m.registered_model,
             stop_requested_at=m.stop_requested_at, best_trial=m.best_trial, pareto_front=m.pareto_front,
-            heartbeat_at=m.heartbeat_at,
+            heartbeat_at=m.heartbeat_at, retries=m.retries or 0,
         )
 
 
@@ -315,7 +317,7 @@ _MIGRATIONS: list = [
     _add_columns("warm_start_from VARCHAR(128)", "register_model VARCHAR(256)", "registered_model VARCHAR(300)",
                  "stop_requested_at TIMESTAMP WITH TIME ZONE"),
     # 2 -> 3: the best trial and the Pareto front in the row, the driver's heartbeat.
-    _add_columns("best_trial INTEGER", "pareto_front JSON", "heartbeat_at TIMESTAMP WITH TIME ZONE"),
+    _add_columns("best_trial INTEGER", "pareto_front JSON", "heartbeat_at TIMESTAMP WITH TIME ZONE", "retries INTEGER"),
 ]
 
 

@@ -12,9 +12,10 @@ import json
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from service._states import StudyStatus
+from trainables import RESERVED_CONFIG_KEYS
 
 # Tags people filter on in the MLflow UI search box, e.g. `tags."hpsearch.state" = "pruned"`.
 TAG_STUDY = "hpsearch.study"
@@ -28,6 +29,7 @@ TAG_NODE = "hpsearch.node"  # Ray node id the trial ran on (its last result's)
 TAG_NODE_IP = "hpsearch.node_ip"
 TAG_GPU_IDS = "hpsearch.gpu_ids"  # the GPUs Ray gave the trial on that node, e.g. "0" or "0,1"; absent without GPUs
 TAG_PARETO = "hpsearch.pareto"  # multi-objective: the trial is on the Pareto front
+TAG_RETRIES = "hpsearch.retries"  # restarts from its checkpoint after its worker or node was lost
 TAG_STUDY_STATUS = "hpsearch.status"  # on the parent run: the study's status
 TAG_ERROR = "hpsearch.error"  # on the parent run: why the study failed or stopped
 PARENT_TAG = "mlflow.parentRunId"
@@ -97,6 +99,21 @@ def log_params(client, run_id: str, params: dict[str, Any]) -> None:
 def _param_text(value: Any) -> str:
     text = str(value)
     return text if len(text) <= 6000 else text[:5997] + "..."
+
+
+def trial_run_name(number: int, config: dict, names: Iterable[str]) -> str:
+    """`trial-0007 lr=0.0031 optimizer=adam maps=32`: scannable in the runs list."""
+    parts = [f"trial-{number:04d}"]
+    for name in names:
+        if name in config:
+            value = config[name]
+            parts.append(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}")
+    return " ".join(parts)
+
+
+def trial_params(config: dict) -> dict[str, Any]:
+    """What a child run records as params: every hyperparameter the trial got, constants included."""
+    return {k: v for k, v in config.items() if k not in RESERVED_CONFIG_KEYS}
 
 
 def tag_trial_runs(client, experiment_id: str, study_id: str, numbers: list[int], tag: str) -> None:

@@ -11,17 +11,18 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Optional
 
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from service._context import StudyContext
 from service._optuna import load_study, optuna_number
-from service._outcome import trial_outcome
+from service._outcome import FAULT_TRACE_KEY, epochs_reached, is_fault, trial_outcome
 from service._states import TrialLabel
 from service._tracking import (
     PARENT_TAG,
+    TAG_RETRIES,
     TAG_GPU_IDS,
     TAG_NODE,
     TAG_NODE_IP,
@@ -34,25 +35,11 @@ from service._tracking import (
     client_for,
     log_params,
     log_study_report,
+    trial_params,
+    trial_run_name,
 )
-from trainables import RESERVED_CONFIG_KEYS
 
 _NOT_METRICS = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint", "epoch"}
-
-
-def trial_run_name(number: int, config: dict, names: Iterable[str]) -> str:
-    """`trial-0007 lr=0.0031 optimizer=adam maps=32`: scannable in the runs list."""
-    parts = [f"trial-{number:04d}"]
-    for name in names:
-        if name in config:
-            value = config[name]
-            parts.append(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}")
-    return " ".join(parts)
-
-
-def trial_params(config: dict) -> dict[str, Any]:
-    """What a child run records as params: every hyperparameter the trial got, constants included."""
-    return {k: v for k, v in config.items() if k not in RESERVED_CONFIG_KEYS}
 
 
 def result_metrics(result: dict) -> dict[str, float]:
@@ -89,6 +76,7 @@ class MlflowTrialLogger(Callback):
         self._best: Optional[float] = None  # best completed value so far (single objective)
         self._n_completed = 0
         self._runs: dict[str, str] = {}  # Tune trial id -> MLflow run id
+        self._retries: dict[str, int] = {}  # Tune trial id -> restarts after a lost worker
         self._client = None
         self._study = None
 
@@ -112,10 +100,12 @@ class MlflowTrialLogger(Callback):
 
     # Tune saves and restores callback state with the experiment checkpoint.
     def get_state(self) -> Optional[dict]:
-        return {"runs": dict(self._runs), "best": self._best, "n_completed": self._n_completed}
+        return {"runs": dict(self._runs), "best": self._best, "n_completed": self._n_completed,
+                "retries": dict(self._retries)}
 
     def set_state(self, state: dict) -> None:
         self._runs.update(state.get("runs", {}))
+        self._retries.update(state.get("retries", {}))
         self._best = state.get("best")
         self._n_completed = state.get("n_completed", 0)
 
@@ -150,7 +140,7 @@ class MlflowTrialLogger(Callback):
         from mlflow.entities import Metric, RunTag
 
         run_id = self._runs.get(trial.trial_id)
-        if run_id is None:
+        if run_id is None or is_fault(result):
             return
         step = int(result.get("training_iteration", 0))
         now = int(time.time() * 1000)
@@ -169,20 +159,31 @@ class MlflowTrialLogger(Callback):
         result = trial.last_result or {}
         outcome = trial_outcome(result, False, self.ctx.space.metrics, self.ctx.space.budget.max_epochs)
         self.client.set_tag(run_id, TAG_STATE, outcome.label.value)
-        self.client.set_tag(run_id, TAG_RUNG, str(result.get("training_iteration", 0)))
+        self.client.set_tag(run_id, TAG_RUNG, str(epochs_reached(result)))
         if outcome.label == TrialLabel.FAILED:
-            self.client.set_tag(run_id, TAG_REASON, outcome.reason)
+            self.client.set_tag(run_id, TAG_REASON, outcome.reason[:5000])
+        if result.get(FAULT_TRACE_KEY):
+            _log_text(self.client, run_id, "error.txt", str(result[FAULT_TRACE_KEY]))
         self.client.set_terminated(run_id, status="FAILED" if outcome.label == TrialLabel.FAILED else "FINISHED")
         if outcome.label == TrialLabel.COMPLETED and not self.ctx.space.is_multi_objective:
             self._log_best_so_far(outcome.values[0])
         self._refresh_report()
 
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
+        """A lost worker or node: the trial restarts from its checkpoint, in the same run."""
+        run_id = self._runs.get(trial.trial_id)
+        if run_id is not None:
+            self._retries[trial.trial_id] = self._retries.get(trial.trial_id, 0) + 1
+            self.client.set_tag(run_id, TAG_RETRIES, str(self._retries[trial.trial_id]))
+
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        """Tune gave up on the trial after its worker or node was lost more often than max_retries."""
         run_id = self._runs.get(trial.trial_id)
         if run_id is None:
             return
         self.client.set_tag(run_id, TAG_STATE, TrialLabel.FAILED.value)
-        self.client.set_tag(run_id, TAG_REASON, failure_reason(trial))
+        self.client.set_tag(run_id, TAG_REASON, f"its worker was lost more often than max_retries="
+                                                f"{self.ctx.space.budget.max_retries}: {failure_reason(trial)}")
         self.client.set_tag(run_id, TAG_RUNG, str((trial.last_result or {}).get("training_iteration", 0)))
         error_file = getattr(trial, "error_file", None)
         if error_file and os.path.exists(error_file):
@@ -213,3 +214,12 @@ class MlflowTrialLogger(Callback):
             max_results=1,
         )
         return runs[0].info.run_id if runs else None
+
+
+def _log_text(client, run_id: str, name: str, text: str) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(text)
+        client.log_artifact(run_id, str(path))

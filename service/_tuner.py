@@ -6,6 +6,7 @@ the callbacks (pickled with the study's context) and every trial's last checkpoi
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import os
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Callable
 
 from service._context import StudyContext
 from service._errors import StudyError
+from service._outcome import FAULT_KEY, FAULT_TRACE_KEY
 
 if TYPE_CHECKING:
     from ray.tune import Tuner
@@ -30,7 +32,7 @@ def build_tuner(ctx: StudyContext, *, resume: bool, seed_trials: list) -> "Tuner
 
     space = ctx.space
     trainable = tune.with_resources(
-        reporting_placement(load_trainable(trainable_target(space))),
+        trial_trainable(load_trainable(trainable_target(space))),
         {"cpu": space.resources.cpu, "gpu": space.resources.gpu},
     )
     if resume:
@@ -50,7 +52,7 @@ def build_tuner(ctx: StudyContext, *, resume: bool, seed_trials: list) -> "Tuner
             scheduler=scheduler_for(ctx),
             num_samples=space.budget.trials,
             max_concurrent_trials=space.budget.concurrency,
-            time_budget_s=space.budget.time_s,
+            # budget.time is kept by StudyProgress: it counts from the first trial's start, not from here.
             trial_dirname_creator=trial_dirname,
             # Trials with the same resources run in the same worker process one after another, so each
             # pays torch's import and the data load once per worker, not once per trial.
@@ -59,7 +61,9 @@ def build_tuner(ctx: StudyContext, *, resume: bool, seed_trials: list) -> "Tuner
         run_config=tune.RunConfig(
             name=ctx.study_id,
             storage_path=str(ctx.tune_path.parent),
-            failure_config=tune.FailureConfig(max_failures=0),
+            # Only lost workers and nodes reach Tune as errors (a trial's own are its result, see
+            # trial_trainable): those are retried from the trial's last checkpoint.
+            failure_config=tune.FailureConfig(max_failures=space.budget.max_retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[MlflowTrialLogger(ctx, report_interval_s=REPORT_INTERVAL_S), progress],
             stop=progress,  # the same instance: it ends the study when the failure budget is spent
@@ -101,19 +105,36 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def reporting_placement(train_fn: Callable):
-    """Tune's trainable for `train_fn`, whose every result also says where the trial ran: the Ray node id
-    (`node_id`) and the GPU ids Ray gave it (`gpu_ids`, e.g. "0" or "0,1"; "" without GPUs).
+def trial_trainable(train_fn: Callable):
+    """Tune's trainable for the function `train_fn`, run the way hpsearch runs every trial:
 
-    Tune's own results name only the node's IP, which every node of one machine shares, and the GPU ids are
-    known only inside the trial's worker; adding them next to Tune's auto-filled `node_ip` and `pid` keeps the
-    trainables unaware of it. The class is local, so Ray ships it by value: workers need not import `service`."""
+    - An exception raised by the trial's own code (a bug, a NaN the trainable caught, CUDA out of memory)
+      ends the trial with one last result carrying the error (FAULT_KEY and its traceback) instead of reaching
+      Tune as an error. Tune's errors are then only a lost worker or node, which it retries from the trial's
+      last checkpoint (FailureConfig); a trial's own fault is never retried.
+    - Every result also says where the trial ran: the Ray node id (`node_id`) and the GPU ids Ray gave it
+      (`gpu_ids`, e.g. "0" or "0,1"; "" without GPUs). Tune's own results name only the node's IP, which every
+      node of one machine shares, and the GPU ids are known only inside the trial's worker.
+
+    The trainables stay unaware of both. The class is local, so Ray ships it by value: workers need not import
+    `service`. A user's own Trainable class is used as it is."""
     from ray.tune.trainable import wrap_function
 
-    if inspect.isclass(train_fn):  # a user's own Trainable class reports what it reports
+    if inspect.isclass(train_fn):
         return train_fn
 
-    class PlacedTrainable(wrap_function(train_fn)):
+    @functools.wraps(train_fn)
+    def run(config: dict):
+        try:
+            return train_fn(config)
+        except Exception as exc:  # SystemExit, which Tune uses to end a trial's thread, passes through
+            import traceback
+
+            from ray import tune
+
+            tune.report({FAULT_KEY: f"{type(exc).__name__}: {exc}"[:2000], FAULT_TRACE_KEY: traceback.format_exc()})
+
+    class PlacedTrainable(wrap_function(run)):
         def get_auto_filled_metrics(self, *args, debug_metrics_only: bool = False, **kwargs) -> dict:
             import ray
 

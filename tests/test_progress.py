@@ -24,16 +24,16 @@ name: s
 trainable: mlp
 metric: val_acc
 mode: {mode}
-budget: {{trials: 10, max_epochs: 3, max_failed_trials: {max_failed}}}
+budget: {{trials: 10, max_epochs: 3, max_failed_trials: {max_failed}, time: {time}}}
 params:
   lr: {{type: float, low: 0.001, high: 0.1, log: true}}
 """
 
 
-def _progress(tmp_path, mode: str = "max", max_failed_trials=None) -> StudyProgress:
+def _progress(tmp_path, mode: str = "max", max_failed_trials=None, time: str = "none") -> StudyProgress:
     """The callback alone: a real (empty) Optuna storage to number trials from, no registry row to update."""
-    space = parse_space(SPACE.format(mode=mode, max_failed="none" if max_failed_trials is None else max_failed_trials),
-                        check_data=False)
+    max_failed = "none" if max_failed_trials is None else max_failed_trials
+    space = parse_space(SPACE.format(mode=mode, max_failed=max_failed, time=time), check_data=False)
     stores = resolve_settings(home=str(tmp_path), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
                               optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     ctx = StudyContext(study_id="s", space=space, stores=stores, experiment_id="0", parent_run_id="p",
@@ -61,17 +61,46 @@ def test_progress_counts_states_and_best_completed_value(tmp_path, mode, best):
     assert snapshot.best_value == pytest.approx(best)
 
 
-def test_progress_failure_budget_stops_all_once_exceeded(tmp_path):
+def test_progress_failure_budget_counts_trials_own_faults_not_lost_workers(tmp_path):
     error = tmp_path / "error.txt"
-    error.write_text("Traceback ...\nValueError: boom\n")
+    error.write_text("Traceback ...\nray.exceptions.ActorDiedError: The actor died unexpectedly\n")
     progress = _progress(tmp_path, max_failed_trials=1)
+    lost = FakeTrial("lost", error_file=str(error))
+    progress.on_trial_start(0, [], lost)
+    progress.on_trial_recover(0, [], lost)
+    progress.on_trial_error(0, [], lost)  # Tune gave up on it after its retries: not its own fault
+    assert progress.snapshot.trials["lost"].retries == 1 and progress.snapshot.trials["lost"].lost
+    assert "ActorDiedError" in progress.snapshot.trials["lost"].reason
     for trial_id in ("a", "b"):
-        trial = FakeTrial(trial_id, error_file=str(error))
-        progress.on_trial_start(0, [], trial)
         assert not progress.stop_all()
-        progress.on_trial_error(0, [], trial)
+        trial = FakeTrial(trial_id)
+        progress.on_trial_start(0, [], trial)
+        trial.last_result = {"hpsearch_fault": "ValueError: boom", "training_iteration": 2}
+        progress.on_trial_result(0, [], trial, trial.last_result)
+        progress.on_trial_complete(0, [], trial)
     assert progress.stop_all()
     assert progress.snapshot.trials["a"].reason == "ValueError: boom"
+    assert progress.snapshot.trials["a"].epoch == 1  # the fault result comes after the last epoch's
+
+
+@pytest.mark.parametrize("value, stop", [(0.5, False), (float("nan"), True), (float("inf"), True), (None, False)])
+def test_progress_stops_a_trial_whose_metric_turns_non_finite(tmp_path, value, stop):
+    result = {"training_iteration": 2} if value is None else {"val_acc": value, "training_iteration": 2}
+    assert _progress(tmp_path)("t", result) is stop
+
+
+def test_progress_time_budget_counts_from_the_first_trial_and_across_resumes(tmp_path):
+    progress = _progress(tmp_path, time="60s")
+    assert not progress.stop_all() and progress.time_used_s() == 0  # waiting for a worker costs nothing
+    progress.on_trial_start(0, [], FakeTrial("a"))
+    progress.snapshot.phase_started -= 50
+    state = progress.get_state()
+    restored = pickle.loads(pickle.dumps(progress))
+    restored.set_state(state)
+    assert 50 <= restored.time_used_s() < 55 and not restored.stop_all()
+    restored.on_trial_start(0, [], FakeTrial("b"))
+    restored.snapshot.phase_started -= 10
+    assert restored.stop_all() and restored.out_of_time
 
 
 def test_progress_state_round_trips_through_pickle_and_get_state(tmp_path):

@@ -12,7 +12,8 @@ from mlflow.tracking import MlflowClient
 from service._context import StudyContext
 from service._settings import resolve_settings
 from service._tracking import get_or_create_experiment, start_parent_run
-from service._trial_runs import MlflowTrialLogger, trial_run_name
+from service._tracking import trial_run_name
+from service._trial_runs import MlflowTrialLogger
 from service.space import parse_space
 
 from support import FakeTrial
@@ -90,15 +91,35 @@ def test_trial_runs_pruned_and_non_finite_trials(logger):
     assert diverged_run.data.tags["hpsearch.fail_reason"] == "val_acc was nan in epoch 3"
 
 
-def test_trial_runs_error_is_the_reason_and_an_artifact(logger, tmp_path):
-    error = tmp_path / "error.txt"
-    error.write_text("Traceback (most recent call last):\n  ...\nValueError: lr too high\n")
-    trial = FakeTrial("e", {"lr": 0.1, "optimizer": "sgd"}, error_file=str(error))
-    _train(logger, trial, [0.2])
-    logger.on_trial_error(0, [], trial)
+def test_trial_runs_a_trials_own_error_is_the_reason_and_an_artifact(logger):
+    trial = FakeTrial("e", {"lr": 0.1, "optimizer": "sgd"})
+    _train(logger, trial, [0.2, 0.3])
+    trial.last_result = {"hpsearch_fault": "ValueError: lr too high", "training_iteration": 3,
+                         "hpsearch_fault_trace": "Traceback (most recent call last):\n  ...\nValueError: lr too high\n"}
+    logger.on_trial_result(0, [], trial, trial.last_result)
+    logger.on_trial_complete(0, [], trial)
     run = logger.client.get_run(logger.run_id_for("e"))
     assert run.info.status == "FAILED" and run.data.tags["hpsearch.fail_reason"] == "ValueError: lr too high"
+    assert run.data.tags["hpsearch.rung"] == "2"  # the epochs it trained, not the fault result's step
+    assert [m.step for m in logger.client.get_metric_history(run.info.run_id, "val_acc")] == [1, 2]
     assert [a.path for a in logger.client.list_artifacts(run.info.run_id)] == ["error.txt"]
+
+
+def test_trial_runs_lost_workers_are_retries_then_the_reason(logger, tmp_path):
+    error = tmp_path / "error.txt"
+    error.write_text("Failure # 1\nray.exceptions.ActorDiedError: The actor died unexpectedly\n")
+    trial = FakeTrial("lost", {"lr": 0.1, "optimizer": "sgd"}, error_file=str(error))
+    _train(logger, trial, [0.2])
+    logger.on_trial_recover(0, [], trial)
+    logger.on_trial_start(0, [], trial)
+    logger.on_trial_recover(0, [], trial)
+    run = logger.client.get_run(logger.run_id_for("lost"))
+    assert run.info.status == "RUNNING" and run.data.tags["hpsearch.retries"] == "2"
+    logger.on_trial_error(0, [], trial)  # Tune gave up after max_retries
+    run = logger.client.get_run(logger.run_id_for("lost"))
+    assert run.info.status == "FAILED"
+    assert run.data.tags["hpsearch.fail_reason"] == (
+        "its worker was lost more often than max_retries=3: ray.exceptions.ActorDiedError: The actor died unexpectedly")
 
 
 def test_trial_runs_a_resumed_trial_keeps_its_run(logger):

@@ -8,7 +8,7 @@ Defaults (also given in `json_schema()`):
 
     data:      {dataset: digits, val_fraction: 0.2, seed: 0}    csv adds categorical: onehot
     mode:      max                                               required as a list for several metrics
-    budget:    {trials: 20, max_epochs: 10, concurrency: 2, time: none, max_failed_trials: none}
+    budget:    {trials: 20, max_epochs: 10, concurrency: 2, time: none, max_failed_trials: none, max_retries: 3}
     resources: {cpu: 1, gpu: 0}                                  per trial
     sampler:   {type: tpe, seed: none}
     scheduler: {type: asha, grace_period: 1, reduction_factor: 3}   median: min_samples_required 3
@@ -214,9 +214,15 @@ class Budget(_Frozen):
     max_epochs: Int = Field(10, description="epochs per trial; ASHA stops weak trials earlier")
     concurrency: Int = Field(2, description="trials running at the same time")
     time_text: Optional[str] = Field(
-        None, alias="time", description="wall-clock limit of the study: 90s, 30m, 2h, 1h30m; none = no limit"
+        None, alias="time",
+        description="wall-clock limit of the study, counted from its first trial's start (time spent waiting for "
+                    "a free worker does not count): 90s, 30m, 2h, 1h30m; none = no limit",
     )
     max_failed_trials: Optional[Int] = Field(None, description="stop the study after more failures; none = no limit")
+    max_retries: Int = Field(
+        3, description="retries of a trial whose worker or node was lost, each from its last checkpoint; a trial's "
+                       "own error, a NaN or an out-of-memory error is never retried"
+    )
 
     @property
     def time_s(self) -> Optional[float]:
@@ -227,6 +233,11 @@ class Budget(_Frozen):
     @classmethod
     def _positive(cls, value: int, info: ValidationInfo) -> int:
         return _at_least(value, 1, str(info.field_name))
+
+    @field_validator("max_retries")
+    @classmethod
+    def _retries(cls, value: int) -> int:
+        return _at_least(value, 0, "max_retries", hint="use 0 (never retry) or more")
 
     @field_validator("max_failed_trials", mode="before")
     @classmethod

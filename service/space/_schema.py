@@ -83,6 +83,7 @@ def json_schema() -> dict:
             "concurrency": _prop(Budget, "concurrency", {"type": "integer", "minimum": 1}),
             "time": {**_DURATION, "description": _doc(Budget, "time_text"), "default": None},
             "max_failed_trials": _prop(Budget, "max_failed_trials", {"type": ["integer", "null"], "minimum": 0}),
+            "max_retries": _prop(Budget, "max_retries", {"type": "integer", "minimum": 0}),
         },
     }
     resources = {
