@@ -19,18 +19,27 @@ from __future__ import annotations
 import copy
 import math
 import re
+from dataclasses import asdict
 from typing import Annotated, Any, Optional, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from trainables._catalog import BUILTIN_TRAINABLES, CATEGORICAL_ENCODINGS, DATASETS, TrainableSpec
+from trainables import (
+    BUILTIN_TRAINABLES,
+    CATEGORICAL_ENCODINGS,
+    COMMON_DATA_KEYS,
+    DATASET_KEYS,
+    DATASETS,
+    DataConfig,
+    TrainableSpec,
+    required_data_keys,
+)
 
 from ._conditions import value_key
 from ._duration import parse_duration
 from ._errors import Issue, SpaceError, did_you_mean, num, show
 from ._samplers import SAMPLERS
 
-IMAGE_FILE_DATASETS = ("mnist", "fashion_mnist", "cifar10")  # read from files under `root`
 SCHEDULERS = ("asha", "median", "fifo")
 PARAM_TYPES = ("float", "int", "categorical")
 MODES = ("max", "min")
@@ -144,19 +153,27 @@ class _Frozen(BaseModel):
 
 
 # -- data ------------------------------------------------------------------------------------------------
+# The trainables' DataConfig is the source of the data section's keys and defaults (config["data"] is a
+# DataConfig); DataSpec adds what a file needs: types, ranges and messages naming the fix.
+_DATA_DEFAULTS = asdict(DataConfig())
+
+
 class DataSpec(_Frozen):
     """What a trial trains on. `root` and `path` are absolute once parsed (relative to the space file)."""
 
     dataset: Annotated[str, BeforeValidator(_one_of(DATASETS, "dataset"))] = Field(
-        "digits", description="digits (bundled, 8x8), mnist, fashion_mnist, cifar10 (files under root), csv"
+        _DATA_DEFAULTS["dataset"],
+        description="digits (bundled, 8x8), mnist, fashion_mnist, cifar10 (files under root), csv",
     )
-    val_fraction: Float = Field(0.2, description="share of the data held out for validation, in (0, 1)")
-    seed: Int = Field(0, description="seed of the train/validation split")
-    root: Optional[Text] = Field(None, description="folder holding mnist / fashion_mnist / cifar10 files")
-    path: Optional[Text] = Field(None, description="csv file (dataset: csv)")
-    target: Optional[Text] = Field(None, description="csv column to predict (dataset: csv)")
+    val_fraction: Float = Field(
+        _DATA_DEFAULTS["val_fraction"], description="share of the data held out for validation, in (0, 1)"
+    )
+    seed: Int = Field(_DATA_DEFAULTS["seed"], description="seed of the train/validation split")
+    root: Optional[Text] = Field(_DATA_DEFAULTS["root"], description="folder holding mnist / fashion_mnist / cifar10 files")
+    path: Optional[Text] = Field(_DATA_DEFAULTS["path"], description="csv file (dataset: csv)")
+    target: Optional[Text] = Field(_DATA_DEFAULTS["target"], description="csv column to predict (dataset: csv)")
     categorical: Annotated[str, BeforeValidator(_one_of(CATEGORICAL_ENCODINGS, "encoding"))] = Field(
-        "onehot", description="how csv text columns become numbers: onehot or ordinal (csv only)"
+        _DATA_DEFAULTS["categorical"], description="how csv text columns become numbers: onehot or ordinal (csv only)"
     )
 
     @field_validator("val_fraction")
@@ -174,18 +191,17 @@ class DataSpec(_Frozen):
     @model_validator(mode="after")
     def _per_dataset(self) -> "DataSpec":
         given = self.model_fields_set
-        needs = {"csv": ("path", "target")}.get(self.dataset, ("root",) if self.dataset in IMAGE_FILE_DATASETS else ())
-        allowed = set(needs) | ({"categorical"} if self.dataset == "csv" else set())
+        allowed = DATASET_KEYS[self.dataset]
         for key in ("root", "path", "target", "categorical"):
             if key in given and getattr(self, key) is not None and key not in allowed:
-                users = [d for d in DATASETS if key in _DATASET_KEYS[d]]
+                users = [d for d in DATASETS if key in DATASET_KEYS[d]]
                 raise Issue(
                     f"{key} {show(getattr(self, key))} does not apply to dataset {self.dataset!r} (only to {', '.join(users)})",
                     f"remove {key}",
                     at=(key,),
                     value=getattr(self, key),
                 )
-        for key in needs:
+        for key in required_data_keys(self.dataset):
             if getattr(self, key) is None:
                 example = {"root": "data/", "path": "data/table.csv", "target": "label"}[key]
                 raise Issue(f"dataset {self.dataset!r} needs {key!r}", f"add {key}: {example}", at=(key,))
@@ -193,17 +209,8 @@ class DataSpec(_Frozen):
 
     def applicable(self) -> dict:
         """The keys that mean something for this dataset (what `to_dict` writes back)."""
-        keys = ("dataset", "val_fraction", "seed") + _DATASET_KEYS[self.dataset]
+        keys = COMMON_DATA_KEYS + DATASET_KEYS[self.dataset]
         return {k: getattr(self, k) for k in keys}
-
-
-_DATASET_KEYS = {
-    "digits": (),
-    "mnist": ("root",),
-    "fashion_mnist": ("root",),
-    "cifar10": ("root",),
-    "csv": ("path", "target", "categorical"),
-}
 
 
 # -- budget and resources ---------------------------------------------------------------------------------

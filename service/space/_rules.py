@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
-from trainables._catalog import BUILTIN_TRAINABLES, RESERVED_CONFIG_KEYS, ParamRule, TrainableSpec
+from trainables import BUILTIN_TRAINABLES, RESERVED_CONFIG_KEYS, ParamRule, TrainableSpec
 
 from ._conditions import find_cycle, value_key
 from ._errors import Issue, did_you_mean, num, show
@@ -26,8 +26,6 @@ from ._samplers import MULTI_OBJECTIVE_SAMPLERS, SAMPLERS, SINGLE_OBJECTIVE_SAMP
 if TYPE_CHECKING:
     from ._model import ParamSpec, SearchSpace
 
-# Built-ins that need images (the catalog has no field for it; cnn convolves over height and width).
-_IMAGE_ONLY_TRAINABLES = ("cnn",)
 _TARGET = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
 
@@ -326,7 +324,7 @@ def _check_against_catalog(space: "SearchSpace", spec: TrainableSpec) -> None:
                 at=("metric", index) if isinstance(space.metric, list) else ("metric",),
                 value=metric,
             )
-    if spec.name in _IMAGE_ONLY_TRAINABLES and space.data.dataset == "csv":
+    if spec.needs_images and space.data.dataset == "csv":
         raise Issue(
             f"trainable {spec.name!r} needs image data, but dataset is 'csv'",
             "use digits, mnist, fashion_mnist or cifar10, or trainable: mlp for tables",

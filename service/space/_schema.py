@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainables._catalog import BUILTIN_TRAINABLES
+from trainables import BUILTIN_TRAINABLES
 
 from ._model import (
     DATASETS,
