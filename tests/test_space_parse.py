@@ -342,7 +342,8 @@ def test_json_schema_rejects_wrong_shapes(change):
 
 
 def test_json_schema_describes_every_key():
-    from service.space._model import FILE_KEYS, Budget, DataSpec, ParamSpec, Resources, SchedulerSpec
+    from service.space import Budget, DataSpec, ParamSpec, Resources, SchedulerSpec
+    from service.space._model import FILE_KEYS
 
     schema = json_schema()
     assert set(schema["properties"]) == set(FILE_KEYS)

@@ -10,21 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainables import BUILTIN_TRAINABLES
+from trainables import BUILTIN_TRAINABLES, DATASETS
 
-from ._model import (
-    DATASETS,
-    MODES,
-    NAME_PATTERN,
-    PARAM_TYPES,
-    SCHEDULERS,
-    Budget,
-    DataSpec,
-    ParamSpec,
-    Resources,
-    SchedulerSpec,
-    SearchSpace,
-)
+from ._model import MODES, NAME_PATTERN, SearchSpace
+from ._param import PARAM_TYPES, ParamSpec
+from ._sections import SCHEDULERS, Budget, DataSpec, Resources, SchedulerSpec
 from ._samplers import SAMPLERS
 
 _NUMBER: dict = {"type": "number"}
