@@ -321,7 +321,6 @@ def test_validate_user_trainable_function_missing(tmp_path):
 
 # -- data files, checked by trainables.datasets.check_data -----------------------------------------------
 def test_validate_data_error_becomes_space_error(tmp_path):
-    pytest.importorskip("trainables.datasets")
     text, lines = space_text({"data": "data: {dataset: csv, path: missing.csv, target: y}"})
     with pytest.raises(SpaceError) as caught:
         parse_space(text, source="space.yaml", base_dir=tmp_path)
@@ -332,19 +331,12 @@ def test_validate_data_error_becomes_space_error(tmp_path):
 
 
 def test_validate_data_csv_target_checked(tmp_path):
-    pytest.importorskip("trainables.datasets")
     (tmp_path / "table.csv").write_text("a,b,label\n1,2,0\n3,4,1\n")
     text, _ = space_text({"data": "data: {dataset: csv, path: table.csv, target: lable}"})
     with pytest.raises(SpaceError, match="lable"):
         parse_space(text, source="space.yaml", base_dir=tmp_path)
     good, _ = space_text({"data": "data: {dataset: csv, path: table.csv, target: label}"})
     assert parse_space(good, source="space.yaml", base_dir=tmp_path).data.path == str(tmp_path / "table.csv")
-
-
-def test_validate_without_data_module_skips_the_data_check(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "trainables.datasets", None)  # as if not written yet
-    text, _ = space_text({"data": "data: {dataset: csv, path: missing.csv, target: y}"})
-    assert parse_space(text, source="space.yaml", base_dir=tmp_path).data.dataset == "csv"
 
 
 def test_validate_check_data_false_skips_the_data_check(tmp_path):

@@ -14,6 +14,7 @@ from typing import Any, Optional, Union
 
 from pydantic import BaseModel, ValidationError
 
+from ._check import check_space
 from ._errors import NO_VALUE, Issue, SpaceError, did_you_mean, show
 from ._model import FILE_KEYS, LOADER_KEYS, SearchSpace
 from ._yaml import MAX_BYTES, Location, Locations, compose, dotted
@@ -132,12 +133,12 @@ def _parse(
             _raise(Issue(f"unknown key {key!r}", did_you_mean(key, FILE_KEYS, "valid keys"), value=key), (key,), file, locations)
     _resolve_data_paths(data, locations, base_dir)
     try:
-        return SearchSpace.model_validate(
-            {**data, "source": source, "text": text, "overrides": overrides},
-            context={"base_dir": base_dir, "check_data": check_data},
-        )
+        space = SearchSpace.model_validate({**data, "source": source, "text": text, "overrides": overrides})
     except ValidationError as exc:
         raise _first_error(exc, file, locations) from None
+    for issue in check_space(space, base_dir=base_dir, check_data=check_data):
+        _raise(issue, (), file, locations)
+    return space
 
 
 def _kind(value: Any) -> str:

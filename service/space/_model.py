@@ -2,8 +2,8 @@
 
 Every model forbids unknown keys. Validators raise `Issue` (a ValueError carrying a sub-path, the offending
 value and a fix); `_load.py` turns pydantic's errors into SpaceErrors with the file and line. The sections
-are in `_sections.py` and `_param.py`; rules that relate sections to each other or to the trainable catalog
-live in `_rules.py`.
+are in `_sections.py` and `_param.py`. Nothing here imports the rules that relate sections to each other,
+the trainable, its catalog or the data files: `_check.py` runs those on the built model.
 
 Defaults (also given in `json_schema()`):
 
@@ -21,7 +21,7 @@ import copy
 import re
 from typing import Annotated, Any, Optional, Union
 
-from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator
 
 from trainables import BUILTIN_TRAINABLES, TrainableSpec
 
@@ -74,7 +74,9 @@ def _mode(value: Any) -> Union[str, list]:
 class SearchSpace(Frozen):
     """A validated search space: what to train, on what, what to search, how much, and how.
 
-    Build it with `load_space` / `parse_space`; constructing it directly runs the same validation.
+    Build it with `load_space` / `parse_space`. The model checks each section on its own and nothing else:
+    it imports no user code and reads no files. The rules between sections, the trainable, its catalog and
+    the data files are checked after it is built (`_check.py`), so constructing it directly skips them.
     """
 
     name: Text = Field(description="study name: letters, digits, '-' and '_' (used in paths and run names)")
@@ -119,14 +121,6 @@ class SearchSpace(Frozen):
                 value={},
             )
         return value
-
-    @model_validator(mode="after")
-    def _across_sections(self, info: ValidationInfo) -> "SearchSpace":
-        from ._rules import check_space  # the rules need the model, the model calls the rules
-
-        context = info.context or {}
-        check_space(self, base_dir=context.get("base_dir"), check_data=context.get("check_data", True))
-        return self
 
     # -- derived views ----------------------------------------------------------------------------------
     @property
