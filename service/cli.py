@@ -32,7 +32,8 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except SpaceError as exc:
-        raise UserError(str(exc)) from None
+        # A file's errors come together (SpaceError.errors); each prints as its own "Error: file:line: ..." line.
+        raise UserError("\nError: ".join(exc.lines())) from None
     except _study_errors() as exc:
         raise UserError(str(exc)) from None
 

@@ -10,7 +10,7 @@ the functions that need Optuna import it when called.
 
 from ._compile import build_sampler, define_by_run, sample_config
 from ._duration import parse_duration
-from ._errors import SpaceError
+from ._errors import MAX_REPORTED, SpaceError
 from ._grid import grid_search_space
 from ._load import load_space, parse_space
 from ._model import Budget, DataSpec, ParamSpec, Resources, SamplerSpec, SchedulerSpec, SearchSpace
@@ -20,6 +20,7 @@ from ._schema import json_schema
 
 __all__ = [
     "Budget",
+    "MAX_REPORTED",
     "DataSpec",
     "ParamSpec",
     "Resources",

@@ -7,7 +7,7 @@ A user's own trainable has no catalog entry, so none of this applies to it. Each
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from trainables import IMAGE_DATASETS, ParamRule, TrainableSpec
@@ -17,12 +17,13 @@ from ._model import SearchSpace
 from ._param import ParamSpec
 
 
-def catalog_issues(space: SearchSpace, spec: TrainableSpec) -> Iterator[Issue]:
-    """Everything in `space` that the built-in trainable `spec` would refuse or never report."""
-    yield from _params(space, spec)
-    yield from _fixed(space, spec)
-    yield from _metrics(space, spec)
-    yield from _data(space, spec)
+def catalog_issues(
+    space: SearchSpace, spec: TrainableSpec, *, parts: Iterable[str] = ("params", "fixed", "metric", "data")
+) -> Iterator[Issue]:
+    """Everything in the `parts` of `space` that the built-in trainable `spec` would refuse or never report."""
+    checks = {"params": _params, "fixed": _fixed, "metric": _metrics, "data": _data}
+    for part in parts:
+        yield from checks[part](space, spec)
 
 
 def _params(space: SearchSpace, spec: TrainableSpec) -> Iterator[Issue]:

@@ -3,10 +3,15 @@
 The model (`_model.py`) validates each section on its own and never imports user code or reads files; these
 checks run after it, from `parse_space` / `load_space`, in a fixed order: the space's own rules first, then
 the trainable (which may import a user's module), then its catalog, then the data files (the disk) last.
+
+When the model refused parts of the file, the loader builds the space without them (stand-ins or defaults
+in their place) and names them in `broken`; a check that reads a broken part is skipped, so that every
+error reported is one the user wrote, not one a stand-in caused.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Optional
 
 from . import _rules
@@ -17,22 +22,47 @@ from ._model import SearchSpace
 from ._trainable import trainable_issues
 
 
-def check_space(space: SearchSpace, *, base_dir: Optional[str] = None, check_data: bool = True) -> list[Issue]:
-    """Every broken rule of `space`, each an Issue whose `at` is the key path from the top of the file."""
+def check_space(
+    space: SearchSpace,
+    *,
+    base_dir: Optional[str] = None,
+    check_data: bool = True,
+    broken: Iterable[tuple] = (),
+) -> list[Issue]:
+    """Every broken rule of `space`, each an Issue whose `at` is the key path from the top of the file.
+
+    `broken` names the parts the model refused, as key paths: ("budget",) for a section or top-level key,
+    ("params", "lr") for one parameter.
+    """
+    keys = {part[0] for part in broken if len(part) == 1}
+    lost_params = frozenset(part[1] for part in broken if len(part) == 2 and part[0] == "params")
+
+    def readable(*names: str) -> bool:
+        return not keys.intersection(names)
+
     issues: list[Issue] = []
-    for rule in (
-        _rules.objectives,
-        _rules.reserved_names,
-        _rules.searched_or_fixed,
-        _rules.conditions,
-        _rules.scheduler,
-        _rules.sampler,
-    ):
-        issues.extend(rule(space))
-    trainable = list(trainable_issues(space.trainable, base_dir=base_dir))
-    issues.extend(trainable)
-    if space.trainable_spec is not None:
-        issues.extend(catalog_issues(space, space.trainable_spec))
-    if check_data:
-        issues.extend(data_issues(space))
+    if readable("metric", "mode"):
+        issues.extend(_rules.objectives(space))
+    issues.extend(_rules.reserved_names(space))
+    issues.extend(_rules.searched_or_fixed(space))
+    issues.extend(_rules.conditions(space, unknown=lost_params))
+    if readable("metric", "scheduler", "budget"):
+        issues.extend(_rules.scheduler(space))
+    if readable("metric", "sampler"):
+        issues.extend(_rules.sampler(space, whole=not lost_params))
+    builtin = None
+    if readable("trainable"):
+        found = list(trainable_issues(space.trainable, base_dir=base_dir))
+        issues.extend(found)
+        spec = space.trainable_spec
+        if spec is not None and not found:
+            parts = [part for part in ("params", "fixed", "metric", "data") if readable(part)]
+            catalog = list(catalog_issues(space, spec, parts=parts))
+            issues.extend(catalog)
+            # the data code checks the data against the trainable too; once the catalog said why they do
+            # not fit, it checks only the files
+            if not any(issue.at[:1] == ("data",) for issue in catalog):
+                builtin = spec.name
+    if check_data and readable("data", "trainable"):
+        issues.extend(data_issues(space, builtin=builtin))
     return issues

@@ -4,6 +4,7 @@ only when asked (a space submitted to a cluster names the cluster's files, check
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Optional
 
 from trainables import DataError
 
@@ -11,11 +12,11 @@ from ._errors import Issue
 from ._model import SearchSpace
 
 
-def data_issues(space: SearchSpace) -> Iterator[Issue]:
-    """Ask the trainables' data code (`trainables.check_data`) about the files; its DataError becomes an Issue."""
+def data_issues(space: SearchSpace, *, builtin: Optional[str] = None) -> Iterator[Issue]:
+    """Ask the trainables' data code (`trainables.check_data`) about the files, for the built-in trainable
+    `builtin` when there is one; its DataError becomes an Issue."""
     from trainables import check_data  # imports numpy: only when a space is checked, not for `hpsearch --help`
 
-    builtin = space.trainable if space.trainable_spec is not None else None
     try:
         check_data(space.data.model_dump(), trainable=builtin)
     except DataError as exc:

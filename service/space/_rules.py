@@ -44,7 +44,9 @@ def objectives(space: SearchSpace) -> Iterator[Issue]:
         )
 
 
-def sampler(space: SearchSpace) -> Iterator[Issue]:
+def sampler(space: SearchSpace, *, whole: bool = True) -> Iterator[Issue]:
+    """The sampler against the objectives and the installed packages; the grid's size only when `whole`
+    (every parameter of the file is in `space`)."""
     kind = space.sampler.type
     at = ("sampler", "type")
     if space.is_multi_objective and kind not in MULTI_OBJECTIVE_SAMPLERS:
@@ -70,10 +72,10 @@ def sampler(space: SearchSpace) -> Iterator[Issue]:
             value=kind,
         )
     if kind == "grid":
-        yield from _grid(space)
+        yield from _grid(space, whole)
 
 
-def _grid(space: SearchSpace) -> Iterator[Issue]:
+def _grid(space: SearchSpace, whole: bool) -> Iterator[Issue]:
     total, complete = 1, True
     for name, param in space.params.items():
         try:
@@ -81,7 +83,7 @@ def _grid(space: SearchSpace) -> Iterator[Issue]:
         except Issue as issue:
             complete = False
             yield issue
-    if complete and total > GRID_LIMIT:
+    if whole and complete and total > GRID_LIMIT:
         yield Issue(
             f"the grid has {total} points, more than {GRID_LIMIT}",
             "use fewer choices or larger steps, or another sampler",
@@ -133,11 +135,14 @@ def searched_or_fixed(space: SearchSpace) -> Iterator[Issue]:
             )
 
 
-def conditions(space: SearchSpace) -> Iterator[Issue]:
+def conditions(space: SearchSpace, *, unknown: frozenset[str] = frozenset()) -> Iterator[Issue]:
+    """`when:` against the parameters it names; parents in `unknown` (refused by the model) are skipped."""
     params = space.params
     for name, param in params.items():
         for parent, values in param.when.items():
             at = ("params", name, "when", parent)
+            if parent in unknown:
+                continue
             if parent == name:
                 yield Issue(f"{name!r} is conditional on itself", f"remove {parent} from its when:", at=at, value=parent)
             elif parent not in params:
