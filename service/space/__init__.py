@@ -17,6 +17,7 @@ from ._model import Budget, DataSpec, ParamSpec, Resources, SamplerSpec, Schedul
 from ._preview import preview
 from ._samplers import SAMPLERS, SamplerInfo
 from ._schema import json_schema
+from ._trainable import TrainablePolicy
 
 __all__ = [
     "Budget",
@@ -30,6 +31,7 @@ __all__ = [
     "SchedulerSpec",
     "SearchSpace",
     "SpaceError",
+    "TrainablePolicy",
     "build_sampler",
     "define_by_run",
     "grid_search_space",

@@ -19,7 +19,7 @@ from ._catalog_rules import catalog_issues
 from ._data import data_issues
 from ._errors import Issue
 from ._model import SearchSpace
-from ._trainable import trainable_issues
+from ._trainable import TrainablePolicy, trainable_issues
 
 
 def check_space(
@@ -27,9 +27,12 @@ def check_space(
     *,
     base_dir: Optional[str] = None,
     check_data: bool = True,
+    trainables: Optional[TrainablePolicy] = None,
     broken: Iterable[tuple] = (),
 ) -> list[Issue]:
     """Every broken rule of `space`, each an Issue whose `at` is the key path from the top of the file.
+
+    `trainables` is the policy for user trainables (default: local, which imports the module to check it).
 
     `broken` names the parts the model refused, as key paths: ("budget",) for a section or top-level key,
     ("params", "lr") for one parameter.
@@ -52,7 +55,7 @@ def check_space(
         issues.extend(_rules.sampler(space, whole=not lost_params))
     builtin = None
     if readable("trainable"):
-        found = list(trainable_issues(space.trainable, base_dir=base_dir))
+        found = list(trainable_issues(space.trainable, base_dir=base_dir, policy=trainables))
         issues.extend(found)
         spec = space.trainable_spec
         if spec is not None and not found:

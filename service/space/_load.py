@@ -20,6 +20,7 @@ from ._check import check_space
 from ._errors import Issue, SpaceError, did_you_mean, show
 from ._findings import CHECKS, RAW, Findings
 from ._model import FILE_KEYS, SearchSpace
+from ._trainable import TrainablePolicy
 from ._yaml import MAX_BYTES, Location, Locations, compose, dotted
 
 _OPTIONAL_SECTIONS = ("data", "budget", "resources", "sampler", "scheduler", "fixed")
@@ -28,9 +29,16 @@ _OPTIONAL_SECTIONS = ("data", "budget", "resources", "sampler", "scheduler", "fi
 _STAND_INS = {"name": "unchecked", "trainable": "mlp", "metric": "val_acc"}
 
 
-def load_space(path: Union[str, os.PathLike], overrides: Sequence[str] = (), *, check_data: bool = True) -> SearchSpace:
+def load_space(
+    path: Union[str, os.PathLike],
+    overrides: Sequence[str] = (),
+    *,
+    check_data: bool = True,
+    trainables: Optional[TrainablePolicy] = None,
+) -> SearchSpace:
     """Read, override and validate the space file at `path`. `check_data=False` leaves the data files
-    unchecked (a space submitted to a cluster names files on the cluster, not here)."""
+    unchecked (a space submitted to a cluster names files on the cluster, not here). `trainables` decides
+    which user trainables the space may name (default `TrainablePolicy.local()`: any, imported to check it)."""
     file = os.fspath(path)
     where = Path(file)
     try:
@@ -63,7 +71,13 @@ def load_space(path: Union[str, os.PathLike], overrides: Sequence[str] = (), *, 
         ) from None
     absolute = where.resolve()
     return _parse(
-        text, file=file, source=str(absolute), overrides=overrides, base_dir=str(absolute.parent), check_data=check_data
+        text,
+        file=file,
+        source=str(absolute),
+        overrides=overrides,
+        base_dir=str(absolute.parent),
+        check_data=check_data,
+        trainables=trainables,
     )
 
 
@@ -74,15 +88,21 @@ def parse_space(
     base_dir: Optional[Union[str, os.PathLike]] = None,
     *,
     check_data: bool = True,
+    trainables: Optional[TrainablePolicy] = None,
 ) -> SearchSpace:
     """Validate a space given as YAML text.
 
     `source` names the text in errors and becomes `space.source`; relative data paths resolve against
     `base_dir` (default: the current directory). `check_data=False` skips asking the data code whether the
-    files exist (for tools that only inspect a space, such as a registry listing).
+    files exist (for tools that only inspect a space, such as a registry listing). `trainables` decides which
+    user trainables the space may name: the default, `TrainablePolicy.local()`, admits any module and imports
+    it to check the function; `TrainablePolicy.admitted(prefixes)` (or `.from_env()`) checks the name only and
+    never imports, for a service validating spaces that others send.
     """
     base = os.fspath(base_dir) if base_dir is not None else os.getcwd()
-    return _parse(text, file=source, source=source, overrides=overrides, base_dir=base, check_data=check_data)
+    return _parse(
+        text, file=source, source=source, overrides=overrides, base_dir=base, check_data=check_data, trainables=trainables
+    )
 
 
 def _parse(
@@ -93,6 +113,7 @@ def _parse(
     overrides: Sequence[str],
     base_dir: str,
     check_data: bool = True,
+    trainables: Optional[TrainablePolicy] = None,
 ) -> SearchSpace:
     if not isinstance(text, str):
         raise SpaceError(f"the space must be text, not {type(text).__name__}", file=file)
@@ -137,7 +158,7 @@ def _parse(
         broken = _broken_parts(exc)
         space = _partial_space(payload, broken)
     if space is not None:
-        for issue in check_space(space, base_dir=base_dir, check_data=check_data, broken=broken):
+        for issue in check_space(space, base_dir=base_dir, check_data=check_data, trainables=trainables, broken=broken):
             findings.issue(CHECKS, issue)
     findings.raise_if_any()  # the model refused nothing if it gets past this, so `space` is the whole file
     return space  # type: ignore[return-value]

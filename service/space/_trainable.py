@@ -1,5 +1,12 @@
-"""The `trainable:` key: a built-in name from the catalog, or a user's `package.module:function`, imported
-(from the space's folder and the current one) to check that the function is there."""
+"""The `trainable:` key: a built-in name from the catalog, or a user's `package.module:function`, and the
+policy that decides which user modules a space may name.
+
+Locally (`TrainablePolicy.local()`, the default) a user runs their own code: the module is imported from the
+space's folder and the current one to check that the function is there. A service that validates spaces
+sent by others (`TrainablePolicy.admitted(...)`) checks the *name* against the modules its admin admitted
+and imports nothing: import-time code of an arbitrary module would run in the process that holds the
+service's credentials. The driver imports the trainable later, where the image installed it.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,9 @@ import importlib.util
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Optional
 
@@ -17,13 +25,64 @@ from trainables import BUILTIN_TRAINABLES
 
 from ._errors import Issue, did_you_mean
 
+MODULE_PATTERN = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$"
 TARGET_PATTERN = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$"
 _AT = ("trainable",)
 
 
-def trainable_issues(target: str, *, base_dir: Optional[str]) -> Iterator[Issue]:
-    """What is wrong with `target`: an unknown built-in, a malformed name, or a module that does not import
-    or lacks the function."""
+@dataclass(frozen=True)
+class TrainablePolicy:
+    """Which trainables a space may name, decided on the name before anything is imported.
+
+    `modules` is None for the local policy (any module, imported to check it), else the admitted module
+    prefixes: `mylab.models` admits `mylab.models` and `mylab.models.x`, not `mylab.modelsx`. The built-in
+    trainables (mlp, cnn) pass under every policy.
+    """
+
+    modules: Optional[tuple[str, ...]] = None
+
+    ENV = "HPSEARCH_TRAINABLE_MODULES"  # comma-separated module prefixes, set by a cluster's admin
+
+    def __post_init__(self) -> None:
+        for prefix in self.modules or ():
+            if not isinstance(prefix, str) or not re.match(MODULE_PATTERN, prefix):
+                raise ValueError(
+                    f"admitted trainable module {prefix!r} is not a dotted module name such as mylab.models"
+                    f" (check {self.ENV})"
+                )
+
+    @classmethod
+    def local(cls) -> "TrainablePolicy":
+        """Any module, imported while validating to check that the function exists (a user's own machine)."""
+        return cls(None)
+
+    @classmethod
+    def admitted(cls, modules: Iterable[str]) -> "TrainablePolicy":
+        """The built-ins and modules inside `modules`; checks the name only and never imports."""
+        return cls(tuple(modules))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "TrainablePolicy":
+        """`admitted` with the prefixes in HPSEARCH_TRAINABLE_MODULES ("mylab.models,other.pkg"); unset or
+        empty admits only the built-ins."""
+        return cls.admitted(p.strip() for p in environ.get(cls.ENV, "").split(",") if p.strip())
+
+    @property
+    def imports(self) -> bool:
+        """Whether validating imports a user's module (only the local policy does)."""
+        return self.modules is None
+
+    def admits(self, module: str) -> bool:
+        """Whether a space may name a function of `module`."""
+        if self.modules is None:
+            return True
+        return any(module == prefix or module.startswith(prefix + ".") for prefix in self.modules)
+
+
+def trainable_issues(target: str, *, base_dir: Optional[str], policy: Optional[TrainablePolicy] = None) -> Iterator[Issue]:
+    """What is wrong with `target` under `policy` (default: local): an unknown built-in, a module the policy
+    does not admit, a malformed name, or (local only) a module that does not import or lacks the function."""
+    policy = policy or TrainablePolicy.local()
     if ":" not in target:
         if target not in BUILTIN_TRAINABLES:
             yield Issue(
@@ -33,6 +92,10 @@ def trainable_issues(target: str, *, base_dir: Optional[str]) -> Iterator[Issue]
                 value=target,
             )
         return
+    module_name = target.split(":", 1)[0]
+    if not policy.admits(module_name):
+        yield _not_admitted(target, module_name, policy)
+        return
     if not re.match(TARGET_PATTERN, target):
         yield Issue(
             f"{target!r} is not package.module:function",
@@ -41,7 +104,20 @@ def trainable_issues(target: str, *, base_dir: Optional[str]) -> Iterator[Issue]
             value=target,
         )
         return
-    yield from _import_issues(target, base_dir)
+    if policy.imports:
+        yield from _import_issues(target, base_dir)
+
+
+def _not_admitted(target: str, module_name: str, policy: TrainablePolicy) -> Issue:
+    admitted = ", ".join(policy.modules or ()) or "none"
+    return Issue(
+        f"module {module_name!r} is not admitted by the trainable policy of this service: it runs the built-in "
+        f"trainables ({', '.join(BUILTIN_TRAINABLES)}) and modules under {policy.ENV} (admitted: {admitted})",
+        f"use a built-in trainable, or ask the cluster admin to add the module to {policy.ENV} and install it"
+        " in the image",
+        at=_AT,
+        value=target,
+    )
 
 
 def _import_issues(target: str, base_dir: Optional[str]) -> Iterator[Issue]:
