@@ -2,7 +2,8 @@
 
 The model (`_model.py`) validates each section on its own and never imports user code or reads files; these
 checks run after it, from `parse_space` / `load_space`, in a fixed order: the space's own rules first, then
-the trainable (which may import a user's module), then its catalog, then the data files (the disk) last.
+the trainable (which may import a user's module), then its catalog, then MLflow's key rules, then the data
+files (the disk) last.
 
 When the model refused parts of the file, the loader builds the space without them (stand-ins or defaults
 in their place) and names them in `broken`; a check that reads a broken part is skipped, so that every
@@ -18,6 +19,7 @@ from . import _rules
 from ._catalog_rules import catalog_issues
 from ._data import data_issues
 from ._errors import Issue
+from ._mlflow_keys import mlflow_issues
 from ._model import SearchSpace
 from ._trainable import TrainablePolicy, trainable_issues
 
@@ -66,6 +68,8 @@ def check_space(
             # not fit, it checks only the files
             if not any(issue.at[:1] == ("data",) for issue in catalog):
                 builtin = spec.name
+    # after the catalog: for a built-in trainable its "not a parameter ..., did you mean" says more
+    issues.extend(mlflow_issues(space, metric=readable("metric")))
     if check_data and readable("data", "trainable"):
         issues.extend(data_issues(space, builtin=builtin))
     return issues
