@@ -6,21 +6,7 @@ from __future__ import annotations
 import pytest
 
 from service.space import SpaceError, parse_space
-
-# line numbers are part of what is checked: keep each key on its line
-MANY = """\
-name: many
-trainable: cnn
-metric: val_accuracy
-colour: blue
-budget: {trials: 0, max_epochs: 4}
-params:
-  lr: {type: float, low: 0.1, hihg: 0.5}
-  dropuot: {type: float, low: 0.1, high: 0.5}
-  maps: {type: int, low: 8, high: 64, step: .nan}
-fixed: {kernel_size: 3.5}
-"""
-
+from space_cases import MANY
 
 def _errors(text: str) -> list[tuple]:
     with pytest.raises(SpaceError) as caught:

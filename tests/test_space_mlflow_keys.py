@@ -10,6 +10,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils import validation
 
 from service.space import SpaceError, parse_space
+from space_cases import MLFLOW_KEY_CASES, USER_TRAINABLE, user_space
 from service.space._mlflow_keys import (
     KEY_PATTERN,
     MAX_KEY_LENGTH,
@@ -61,40 +62,18 @@ def test_mlflow_keys_value_length_boundary(length, refused):
     assert (value_problem(["v" * (length - 4)]) is not None) is refused  # "['…']" adds 4 characters as text
 
 
-USER_SPACE = """\
-name: keys
-trainable: hps_keys_trainable:train
-metric: {metric}
-params:
-  {param}: {{type: float, low: 0.1, high: 0.5}}
-fixed:
-  {fixed_key}: {fixed_value}
-"""
-
-
 @pytest.fixture
 def user_dir(tmp_path):
-    (tmp_path / "hps_keys_trainable.py").write_text("def train(config):\n    pass\n")
+    name, body = USER_TRAINABLE
+    (tmp_path / name).write_text(body)
     return tmp_path
 
 
-def _parse(user_dir, metric="score", param="lr", fixed_key="width", fixed_value="3"):
-    text = USER_SPACE.format(metric=metric, param=param, fixed_key=fixed_key, fixed_value=fixed_value)
-    return parse_space(text, source="space.yaml", base_dir=user_dir)
+def _parse(user_dir, **where):
+    return parse_space(user_space(**where), source="space.yaml", base_dir=user_dir)
 
 
-@pytest.mark.parametrize(
-    "where, line, field, shows, fix",
-    [
-        ({"param": "'lr%'"}, 5, "params.lr%", "allows only letters, digits", "rename it, e.g. 'lr_'"),
-        ({"param": "a//b"}, 5, "params.a//b", "would resolve to 'a/b'", "rename it, e.g. 'a/b'"),
-        ({"fixed_key": "'/abs'"}, 7, "fixed./abs", "treats keys as file paths", "rename it, e.g. 'abs'"),
-        ({"fixed_key": "k" * 251}, 7, "fixed." + "k" * 251, "more than the 250 MLflow allows", "shorter name"),
-        ({"fixed_value": "x" * 6001}, 7, "fixed.width", "6001 characters as text, more than the 6000", "shorten it"),
-        ({"metric": "'acc%'"}, 3, "metric", "MLflow metric key", "a name MLflow accepts"),
-    ],
-    ids=["param-character", "param-path", "fixed-absolute", "fixed-length", "fixed-value", "metric"],
-)
+@pytest.mark.parametrize("where, line, field, shows, fix", MLFLOW_KEY_CASES)
 def test_mlflow_keys_refused_at_validate_time(user_dir, where, line, field, shows, fix):
     with pytest.raises(SpaceError) as caught:
         _parse(user_dir, **where)

@@ -21,17 +21,20 @@ import copy
 import re
 from typing import Annotated, Any, Optional, Union
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from trainables import BUILTIN_TRAINABLES, TrainableSpec
 
 from ._errors import Issue, did_you_mean, show
 from ._param import ParamSpec
-from ._sections import Budget, DataSpec, Resources, SamplerSpec, SchedulerSpec
+from ._sections import SCHEDULER_KEYS, Budget, DataSpec, Resources, SamplerSpec, SchedulerSpec
 from ._types import Frozen, Text
 
 MODES = ("max", "min")
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+# A user's trainable: package.module:function (the module is looked up later, under a TrainablePolicy).
+TARGET_PATTERN = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$"
 
 
 # -- metric and mode --------------------------------------------------------------------------------------
@@ -54,6 +57,10 @@ def _metric(value: Any) -> Union[str, list]:
     raise Issue(f"{show(value)} is not a metric name", "write metric: val_acc or metric: [val_acc, n_params]", value=value)
 
 
+_METRIC_NAME = {"type": "string", "pattern": r"\S"}
+_METRIC_SCHEMA = {"anyOf": [_METRIC_NAME, {"type": "array", "items": _METRIC_NAME, "minItems": 1, "uniqueItems": True}]}
+
+
 def _mode_word(value: Any, at: tuple = ()) -> str:
     if value in MODES:
         return value
@@ -70,6 +77,10 @@ def _mode(value: Any) -> Union[str, list]:
     return _mode_word(value)
 
 
+_MODE_SCHEMA = {"anyOf": [{"enum": list(MODES)}, {"type": "array", "items": {"enum": list(MODES)}, "minItems": 1}]}
+_TRAINABLE_SCHEMA = {"anyOf": [{"enum": list(BUILTIN_TRAINABLES)}, {"type": "string", "pattern": TARGET_PATTERN}]}
+
+
 # -- the space --------------------------------------------------------------------------------------------
 class SearchSpace(Frozen):
     """A validated search space: what to train, on what, what to search, how much, and how.
@@ -79,25 +90,33 @@ class SearchSpace(Frozen):
     the data files are checked after it is built (`_check.py`), so constructing it directly skips them.
     """
 
-    name: Text = Field(description="study name: letters, digits, '-' and '_' (used in paths and run names)")
+    name: Text = Field(
+        description="study name: letters, digits, '-' and '_' (used in paths and run names)",
+        json_schema_extra={"pattern": NAME_PATTERN},
+    )
     description: Optional[Text] = Field(None, description="free text shown with the study")
-    trainable: Text = Field(description="a built-in trainable (mlp, cnn) or package.module:function")
+    trainable: Annotated[Text, WithJsonSchema(_TRAINABLE_SCHEMA)] = Field(
+        description="a built-in trainable (mlp, cnn) or package.module:function"
+    )
     data: DataSpec = Field(default_factory=DataSpec, description="the dataset every trial trains on")
-    metric: Annotated[Union[str, list[str]], BeforeValidator(_metric)] = Field(
+    metric: Annotated[Union[str, list[str]], BeforeValidator(_metric), WithJsonSchema(_METRIC_SCHEMA)] = Field(
         description="a metric the trainable reports, or a list of them for several objectives"
     )
-    mode: Annotated[Union[str, list[str]], BeforeValidator(_mode)] = Field(
+    mode: Annotated[Union[str, list[str]], BeforeValidator(_mode), WithJsonSchema(_MODE_SCHEMA)] = Field(
         "max", description="max or min; a list, one per metric, for several objectives"
     )
     budget: Budget = Field(default_factory=Budget, description="how much search")
     resources: Resources = Field(default_factory=Resources, description="what each trial reserves")
     sampler: SamplerSpec = Field(default_factory=SamplerSpec, description="the Optuna sampler")
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec, description="the Tune scheduler")
-    params: dict[str, ParamSpec] = Field(description="the hyperparameters to search (at least one)")
+    params: dict[str, ParamSpec] = Field(
+        description="the hyperparameters to search (at least one)", json_schema_extra={"minProperties": 1}
+    )
     fixed: dict[str, Any] = Field(default_factory=dict, description="constants passed to every trial")
-    source: str = Field("<string>", description="the file the space was read from (not a YAML key)")
-    text: str = Field("", description="the YAML text as read, before overrides (not a YAML key)")
-    overrides: tuple[str, ...] = Field((), description="the --set KEY=VALUE overrides applied (not a YAML key)")
+    # Filled in by the loader, not written in a file (so not in the JSON Schema either).
+    source: SkipJsonSchema[str] = Field("<string>", description="the file the space was read from")
+    text: SkipJsonSchema[str] = Field("", description="the YAML text as read, before overrides")
+    overrides: SkipJsonSchema[tuple[str, ...]] = Field((), description="the --set KEY=VALUE overrides applied")
 
     @field_validator("name")
     @classmethod
@@ -156,9 +175,8 @@ class SearchSpace(Frozen):
         out["budget"] = self.budget.model_dump(by_alias=True)
         out["resources"] = self.resources.model_dump()
         out["sampler"] = {"type": self.sampler.type, "seed": self.sampler.seed, **self.sampler.options}
-        scheduler_keys = {"asha": ("grace_period", "reduction_factor"), "median": ("grace_period", "min_samples_required")}
         out["scheduler"] = {"type": self.scheduler.type}
-        out["scheduler"].update({k: getattr(self.scheduler, k) for k in scheduler_keys.get(self.scheduler.type, ())})
+        out["scheduler"].update({k: getattr(self.scheduler, k) for k in SCHEDULER_KEYS[self.scheduler.type]})
         out["params"] = {name: p.to_dict() for name, p in self.params.items()}
         out["fixed"] = copy.deepcopy(self.fixed)
         return out

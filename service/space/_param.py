@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from ._conditions import value_key
 from ._errors import Issue, did_you_mean, num, show
-from ._types import Flag, Frozen, Number, scalars, set_fields
+from ._types import SCALAR_SCHEMA, Flag, Frozen, Number, if_equals, scalars, set_fields
 
 PARAM_TYPES = ("float", "int", "categorical")
 
@@ -29,16 +29,48 @@ _FOREIGN_PARAM_TYPES = {
 
 
 
+_WHOLE_IF_A_NUMBER = {"anyOf": [{"type": "integer"}, {"not": {"type": "number"}}]}
+
+
+def _param_json_schema(schema: dict) -> None:
+    """Which keys each type takes, whole numbers for int, and what log excludes; the rules between values
+    (low < high, high on the step grid) are the validator's alone."""
+    numeric = ("low", "high", "log", "step")
+    schema["allOf"] = [
+        {
+            "if": if_equals("type", "categorical", None),
+            "then": {"required": ["choices"], "properties": {"choices": {"type": "array"}, **{k: False for k in numeric}}},
+            "else": {"required": ["low", "high"], "properties": {"choices": {"type": "null"}, **_NOT_NULL}},
+        },
+        {"if": if_equals("type", "int", None), "then": {"properties": {k: _WHOLE_IF_A_NUMBER for k in ("low", "high", "step")}}},
+        {"if": if_equals("log", True, False), "then": {"properties": {"low": {"exclusiveMinimum": 0}, "step": {"type": "null"}}}},
+    ]
+
+
+_NOT_NULL = {key: {"not": {"type": "null"}} for key in ("low", "high")}
+_CHOICES_SCHEMA = {"anyOf": [{"type": "array", "items": SCALAR_SCHEMA, "minItems": 1, "uniqueItems": True}, {"type": "null"}]}
+_WHEN_SCHEMA = {
+    "type": "object",
+    "additionalProperties": {"anyOf": [SCALAR_SCHEMA, {"type": "array", "items": SCALAR_SCHEMA, "minItems": 1}]},
+}
+
+
 class ParamSpec(Frozen):
     """One searched hyperparameter, in Optuna's vocabulary."""
 
-    type: str = Field(description="float, int or categorical")
+    model_config = ConfigDict(json_schema_extra=_param_json_schema)
+
+    type: Annotated[str, WithJsonSchema({"enum": list(PARAM_TYPES)})] = Field(description="float, int or categorical")
     low: Optional[Number] = Field(None, description="lower bound, inclusive (float, int)")
     high: Optional[Number] = Field(None, description="upper bound, inclusive (float, int)")
     log: Flag = Field(False, description="sample on a log scale; low must be > 0 (float, int)")
-    step: Optional[Number] = Field(None, description="grid spacing from low (float, int); not with log")
-    choices: Optional[tuple[Any, ...]] = Field(None, description="the values to choose from (categorical)")
-    when: dict[str, tuple[Any, ...]] = Field(
+    step: Optional[Number] = Field(
+        None, description="grid spacing from low (float, int); not with log", json_schema_extra={"exclusiveMinimum": 0}
+    )
+    choices: Annotated[Optional[tuple[Any, ...]], WithJsonSchema(_CHOICES_SCHEMA)] = Field(
+        None, description="the values to choose from (categorical)"
+    )
+    when: Annotated[dict[str, tuple[Any, ...]], WithJsonSchema(_WHEN_SCHEMA)] = Field(
         default_factory=dict, description="sample only when these parameters took one of these values"
     )
 

@@ -24,9 +24,9 @@ from typing import Optional
 from trainables import BUILTIN_TRAINABLES
 
 from ._errors import Issue, did_you_mean
+from ._model import TARGET_PATTERN
 
 MODULE_PATTERN = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$"
-TARGET_PATTERN = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$"
 _AT = ("trainable",)
 
 
