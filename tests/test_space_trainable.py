@@ -64,9 +64,10 @@ def test_trainable_policy_admits_only_modules_inside_a_prefix(target, admitted):
     assert "ask the cluster admin to add the module to HPSEARCH_TRAINABLE_MODULES and install it in the image" in error.hint
 
 
-def test_trainable_policy_admitted_refuses_malformed_names_inside_a_prefix():
+@pytest.mark.parametrize("target", ["mylab.models:train:again", "mylab.models:train\\n", "mylab.models..x:train"])
+def test_trainable_policy_admitted_refuses_malformed_names_inside_a_prefix(target):
     with pytest.raises(SpaceError, match="is not package.module:function"):
-        _parse("mylab.models:train:again", TrainablePolicy.admitted(["mylab.models"]))
+        _parse(f'"{target}"', TrainablePolicy.admitted(["mylab.models"]))
 
 
 @pytest.fixture
@@ -125,7 +126,7 @@ def test_trainable_policy_from_env(value, modules):
     assert policy.modules == modules and not policy.imports
 
 
-@pytest.mark.parametrize("prefix", ["my-lab", ".mylab", "mylab.", "mylab..models", "mylab:train", "", 3])
+@pytest.mark.parametrize("prefix", ["my-lab", ".mylab", "mylab.", "mylab..models", "mylab:train", "mylab\n", "", 3])
 def test_trainable_policy_refuses_a_prefix_that_is_not_a_module_name(prefix):
     with pytest.raises(ValueError, match="HPSEARCH_TRAINABLE_MODULES"):
         TrainablePolicy.admitted([prefix])

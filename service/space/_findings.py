@@ -41,7 +41,7 @@ class _Found:
 
 
 class Findings:
-    """Collects the errors of one file; `raise_if_any` raises them together as one SpaceError."""
+    """Collects the errors of one file; `error()` / `raise_if_any()` give them together as one SpaceError."""
 
     def __init__(self, file: str, locations: Locations) -> None:
         self.file = file
@@ -57,13 +57,17 @@ class Findings:
             self._add(MODEL, *_convert(error))
 
     def raise_if_any(self) -> None:
+        if self._found:
+            raise self.error()
+
+    def error(self) -> SpaceError:
+        """All errors found (at least one), without echoes, in file order, as one SpaceError."""
         kept: list[_Found] = []
         for found in self._found:
             if not any(_same_mistake(earlier, found) for earlier in kept):
                 kept.append(found)
-        if kept:
-            in_file_order = sorted(kept, key=lambda f: (f.error.line is None, f.error.line or 0))  # stable
-            raise SpaceError.from_errors([f.error for f in in_file_order])
+        in_file_order = sorted(kept, key=lambda f: (f.error.line is None, f.error.line or 0))  # a stable sort
+        return SpaceError.from_errors([f.error for f in in_file_order])
 
     def _add(self, stage: int, path: tuple, message: str, hint: str, value: Any) -> None:
         where = self.locations.find(path)

@@ -150,18 +150,23 @@ def _parse(
         del data[key]
     _resolve_data_paths(data, locations, base_dir)
     payload = {**data, "source": source, "text": text, "overrides": overrides}
+
+    def check(space: SearchSpace, broken: frozenset[tuple] = frozenset()) -> None:
+        for issue in check_space(space, base_dir=base_dir, check_data=check_data, trainables=trainables, broken=broken):
+            findings.issue(CHECKS, issue)
+
     try:
-        space: Optional[SearchSpace] = SearchSpace.model_validate(payload)
-        broken: frozenset[tuple] = frozenset()
+        space = SearchSpace.model_validate(payload)
     except ValidationError as exc:
         findings.validation_error(exc)
         broken = _broken_parts(exc)
-        space = _partial_space(payload, broken)
-    if space is not None:
-        for issue in check_space(space, base_dir=base_dir, check_data=check_data, trainables=trainables, broken=broken):
-            findings.issue(CHECKS, issue)
-    findings.raise_if_any()  # the model refused nothing if it gets past this, so `space` is the whole file
-    return space  # type: ignore[return-value]
+        partial = _partial_space(payload, broken)
+        if partial is not None:
+            check(partial, broken)
+        raise findings.error() from None
+    check(space)
+    findings.raise_if_any()
+    return space
 
 
 def _broken_parts(exc: ValidationError) -> frozenset[tuple]:

@@ -45,7 +45,7 @@ class TrainablePolicy:
 
     def __post_init__(self) -> None:
         for prefix in self.modules or ():
-            if not isinstance(prefix, str) or not re.match(MODULE_PATTERN, prefix):
+            if not isinstance(prefix, str) or not re.fullmatch(MODULE_PATTERN, prefix):
                 raise ValueError(
                     f"admitted trainable module {prefix!r} is not a dotted module name such as mylab.models"
                     f" (check {self.ENV})"
@@ -96,7 +96,7 @@ def trainable_issues(target: str, *, base_dir: Optional[str], policy: Optional[T
     if not policy.admits(module_name):
         yield _not_admitted(target, module_name, policy)
         return
-    if not re.match(TARGET_PATTERN, target):
+    if not re.fullmatch(TARGET_PATTERN, target):
         yield Issue(
             f"{target!r} is not package.module:function",
             "write e.g. trainable: mypackage.train:train (a module importable from here, and its function)",
