@@ -263,6 +263,50 @@ params:
 fixed: {kernel_size: 3.5}
 """
 
+
+def _small(*lines: str, trainable: str = "mlp", metric: str = "val_acc", params: bool = True) -> str:
+    head = ["name: s"] + ([f"trainable: {trainable}"] if trainable else []) + ([f"metric: {metric}"] if metric else [])
+    tail = ["params:", "  lr: {type: float, low: 0.001, high: 0.1}"] if params else []
+    return "\n".join(head + list(lines) + tail) + "\n"
+
+
+# A part the model refuses is left out of the checks that read it (tests/test_space_findings.py): the file,
+# and the (line, field) of every error reported.
+REFUSED_PART_CASES = [
+    # a broken metric is not compared with the modes, the sampler or the scheduler
+    pytest.param(_small("mode: [max, min]", "sampler: {type: nsga2}", metric="5"), [(3, "metric")], id="metric"),
+    # a broken budget is not compared with the scheduler's grace period
+    pytest.param(_small("budget: {max_epochs: 0}", "scheduler: {grace_period: 5}"), [(4, "budget.max_epochs")], id="budget"),
+    # a refused parameter is not reported again as an unknown parent of a condition
+    pytest.param(
+        _small(
+            "params:",
+            "  optimizer: {type: categorical}",
+            "  momentum: {type: float, low: 0.0, high: 0.9, when: {optimizer: sgd}}",
+            params=False,
+        ),
+        [(5, "params.optimizer.choices")],
+        id="param",
+    ),
+    # a trainable that is not text is not looked up, and nothing is checked against a stand-in
+    pytest.param(_small("trainable: 5", trainable="", metric="f1"), [(3, "trainable")], id="trainable"),
+]
+
+# One mistake that several stages or rules see is reported once.
+ONE_MISTAKE_CASES = [
+    pytest.param(_small("fixed: {units: .inf}"), [(4, "fixed.units")], id="raw-then-catalog"),
+    pytest.param(
+        _small("params:", "  data: {type: categorical, choices: [a, b]}", params=False),
+        [(5, "params.data")],
+        id="reserved-then-catalog",
+    ),
+    pytest.param(
+        _small("params:", "  momentum: {type: float, low: 0.0, high: 0.9, when: {momentum: 0.5}}", params=False),
+        [(5, "params.momentum.when.momentum")],
+        id="self-then-cycle",
+    ),
+]
+
 # Keys and values MLflow refuses (tests/test_space_mlflow_keys.py), in a space of a user's trainable, which
 # has no catalog to refuse them first. Needs `hps_keys_trainable.py` (def train(config)) importable.
 USER_SPACE = """\

@@ -28,8 +28,10 @@ from space_cases import (
     MINIMAL,
     MLFLOW_KEY_CASES,
     MODES_MISSING,
+    ONE_MISTAKE_CASES,
     PARAMS_EMPTY,
     PARAMS_MISSING,
+    REFUSED_PART_CASES,
     USER_TRAINABLE,
     space_text,
     user_space,
@@ -59,6 +61,7 @@ SCHEMA_CANNOT_SAY = {
     "when-value-text-on-number": "a condition's value must have another parameter's type",
     "when-continuous-float-parent": "a condition on a float needs that parameter to have a step",
     "when-self": "a condition names its own parameter",
+    "one-mistake-self-then-cycle": "a condition names its own parameter",
     "when-fixed-parent": "a condition names a key of fixed",
     "when-cycle": "conditions forming a cycle is a property of the graph of all of them",
     # Python and the disk, at validate time
@@ -90,6 +93,8 @@ def _corpus() -> list:
         _case("modes-missing", MODES_MISSING, False),
         _case("findings-many", MANY, False),
     ]
+    cases += [_case(f"refused-part-{c.id}", c.values[0], False) for c in REFUSED_PART_CASES]
+    cases += [_case(f"one-mistake-{c.id}", c.values[0], False) for c in ONE_MISTAKE_CASES]
     cases += [_case(f"mlflow-{c.id}", user_space(**c.values[0]), False) for c in MLFLOW_KEY_CASES]
     cases += [_case("mlflow-accepted", user_space(metric="val/acc", param="'opt.lr'", fixed_key="'a b:c'"), True)]
     change = {
