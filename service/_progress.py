@@ -12,19 +12,27 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
-from service._searcher import STATE_LABELS, final_state
+from service._clock import hms
+from service._context import StudyContext
+from service._optuna import optuna_number
+from service._outcome import trial_outcome
+from service._states import TrialLabel
 from service._studylog import append_log
+from service._trial_runs import failure_reason
+from trainables import RESERVED_CONFIG_KEYS
+
+HEARTBEAT_INTERVAL_S = 5.0  # a driver silent for 12 of these is taken for dead (service/_studies.py)
 
 
 @dataclass
 class TrialView:
     number: int  # order of first start, as Optuna numbers trials
-    state: str = "running"
+    state: TrialLabel = TrialLabel.RUNNING
     epoch: int = 0
     value: Optional[float] = None  # latest value of the primary metric
     reason: str = ""
@@ -40,40 +48,14 @@ class Snapshot:
     best_trial: Optional[str] = None
     started: float = field(default_factory=time.time)
 
-    def count(self, state: str) -> int:
+    def count(self, state: TrialLabel) -> int:
         return sum(1 for t in self.trials.values() if t.state == state)
 
 
 class StudyProgress(Callback, Stopper):
-    def __init__(
-        self,
-        *,
-        study_id: str,
-        registry_url: Optional[str],
-        metric: str,
-        mode: str,
-        all_metrics: Any,
-        max_epochs: int,
-        max_failed_trials: Optional[int],
-        total_trials: int,
-        time_budget_s: Optional[float],
-        show: bool = True,
-        optuna_storage: Optional[str] = None,
-        optuna_study_name: Optional[str] = None,
-        log_path: Optional[str] = None,
-    ):
-        self.study_id = study_id
-        self.registry_url = registry_url
-        self.metric = metric  # the primary metric: what "best so far" means
-        self.mode = mode
-        self.all_metrics = all_metrics
-        self.max_epochs = max_epochs
-        self.max_failed_trials = max_failed_trials
-        self.total_trials = total_trials
-        self.time_budget_s = time_budget_s
-        self.show = show
-        self.optuna_storage = optuna_storage  # to number trials as Optuna (and MLflow run names) do
-        self.optuna_study_name = optuna_study_name
+    def __init__(self, ctx: StudyContext, *, with_registry: bool = True):
+        self.ctx = ctx
+        self.with_registry = with_registry  # False: no registry row to update (unit tests of the callback)
         self._study = None
         self.snapshot = Snapshot()
         self.failure_budget_exceeded = False
@@ -81,9 +63,17 @@ class StudyProgress(Callback, Stopper):
         self._last_registry_write = 0.0
         self._live = None  # rich Live table when stderr is a terminal; plain lines otherwise
         self._last_refresh = 0.0
-        self.log_path = log_path  # every event is appended here too (`hpsearch logs` reads it)
         self._last_stop_poll = 0.0
+        self._last_heartbeat = 0.0
         self.stop_requested = False
+
+    @property
+    def metric(self) -> str:
+        return self.ctx.metric
+
+    @property
+    def max_epochs(self) -> int:
+        return self.ctx.space.budget.max_epochs
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -110,10 +100,11 @@ class StudyProgress(Callback, Stopper):
     # -- Callback --------------------------------------------------------------------------------------
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
         self._poll_stop_request()
+        self._heartbeat()
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         view = self._view(trial.trial_id)
-        view.state = "running"
+        view.state = TrialLabel.RUNNING
         view.params = _brief(trial.config)
         self._emit(f"trial {view.number:04d} started  {view.params}")
         self._write_registry(force=True)
@@ -128,19 +119,17 @@ class StudyProgress(Callback, Stopper):
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         view = self._view(trial.trial_id)
-        state, values = final_state(trial.last_result, False, self.all_metrics, self.max_epochs)
-        view.state = STATE_LABELS[state]
-        if view.state == "completed" and view.value is not None and self._better(view.value):
+        outcome = trial_outcome(trial.last_result, False, self.ctx.space.metrics, self.max_epochs)
+        view.state, view.reason = outcome.label, outcome.reason
+        if view.state == TrialLabel.COMPLETED and view.value is not None and self._better(view.value):
             self.snapshot.best_value, self.snapshot.best_trial = view.value, trial.trial_id
-        metric_text = "" if view.value is None else f"  {self.metric}={view.value:.4f}"
-        self._emit(f"trial {view.number:04d} {view.state:<9} epoch {view.epoch}/{self.max_epochs}{metric_text}")
+        detail = f"  {view.reason}" if view.reason else ("" if view.value is None else f"  {self.metric}={view.value:.4f}")
+        self._emit(f"trial {view.number:04d} {str(view.state):<9} epoch {view.epoch}/{self.max_epochs}{detail}")
         self._after_end()
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        from service._tracking import failure_reason
-
         view = self._view(trial.trial_id)
-        view.state = "failed"
+        view.state = TrialLabel.FAILED
         view.reason = failure_reason(trial)
         self._emit(f"trial {view.number:04d} failed    epoch {view.epoch}/{self.max_epochs}  {view.reason}")
         self._after_end()
@@ -161,26 +150,20 @@ class StudyProgress(Callback, Stopper):
 
     def _number(self, trial_id: str) -> int:
         """The trial's Optuna number; without a study to ask, the order of first start."""
-        if self.optuna_storage and self.optuna_study_name:
-            import optuna
+        from service._optuna import load_study
 
-            from service._searcher import optuna_number
-
-            if self._study is None:
-                self._study = optuna.load_study(study_name=self.optuna_study_name, storage=self.optuna_storage)
-            number = optuna_number(self._study, trial_id)
-            if number is not None:
-                return number
-        return len(self.snapshot.trials)
+        if self._study is None:
+            self._study = load_study(self.ctx.optuna_storage, self.ctx.study_id)
+        number = optuna_number(self._study, trial_id) if self._study is not None else None
+        return len(self.snapshot.trials) if number is None else number
 
     # -- more helpers ---------------------------------------------------------------------------------------
     def _after_end(self) -> None:
-        failed = self.snapshot.count("failed")
-        if self.max_failed_trials is not None and failed > self.max_failed_trials:
+        failed = self.snapshot.count(TrialLabel.FAILED)
+        limit = self.ctx.space.budget.max_failed_trials
+        if limit is not None and failed > limit:
             if not self.failure_budget_exceeded:
-                self._emit(
-                    f"{failed} trials failed, more than max_failed_trials={self.max_failed_trials}: stopping the study"
-                )
+                self._emit(f"{failed} trials failed, more than max_failed_trials={limit}: stopping the study")
             self.failure_budget_exceeded = True
         self._emit(self.status_line())
         self._write_registry(force=True)
@@ -191,20 +174,19 @@ class StudyProgress(Callback, Stopper):
         best = self.snapshot.best_value
         if best is None:
             return True
-        return value > best if self.mode == "max" else value < best
+        return value > best if self.ctx.mode == "max" else value < best
 
     def status_line(self) -> str:
         s = self.snapshot
         elapsed = time.time() - s.started
         best = "-" if s.best_value is None else f"{s.best_value:.4f}"
         budget = ""
-        if self.time_budget_s:
-            budget = f" · {max(0.0, self.time_budget_s - elapsed):.0f}s of time budget left"
-        return (
-            f"[{_clock(elapsed)}] running {s.count('running')} · completed {s.count('completed')} · "
-            f"pruned {s.count('pruned')} · failed {s.count('failed')} · of {self.total_trials} · "
-            f"best {self.metric} {best}{budget}"
-        )
+        time_s = self.ctx.space.budget.time_s
+        if time_s:
+            budget = f" · {max(0.0, time_s - elapsed):.0f}s of time budget left"
+        counts = " · ".join(f"{label} {s.count(label)}" for label in
+                            (TrialLabel.RUNNING, TrialLabel.COMPLETED, TrialLabel.PRUNED, TrialLabel.FAILED))
+        return f"[{hms(elapsed)}] {counts} · of {self.ctx.space.budget.trials} · best {self.metric} {best}{budget}"
 
     def _poll_stop_request(self) -> None:
         """`hpsearch stop` (or the API's stop) sets `stop_requested_at` on the registry row; the driver then
@@ -214,13 +196,13 @@ class StudyProgress(Callback, Stopper):
         Tune's own interrupt handler does the work: it listens for SIGUSR1 as well as SIGINT, and SIGUSR1 is
         not blocked in Ray job drivers (SIGINT is). Without that handler (Tune running off the main thread),
         raising the signal would end the process, so `stop_all` ends the study instead."""
-        if self.stop_requested or not self.registry_url:
+        if self.stop_requested or not self.with_registry:
             return
         now = time.time()
         if now - self._last_stop_poll < 2.0:
             return
         self._last_stop_poll = now
-        record = self._open_registry().find_by_id(self.study_id)
+        record = self._open_registry().find_by_id(self.ctx.study_id)
         if record is None or record.stop_requested_at is None:
             return
         self.stop_requested = True
@@ -228,11 +210,21 @@ class StudyProgress(Callback, Stopper):
         if callable(signal.getsignal(signal.SIGUSR1)):
             signal.raise_signal(signal.SIGUSR1)
 
+    def _heartbeat(self) -> None:
+        """`heartbeat_at` in the registry every HEARTBEAT_INTERVAL_S: how `hpsearch status` tells a live driver
+        on another host from a dead one (on the driver's own host, its pid tells)."""
+        if not self.with_registry:
+            return
+        now = time.time()
+        if now - self._last_heartbeat < HEARTBEAT_INTERVAL_S:
+            return
+        self._last_heartbeat = now
+        self._open_registry().touch(self.ctx.study_id)
+
     def _emit(self, line: str) -> None:
         """One event: a line on a plain stderr, a redraw of the table on a terminal, a line in the log file."""
-        if self.log_path:
-            append_log(self.log_path, line)
-        if not self.show:
+        append_log(self.ctx.log_path, line)
+        if not self.ctx.show_progress:
             return
         if sys.stderr.isatty():
             self._refresh_live(force=True)
@@ -240,7 +232,7 @@ class StudyProgress(Callback, Stopper):
             print(line, file=sys.stderr, flush=True)
 
     def _refresh_live(self, force: bool = False) -> None:
-        if not self.show or not sys.stderr.isatty():
+        if not self.ctx.show_progress or not sys.stderr.isatty():
             return
         now = time.time()
         if not force and now - self._last_refresh < 0.5:
@@ -259,22 +251,22 @@ class StudyProgress(Callback, Stopper):
         """Running trials with their epoch and current metric, then the best finished ones."""
         from rich.table import Table
 
-        table = Table(title=self.study_id, caption=self.status_line(), caption_justify="left", expand=False)
+        table = Table(title=self.ctx.study_id, caption=self.status_line(), caption_justify="left", expand=False)
         for column in ("trial", "state", "epoch", self.metric, "parameters"):
             table.add_column(column, no_wrap=column != "parameters")
         trials = list(self.snapshot.trials.values())
-        running = [t for t in trials if t.state == "running"]
-        finished = [t for t in trials if t.state == "completed" and t.value is not None]
-        finished.sort(key=lambda t: t.value, reverse=self.mode == "max")
-        recent_failed = [t for t in trials if t.state == "failed"][-3:]
+        running = [t for t in trials if t.state == TrialLabel.RUNNING]
+        finished = [t for t in trials if t.state == TrialLabel.COMPLETED and t.value is not None]
+        finished.sort(key=lambda t: t.value, reverse=self.ctx.mode == "max")
+        recent_failed = [t for t in trials if t.state == TrialLabel.FAILED][-3:]
         for t in running + finished[:5] + recent_failed:
             value = "-" if t.value is None else f"{t.value:.4f}"
-            detail = t.reason if t.state == "failed" else t.params
-            table.add_row(f"{t.number:04d}", t.state, f"{t.epoch}/{self.max_epochs}", value, detail[:80])
+            detail = t.reason if t.state == TrialLabel.FAILED else t.params
+            table.add_row(f"{t.number:04d}", str(t.state), f"{t.epoch}/{self.max_epochs}", value, detail[:80])
         return table
 
     def _write_registry(self, force: bool = False) -> None:
-        if not self.registry_url:
+        if not self.with_registry:
             return
         now = time.time()
         if not force and now - self._last_registry_write < 2.0:
@@ -282,30 +274,23 @@ class StudyProgress(Callback, Stopper):
         self._last_registry_write = now
         s = self.snapshot
         self._open_registry().update(
-            self.study_id,
+            self.ctx.study_id,
             n_trials=len(s.trials),
-            n_running=s.count("running"),
-            n_completed=s.count("completed"),
-            n_pruned=s.count("pruned"),
-            n_failed=s.count("failed"),
+            n_running=s.count(TrialLabel.RUNNING),
+            n_completed=s.count(TrialLabel.COMPLETED),
+            n_pruned=s.count(TrialLabel.PRUNED),
+            n_failed=s.count(TrialLabel.FAILED),
             best_value=s.best_value,
         )
-
 
     def _open_registry(self):
         if self._registry is None:
             from service._registry import Registry
 
-            self._registry = Registry(self.registry_url)
+            self._registry = Registry(self.ctx.stores.registry_url)
         return self._registry
 
 
 def _brief(config: dict) -> str:
-    items = [(k, v) for k, v in config.items() if k not in ("data", "max_epochs")]
+    items = [(k, v) for k, v in config.items() if k not in RESERVED_CONFIG_KEYS]
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in items[:6])
-
-
-def _clock(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h:d}:{m:02d}:{s:02d}"

@@ -77,6 +77,16 @@ SCHEMA_CANNOT_SAY = {
 }
 
 
+# Wrong shapes of a whole section, as an editor would flag them.
+SHAPES = {
+    "unknown-section": {"budjet": {"trials": 3}},
+    "option-of-another-sampler": {"sampler": {"type": "random", "n_startup_trials": 3}},
+    "foreign-param-type": {"params": {"lr": {"type": "uniform", "low": 0, "high": 1}}},
+    "categorical-without-choices": {"params": {"lr": {"type": "categorical"}}},
+    "mode-word": {"mode": "maximize"},
+}
+
+
 def _case(case_id: str, text: str, valid: bool) -> object:
     return pytest.param(text, valid, id=case_id)
 
@@ -93,6 +103,7 @@ def _corpus() -> list:
         _case("modes-missing", MODES_MISSING, False),
         _case("findings-many", MANY, False),
     ]
+    cases += [_case(f"shape-{case_id}", yaml.safe_dump({**yaml.safe_load(EXAMPLE), **change}), False) for case_id, change in SHAPES.items()]
     cases += [_case(f"refused-part-{c.id}", c.values[0], False) for c in REFUSED_PART_CASES]
     cases += [_case(f"one-mistake-{c.id}", c.values[0], False) for c in ONE_MISTAKE_CASES]
     cases += [_case(f"mlflow-{c.id}", user_space(**c.values[0]), False) for c in MLFLOW_KEY_CASES]
