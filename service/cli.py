@@ -35,7 +35,10 @@ def _user_errors() -> Iterator[None]:
 
     try:
         yield
-    except (SpaceError, StudyError, StudyNotFound, RegistryUnavailable) as exc:
+    except SpaceError as exc:
+        # A file's errors come together (SpaceError.errors); each prints as its own "Error: file:line: ..." line.
+        raise UserError("\nError: ".join(exc.lines())) from None
+    except (StudyError, StudyNotFound, RegistryUnavailable) as exc:
         raise UserError(str(exc)) from None
 
 
