@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -146,7 +147,8 @@ def log_best_model(client, parent_run_id: str, checkpoint_dir: str, space, best_
 
 
 def register_best_model(tracking_uri: str, parent_run_id: str, checkpoint_dir: str, name: str) -> Optional[str]:
-    """Log the best model in MLflow's PyTorch flavour and register it as `name`; returns "name/version"."""
+    """Log the best model in MLflow's PyTorch flavour (`torch.export`, no pickled code) on the study's run and
+    register it as `name`; returns "name/version". The model serves any batch size (see `serving_example`)."""
     import mlflow
     import mlflow.pytorch
 
@@ -155,17 +157,28 @@ def register_best_model(tracking_uri: str, parent_run_id: str, checkpoint_dir: s
     checkpoint = Path(checkpoint_dir) / "checkpoint.pt"
     if not checkpoint.exists():
         return None
+    model = load_model(str(checkpoint))
+    mlflow.set_tracking_uri(tracking_uri)
+    with warnings.catch_warnings(), mlflow.start_run(run_id=parent_run_id):
+        # torch.export's notes on the dynamic batch dimension it chose are for torch's developers, not ours.
+        warnings.simplefilter("ignore", UserWarning)
+        info = mlflow.pytorch.log_model(model, name="model", registered_model_name=name,
+                                        input_example=serving_example(str(checkpoint)))
+    version = getattr(info, "registered_model_version", None)
+    return f"{name}/{version}" if version is not None else name
+
+
+def serving_example(checkpoint_file: str, batch: int = 2):
+    """The input example MLflow exports the model with: a few rows of the model's input shape.
+
+    `torch.export` makes a size-1 dimension a constant, so an example batch of 1 exports a model that refuses
+    any other batch size; a batch of 2 leaves the batch dimension dynamic (1 and up). Seeded values rather than
+    zeros, so that nothing in the traced graph depends on a constant input."""
     import numpy as np
     import torch
 
-    model = load_model(str(checkpoint))
-    shape = torch.load(str(checkpoint), map_location="cpu", weights_only=True)["input_shape"]
-    example = np.zeros((1, *shape), dtype=np.float32)  # MLflow traces the model with it; (1, C, H, W) or (1, F)
-    mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(run_id=parent_run_id):
-        info = mlflow.pytorch.log_model(model, name="model", registered_model_name=name, input_example=example)
-    version = getattr(info, "registered_model_version", None)
-    return f"{name}/{version}" if version is not None else name
+    shape = torch.load(checkpoint_file, map_location="cpu", weights_only=True)["input_shape"]
+    return np.random.default_rng(0).standard_normal((batch, *shape)).astype(np.float32)  # (B, C, H, W) or (B, F)
 
 
 def log_study_report(client, parent_run_id: str, study, metric_names: list[str]) -> None:
