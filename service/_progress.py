@@ -352,6 +352,14 @@ class StudyProgress(Callback, Stopper):
         return self._registry
 
 
+def announce(ctx: StudyContext) -> None:
+    """The study's first line on stderr: its id and how to follow or stop it from another shell (plain lines
+    under CI or nohup never show a table title)."""
+    if ctx.show_progress:
+        print(f"study {ctx.study_id}: follow it with `hpsearch logs {ctx.study_id} --follow`, stop it with "
+              f"`hpsearch stop {ctx.study_id}`", file=sys.stderr, flush=True)
+
+
 def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

@@ -32,9 +32,13 @@ def quiet_libraries() -> None:
     # A result without the study's metric (a trial's last one after its own error, or a trainable that never
     # reports it) is judged by the study (service/_outcome.py), not refused by Tune's driver loop.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    if os.environ.get("HPSEARCH_VERBOSE"):  # `hpsearch -v`: the libraries speak too
+        return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    # MLflow's requirement inference and model logging notes, alembic's migrations, and Ray's "token
+    # authentication is enabled" banner (it is, for an embedded Ray too) are not for a study's user.
+    for name in ("mlflow", "alembic", "ray._private.authentication.authentication_token_setup"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def connect(address: Optional[str], space_source: Optional[str] = None) -> None:
@@ -59,8 +63,7 @@ def connect(address: Optional[str], space_source: Optional[str] = None) -> None:
     if not os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
         kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
     if not address:
-        # Embedded: always a fresh local instance, never a `ray start` cluster that happens to be running.
-        ray.init(**kwargs, address="local", include_dashboard=False)
+        _start_embedded(kwargs)
         return
     try:
         present_cluster_token()
@@ -76,6 +79,29 @@ def connect(address: Optional[str], space_source: Optional[str] = None) -> None:
         raise StudyError(
             f"cannot connect to the Ray cluster at {address}: {first_line(exc)}; check the address and that the "
             f"head node is up"
+        ) from None
+
+
+def _start_embedded(kwargs: dict) -> None:
+    """A fresh local Ray instance, never a `ray start` cluster that happens to be running. Starting it can fail
+    for a moment (a port taken between Ray choosing it and binding it, a slow disk under /tmp): one more try,
+    then one line naming the cause."""
+    import ray
+
+    from service._retry import retry
+
+    def start() -> None:
+        if ray.is_initialized():
+            ray.shutdown()
+        ray.init(**kwargs, address="local", include_dashboard=False)
+
+    try:
+        retry(start, on=(Exception,), attempts=2, first_pause_s=1.0, what="starting an embedded Ray")
+    except Exception as exc:  # noqa: BLE001 - Ray raises many kinds here; all end the same way for the user
+        raise StudyError(
+            f"could not start an embedded Ray on this machine: {first_line(exc)}; check free space and permissions "
+            f"under {os.environ.get('RAY_TMPDIR') or '/tmp'} (RAY_TMPDIR moves it) and that no firewall or "
+            f"container limit blocks local ports, or run on a cluster with --ray-address"
         ) from None
 
 

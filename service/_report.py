@@ -5,9 +5,10 @@ periodically while it runs. A report may therefore be asked for an empty study, 
 or one with a single result: plots that cannot be drawn yet are skipped, and the notes say which and why,
 rather than the report raising or logging blank figures.
 
-HTML comes from `optuna.visualization` (plotly, with plotly.js from the CDN to keep each file small); PNG
-comes from `optuna.visualization.matplotlib`, because rendering plotly to PNG needs kaleido and Chrome,
-which the driver machines do not have.
+The interactive plots come from `optuna.visualization` (plotly), all in one `report.html` that carries
+plotly.js itself, once (about 4 MB): it draws with no network, on an air-gapped cluster and in the MLflow UI's
+artifact preview alike. Each plot is also a PNG, from `optuna.visualization.matplotlib`, because rendering
+plotly to PNG needs kaleido and Chrome, which the driver machines do not have.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ _MAX_LEGEND_ENTRIES = 20
 
 NOTES_FILE = "report_notes.txt"
 TRIALS_FILE = "trials.csv"
+HTML_FILE = "report.html"
 
 
 def write_study_report(
@@ -53,9 +55,10 @@ def write_study_report(
     """Write the report of `study` into `out_dir` (created if missing) and return the paths written.
 
     `metric_names` names the study's objectives, in order; `top_params` is how many of the most important
-    params the slice and contour plots show. Paths come in a fixed order: each plot's `.html` then `.png`,
-    in the order of `_PLOT_ORDER`, then `trials.csv`, then `report_notes.txt`. Files from an earlier report
-    into the same folder are not removed.
+    params the slice and contour plots show. Paths come in a fixed order: each plot's `.png` in the order of
+    `_PLOT_ORDER`, then `report.html` (every interactive plot, in the same order, each in a section
+    `id="plot-<name>"`), then `trials.csv`, then `report_notes.txt`. Files from an earlier report into the same
+    folder are not removed.
     """
     _check_args(study, metric_names, top_params)
     out = Path(out_dir)
@@ -64,8 +67,10 @@ def write_study_report(
     trials = study.get_trials(deepcopy=False)
     notes: list[str] = []
     written: list[Path] = []
+    sections: list[tuple[str, str]] = []  # (plot name, its plotly div)
     for name, kwargs in _plan_plots(study, trials, metric_names, top_params, notes):
-        written += _draw(study, name, kwargs, out, notes)
+        written += _draw(study, name, kwargs, out, notes, sections)
+    written.append(_write_html(study, sections, out / HTML_FILE))
     written.append(_write_trials_csv(trials, metric_names, out / TRIALS_FILE))
     written.append(_write_notes(study, trials, notes, out / NOTES_FILE))
     return written
@@ -290,25 +295,48 @@ def _seen_together(trials: list[FrozenTrial], params: list[str]) -> bool:
 # ----------------------------------------------------------------------------------------------- drawing
 
 
-def _draw(study: optuna.Study, name: str, kwargs: dict[str, Any], out: Path, notes: list[str]) -> list[Path]:
-    """Write `<name>.html` and `<name>.png`; return those that were written, noting any that failed."""
+def _draw(study: optuna.Study, name: str, kwargs: dict[str, Any], out: Path, notes: list[str],
+          sections: list[tuple[str, str]]) -> list[Path]:
+    """Write `<name>.png` and add the interactive plot to `sections`; return the PNG if it was written. A plot
+    that fails in either form is noted and costs neither the others nor the study."""
     written = []
-    for suffix, save in ((".html", _save_html), (".png", _save_png)):
-        path = out / f"{name}{suffix}"
-        try:
-            save(study, name, kwargs, path)
-            written.append(path)
-        except Exception as exc:  # one plot Optuna cannot draw must not cost the others or the study
-            logger.warning("Study report: could not write %s: %s", path.name, _describe(exc))
-            notes.append(f"{path.name}: not written, {_describe(exc)}")
+    try:
+        sections.append((name, _plotly_div(study, name, kwargs)))
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("Study report: could not draw %s: %s", name, _describe(exc))
+        notes.append(f"{name} (interactive): not drawn, {_describe(exc)}")
+    path = out / f"{name}.png"
+    try:
+        _save_png(study, name, kwargs, path)
+        written.append(path)
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("Study report: could not write %s: %s", path.name, _describe(exc))
+        notes.append(f"{path.name}: not written, {_describe(exc)}")
     return written
 
 
-def _save_html(study: optuna.Study, name: str, kwargs: dict[str, Any], path: Path) -> None:
+def _plotly_div(study: optuna.Study, name: str, kwargs: dict[str, Any]) -> str:
     import optuna.visualization as plotly_plots
 
     fig = getattr(plotly_plots, f"plot_{name}")(study, **kwargs)
-    fig.write_html(path, include_plotlyjs="cdn", full_html=True)
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{name}")
+
+
+def _write_html(study: optuna.Study, sections: list[tuple[str, str]], path: Path) -> Path:
+    """One page with every interactive plot and plotly.js inlined once: no network needed to draw it."""
+    import html
+
+    from plotly.offline import get_plotlyjs
+
+    body = "\n".join(f'<section id="plot-{name}"><h2>{name.replace("_", " ")}</h2>\n{div}</section>'
+                     for name, div in sections) or "<p>No plot could be drawn yet; see report_notes.txt.</p>"
+    title = html.escape(f"study {study.study_name}")
+    path.write_text(
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>\n'
+        f"<script>{get_plotlyjs()}</script></head>\n<body><h1>{title}</h1>\n{body}\n</body></html>\n",
+        encoding="utf-8",
+    )
+    return path
 
 
 def _save_png(study: optuna.Study, name: str, kwargs: dict[str, Any], path: Path) -> None:
@@ -325,6 +353,8 @@ def _save_png(study: optuna.Study, name: str, kwargs: dict[str, Any], path: Path
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # matplotlib's notes on degenerate axes (one trial, one value) are about the data, not for the user.
+            warnings.simplefilter("ignore", UserWarning)
             axes = getattr(mpl_plots, f"plot_{name}")(study, **kwargs)
         # Slice and contour plots of several params return a grid of axes that share one figure.
         fig = np.ravel(axes)[0].figure

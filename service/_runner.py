@@ -41,8 +41,7 @@ def submit_study(
     """Record a new study in the registry and run it to the end on this machine's Ray (or `ray_address`)."""
     from service._ray import connect
 
-    if ray_address:
-        connect(ray_address, space.source)  # reachable and admitted (token) before anything is recorded
+    connect(ray_address, space.source)  # Ray up (or the cluster reachable and admitting us) before anything is recorded
     registry = Registry(settings.registry_url)
     seed_trials = plan_warm_start(registry, warm_start, space, show_progress) if warm_start else []
     record = record_study(registry, space, settings, warm_start=warm_start, register=register)
@@ -109,8 +108,7 @@ def resume_study(
     registry = Registry(settings.registry_url)
     record = registry.find_or_raise_by_id(study_id)  # the caller checked that it may resume (Studies.resume)
     space = space_of(record)
-    if ray_address:
-        connect(ray_address, space.source)  # a refused token fails here, before the study is marked running
+    connect(ray_address, space.source)  # a refused token or a Ray that cannot start fails here, before anything moves
     registry.update(record.id, stop_requested_at=None)
     return run_study(registry, record, space, stores_of(record, settings), resume=True, ray_address=ray_address,
                      show_progress=show_progress, register=register or record.register_model)
@@ -185,16 +183,18 @@ def run_study(
     show_progress: bool = True,
     register: Optional[str] = None,
 ) -> StudySummary:
+    from service._progress import announce
     from service._ray import connect, quiet_libraries
     from service._records import close_failed_start, close_records, open_records
     from service._tuner import build_tuner
 
     quiet_libraries()
+    connect(ray_address, space.source)  # a no-op when the caller connected already
     ctx = open_records(registry, record, space, stores, resume=resume, ray_address=ray_address,
                        show_progress=show_progress, register=register)
+    announce(ctx)
     checkpoints: dict[str, str] = {}
     try:
-        connect(ray_address, space.source)
         tuner = build_tuner(ctx, resume=resume, seed_trials=list(seed_trials))
         started = time.monotonic()
         results = tuner.fit()

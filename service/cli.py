@@ -82,14 +82,18 @@ server_option = click.option(
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hpsearch")
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, envvar="HPSEARCH_VERBOSE",
+              help="Let Ray, Tune, MLflow and Optuna print their own messages too. Env: HPSEARCH_VERBOSE.")
+def main(verbose: bool) -> None:
     """Hyperparameter search for PyTorch: a YAML space in, a study in MLflow out.
 
     \b
     hpsearch validate search_spaces/digits_cnn.yaml   check a space and preview samples
     hpsearch submit search_spaces/digits_cnn.yaml     run the study (embedded Ray)
-    mlflow ui                                          compare its trials
+    hpsearch ui                                        compare its trials in the MLflow UI
     """
+    if verbose:
+        os.environ["HPSEARCH_VERBOSE"] = "1"
 
 
 @main.command()

@@ -143,12 +143,13 @@ def test_submit_digits_study_records_every_trial_in_optuna_and_mlflow(ray_cluste
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"space.yaml", "best.json", "best_model", "report"} <= artifacts
     report = {a.path: a.file_size for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert report.get("report/report.html", 0) > 0
     for name in ("optimization_history", "parallel_coordinate", "intermediate_values"):
-        assert report.get(f"report/{name}.html", 0) > 0 and report.get(f"report/{name}.png", 0) > 0, name
+        assert report.get(f"report/{name}.png", 0) > 0, name
     # Importances need two completed trials (ASHA may have stopped all but one of six): drawn, or explained.
     notes = Path(client.download_artifacts(parent.info.run_id, "report/report_notes.txt", str(stores))).read_text()
     for name in ("param_importances", "slice", "contour"):
-        drawn = report.get(f"report/{name}.html", 0) > 0 and report.get(f"report/{name}.png", 0) > 0
+        drawn = report.get(f"report/{name}.png", 0) > 0
         assert drawn or f"{name}:" in notes, (name, notes)
     assert report["report/trials.csv"] > 0
     history = client.get_metric_history(parent.info.run_id, "best_val_acc_so_far")
@@ -235,7 +236,7 @@ def test_failing_trials_are_recorded_with_reason_and_the_study_goes_on(ray_clust
     client = MlflowClient(summary["mlflow_tracking_uri"])
     report = {a.path: a.file_size for a in client.list_artifacts(summary["mlflow_parent_run_id"], "report")}
     for name in ("optimization_history", "param_importances", "parallel_coordinate", "intermediate_values", "slice"):
-        assert report.get(f"report/{name}.html", 0) > 0 and report.get(f"report/{name}.png", 0) > 0, name
+        assert report.get(f"report/{name}.png", 0) > 0, name
 
 
 def test_max_failed_trials_stops_the_study_and_exits_1(ray_cluster, stores):
@@ -290,7 +291,7 @@ def test_multi_objective_study_reports_the_pareto_front(ray_cluster, stores, mon
     tagged = {int(r.data.tags["hpsearch.trial"]) for r in runs if r.data.tags.get("hpsearch.pareto") == "true"}
     assert tagged == front
     report = {a.path for a in client.list_artifacts(summary["mlflow_parent_run_id"], "report")}
-    assert "report/pareto_front.html" in report
+    assert {"report/pareto_front.png", "report/report.html"} <= report
 
 
 def test_warm_start_seeds_a_new_study_with_compatible_finished_trials(ray_cluster, stores):
