@@ -63,6 +63,9 @@ class RemoteStudies:
     def best(self, study_id: str) -> dict:
         return self._call("GET", f"/studies/{_quote(study_id)}/best")
 
+    def delete(self, study_id: str) -> dict:
+        return self._call("DELETE", f"/studies/{_quote(study_id)}")
+
     # -- transport -------------------------------------------------------------------------------------
     def _call(self, method: str, path: str, **kwargs) -> dict:
         try:

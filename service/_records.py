@@ -247,3 +247,35 @@ def _why_failed(study, trial) -> str:
     """What the driver noted on the study about a failed trial that its callbacks never closed."""
     return (trial_note(study, LOST_ATTR, trial.number) or trial_note(study, RECONCILED_ATTR, trial.number)
             or "the trial failed")
+
+
+def delete_records(registry: Registry, record: StudyRecord, home: Path, log_path: str) -> dict:
+    """Remove a finished study from every store: its MLflow runs (MLflow's own delete: they leave the UI and
+    the API; `mlflow gc` removes them from the store for good), its Optuna study, its Tune folder (only under
+    the state directory), its log, and last its registry row. Returns what went."""
+    import shutil
+
+    import optuna
+
+    from service._optuna import open_storage
+
+    gone: dict[str, object] = {"mlflow_runs": 0, "optuna_study": False, "tune_folder": False, "log": False}
+    if record.mlflow_experiment_id:
+        client = client_for(record.mlflow_tracking_uri)
+        runs = client.search_runs([record.mlflow_experiment_id], filter_string=f"tags.`{TAG_STUDY}` = '{record.id}'",
+                                  max_results=50000)
+        for run in runs:
+            client.delete_run(run.info.run_id)
+        gone["mlflow_runs"] = len(runs)
+    if load_study(record.optuna_storage, record.optuna_study_name) is not None:
+        optuna.delete_study(study_name=record.optuna_study_name, storage=open_storage(record.optuna_storage))
+        gone["optuna_study"] = True
+    tune_root = (home / "tune").resolve()
+    if record.tune_path and Path(record.tune_path).resolve().is_relative_to(tune_root) and Path(record.tune_path).is_dir():
+        shutil.rmtree(record.tune_path)
+        gone["tune_folder"] = True
+    if Path(log_path).exists():
+        Path(log_path).unlink()
+        gone["log"] = True
+    registry.delete(record.id)
+    return {"id": record.id, "deleted": gone}

@@ -261,6 +261,13 @@ class Registry:
             f"(set HPSEARCH_HOME if they are elsewhere)"
         )
 
+    def delete(self, study_id: str) -> None:
+        with self._sessions.begin() as session:
+            model = session.get(StudyModel, study_id)
+            if model is None:
+                raise StudyNotFound(f"no study {study_id!r} in the registry")
+            session.delete(model)
+
     def touch(self, study_id: str) -> None:
         """The driver's sign of life: `heartbeat_at` = now."""
         self.update(study_id, heartbeat_at=_now())

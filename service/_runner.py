@@ -86,10 +86,25 @@ def plan_warm_start(registry: Registry, source_id: str, space, show_progress: bo
         warm = plan(study, space, source_label=source.id)
     except WarmStartError as exc:
         raise StudyError(str(exc)) from None
+    messages = list(warm.messages)
+    source_epochs = _max_epochs_of(source)
+    if warm.trials and source_epochs not in (None, space.budget.max_epochs):
+        messages.append(f"study {source.id} trained up to {source_epochs} epochs per trial, this one "
+                        f"{space.budget.max_epochs}: the seeded values were measured at another budget")
     if show_progress:
-        for line in warm.messages:
+        for line in messages:
             print(f"warm start: {line}", file=sys.stderr, flush=True)
     return warm.trials
+
+
+def _max_epochs_of(record: StudyRecord) -> Optional[int]:
+    """budget.max_epochs of a recorded study's space (None when its text no longer parses here)."""
+    from service.space import SpaceError, parse_space
+
+    try:
+        return parse_space(record.space_text, overrides=record.space_overrides, check_data=False).budget.max_epochs
+    except SpaceError:
+        return None
 
 
 def resume_study(

@@ -19,7 +19,7 @@ from typing import Callable, Optional, Protocol
 from service._clock import now
 from service._driver import driver_alive, end_driver, on_this_host
 from service._errors import StudyConflict
-from service._records import close_abandoned
+from service._records import close_abandoned, delete_records
 from service._registry import Registry, StudyRecord
 from service._settings import Settings
 from service._states import ACTIVE_STATUSES, StudyStatus
@@ -39,6 +39,7 @@ class Studies(Protocol):
     def stop(self, study_id: str, force: bool = False) -> dict: ...
     def resume(self, study_id: str, register: Optional[str] = None) -> dict: ...
     def best(self, study_id: str) -> dict: ...
+    def delete(self, study_id: str) -> dict: ...
 
 
 def summary_when_done(studies: Studies, study: dict, echo: Optional[Callable[[str], None]] = None,
@@ -129,6 +130,13 @@ class RegistryStudies:
             return study_dict(record)
         return study_dict(close_abandoned(self.registry, record, log_path, StudyStatus.STOPPED,
                                           "stopped while no driver was running it"))
+
+    def delete(self, study_id: str) -> dict:
+        """Forget a study that no driver runs: its runs, trials, checkpoints, log and registry row."""
+        record = self.find(study_id)
+        if not record.status.finished:
+            raise StudyConflict(f"study {record.id} is still {record.status}; stop it first (`hpsearch stop {record.id}`)")
+        return delete_records(self.registry, record, self.settings.home, str(self.settings.log_path(record.id)))
 
     def check_resumable(self, record: StudyRecord) -> None:
         if record.status == StudyStatus.SUCCEEDED:

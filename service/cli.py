@@ -214,7 +214,9 @@ def list_studies(server, home, status, as_json) -> None:
     from service._render import study_list_text
 
     with _user_errors():
-        _answer(_studies(server, home).list(status=status), as_json, study_list_text)
+        # One JSON object, as every --json answer (and the API's GET /studies): {"studies": [...]}.
+        _answer({"studies": _studies(server, home).list(status=status)}, as_json,
+                lambda data: study_list_text(data["studies"]))
 
 
 @main.command()
@@ -319,6 +321,26 @@ def best(study_id, server, home, output, as_json) -> None:
 
 
 @main.command()
+@click.argument("study_id")
+@server_option
+@home_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+def delete(study_id, server, home, yes, as_json) -> None:
+    """Forget a finished study: its MLflow runs (MLflow's delete: gone from the UI, `mlflow gc` purges them),
+    its Optuna study, its checkpoints, its log and its registry row."""
+    with _user_errors():
+        studies = _studies(server, home)
+        found = studies.status(study_id)
+        if not yes and not as_json:
+            click.confirm(f"delete study {found['id']} ({found['status']}, {found['n_trials']} trials) and all its "
+                          f"records?", abort=True, err=True)
+        gone = studies.delete(found["id"])
+    _answer(gone, as_json, lambda g: f"study {g['id']}: deleted ({g['deleted']['mlflow_runs']} MLflow runs, "
+                                     f"Optuna study, checkpoints and log)")
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="HPSEARCH_API_HOST",
               help="Address to listen on (0.0.0.0 inside a container). Env: HPSEARCH_API_HOST.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), envvar="HPSEARCH_API_PORT",
@@ -344,17 +366,26 @@ def serve(host, port, ray_dashboard, home, tracking_uri) -> None:
 
 
 @main.command()
+@click.argument("study_id", required=False)
 @tracking_option
+@home_option
+@server_option
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535), help="Port of the UI.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the UI listens on.")
-def ui(tracking_uri, port, host) -> None:
-    """Open the MLflow UI on the configured store (or print the server's URL)."""
-    settings = _settings(None, tracking_uri)
-    uri = settings.tracking_uri
+def ui(study_id, tracking_uri, home, server, port, host) -> None:
+    """Open the MLflow UI on the store a study was recorded in (STUDY_ID), else on the configured store; for
+    an MLflow server, print its address (and the study's page)."""
+    page = ""
+    with _user_errors():
+        if study_id:
+            found = _studies(server, home).status(study_id)
+            tracking_uri = found.get("mlflow_ui_url") or found["mlflow_tracking_uri"]
+            page = f"#/experiments/{found['mlflow_experiment_id']}/runs" if found.get("mlflow_experiment_id") else ""
+        uri = _settings(None, tracking_uri).tracking_uri
     if uri.startswith(("http://", "https://")):
-        click.echo(f"the MLflow server is at {uri}")
+        click.echo(f"the MLflow server is at {uri.rstrip('/')}/{page}")
         return
-    click.echo(f"MLflow UI for {uri} at http://{host}:{port}/ (Ctrl-C stops it)", err=True)
+    click.echo(f"MLflow UI for {uri} at http://{host}:{port}/{page} (Ctrl-C stops it)", err=True)
     os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                                "--host", host, "--port", str(port)])
 

@@ -45,7 +45,7 @@ def _study(registry: Registry, status: str = RUNNING, **fields):
 ENDPOINTS = [
     ("GET", "/healthz"), ("GET", "/openapi.json"), ("GET", "/studies"), ("POST", "/studies"),
     ("GET", "/studies/x"), ("GET", "/studies/x/logs"), ("POST", "/studies/x/stop"), ("POST", "/studies/x/resume"),
-    ("GET", "/studies/x/best"), ("GET", "/no-such-path"),
+    ("GET", "/studies/x/best"), ("DELETE", "/studies/x"), ("GET", "/no-such-path"),
 ]
 
 
@@ -206,3 +206,14 @@ def test_api_status_names_the_mlflow_ui_users_open(tmp_path, registry_url):
     record = _study(Registry(registry_url), SUCCEEDED)
     data = TestClient(app).get(f"/studies/{record.id}", headers=AUTH).json()
     assert data["mlflow_ui_url"] == data["summary"]["mlflow_ui_url"] == "http://127.0.0.1:5000"
+
+
+def test_api_delete_refuses_an_active_study_and_forgets_a_finished_one(api, registry, tmp_path):
+    running = _study(registry, RUNNING)
+    response = api.delete(f"/studies/{running.id}", headers=AUTH)
+    assert response.status_code == 409 and "stop it first" in response.json()["detail"]
+    finished = _study(registry, SUCCEEDED)
+    response = api.delete(f"/studies/{finished.id}", headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == finished.id and registry.find_by_id(finished.id) is None
+    assert api.get(f"/studies/{finished.id}", headers=AUTH).status_code == 404

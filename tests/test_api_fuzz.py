@@ -26,7 +26,8 @@ def schema(tmp_path_factory):
 
 OPERATIONS = [("GET", "/healthz"), ("GET", "/studies"), ("POST", "/studies"), ("GET", "/studies/{study_id}"),
               ("GET", "/studies/{study_id}/logs"), ("POST", "/studies/{study_id}/stop"),
-              ("POST", "/studies/{study_id}/resume"), ("GET", "/studies/{study_id}/best")]
+              ("POST", "/studies/{study_id}/resume"), ("GET", "/studies/{study_id}/best"),
+              ("DELETE", "/studies/{study_id}")]
 
 
 def test_api_fuzz_covers_every_documented_operation(schema):

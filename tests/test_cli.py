@@ -118,7 +118,7 @@ def test_cli_unknown_study_exits_2(tmp_path, monkeypatch):
 
 def test_cli_list_empty_registry(tmp_path, monkeypatch):
     monkeypatch.setenv("HPSEARCH_HOME", str(tmp_path))
-    assert json.loads(_run("list", "--json").stdout) == []
+    assert json.loads(_run("list", "--json").stdout) == {"studies": []}
 
 
 def test_cli_schema_is_json_schema_that_accepts_the_examples():
@@ -147,6 +147,15 @@ def test_cli_ui_with_a_tracking_server_prints_its_url():
     result = _run("ui", "--tracking-uri", "http://mlflow.example:5000")
     assert result.exit_code == 0
     assert "http://mlflow.example:5000" in result.stdout
+
+
+def test_cli_ui_of_a_study_opens_the_store_it_was_recorded_in(tmp_path, monkeypatch):
+    """`hpsearch ui ID` finds the study's own MLflow store, wherever the shell is now."""
+    study = _recorded_study(tmp_path, monkeypatch, status="succeeded", mlflow_tracking_uri="http://mlflow.team:5000",
+                            mlflow_experiment_id="7")
+    result = _run("ui", study.id[:20], "--tracking-uri", "sqlite:///elsewhere.db")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "the MLflow server is at http://mlflow.team:5000/#/experiments/7/runs"
 
 
 def test_cli_fresh_home_is_created_and_unknown_study_named(tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ Tune's Trial objects are replaced by a small stand-in with the attributes the ca
 from __future__ import annotations
 
 import pickle
+import time
 
 import pytest
 from rich.console import Console
@@ -137,3 +138,13 @@ def test_progress_numbers_trials_as_optuna_does(tmp_path):
     progress.on_trial_start(0, [], FakeTrial("first-asked"))
     assert progress.snapshot.trials["second-asked"].number == 1
     assert progress.snapshot.trials["first-asked"].number == 0
+
+
+def test_progress_status_line_has_pace_and_eta(tmp_path):
+    progress = _progress(tmp_path)
+    _finish(progress, "a", 0.9, 3)
+    _finish(progress, "b", 0.8, 3)
+    progress.snapshot.phase_started = time.time() - 60  # two trials finished in a minute: 8 more take four
+    line = progress.status_line()
+    assert "completed 2" in line and "· of 10 ·" in line
+    assert "2.0 trials/min · ETA 0:04:00" in line and "best val_acc 0.9000" in line

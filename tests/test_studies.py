@@ -97,3 +97,23 @@ def test_studies_resume_refuses_a_succeeded_study(studies):
     studies.registry.update(record.id, status=StudyStatus.SUCCEEDED)
     with pytest.raises(StudyConflict, match="already succeeded"):
         studies.resume(record.id)
+
+
+def test_studies_delete_forgets_a_finished_study_in_every_store(studies):
+    import optuna
+
+    record = _running_study(studies, f"{socket.gethostname()}:{_dead_pid()}")
+    optuna.create_study(study_name=record.optuna_study_name, storage=record.optuna_storage)
+    tune = studies.settings.tune_dir / record.id
+    tune.mkdir(parents=True)
+    studies.registry.update(record.id, tune_path=str(tune))
+    with pytest.raises(StudyConflict, match="stop it first"):
+        studies.registry.update(record.id, driver=f"{socket.gethostname()}:{subprocess.Popen(['sleep', '5']).pid}")
+        studies.delete(record.id)
+    studies.registry.update(record.id, status=StudyStatus.FAILED)
+    gone = studies.delete(record.id)
+    assert gone["deleted"] == {"mlflow_runs": 1, "optuna_study": True, "tune_folder": True, "log": False}
+    assert studies.registry.find_by_id(record.id) is None and not tune.exists()
+    assert optuna.study.get_all_study_names(record.optuna_storage) == []
+    run = MlflowClient(studies.settings.tracking_uri).get_run(record.mlflow_parent_run_id)
+    assert run.info.lifecycle_stage == "deleted"

@@ -179,7 +179,7 @@ def test_submit_digits_study_records_every_trial_in_optuna_and_mlflow(ray_cluste
     assert status["status"] == "succeeded" and status["n_trials"] == 6
     assert status["n_completed"] == summary["n_completed"] and status["n_pruned"] == summary["n_pruned"]
     listed = json.loads(runner.invoke(main, ["list", "--json"]).stdout)
-    assert summary["study_id"] in [s["id"] for s in listed]
+    assert summary["study_id"] in [s["id"] for s in listed["studies"]]
     out = stores / "best.yaml"
     best = runner.invoke(main, ["best", summary["study_id"], "-o", str(out)])
     assert best.exit_code == 0
@@ -302,7 +302,7 @@ def test_warm_start_seeds_a_new_study_with_compatible_finished_trials(ray_cluste
     narrow = stores / "second.yaml"
     narrow.write_text(
         FLAKY_SPACE.format(extra="").replace("e2e-flaky", "e2e-warm").replace("trials: 10", "trials: 3")
-        .replace("high: 1.0", "high: 0.5")
+        .replace("high: 1.0", "high: 0.5").replace("max_epochs: 3", "max_epochs: 4")
     )
 
     result = CliRunner().invoke(main, ["submit", str(narrow), "--json", "--warm-start", source["study_id"]])
@@ -310,6 +310,7 @@ def test_warm_start_seeds_a_new_study_with_compatible_finished_trials(ray_cluste
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert "warm start: kept" in result.stderr
+    assert "trained up to 3 epochs per trial, this one 4" in result.stderr
     trials = _study(summary).get_trials()
     seeded = [t for t in trials if "warm_start.source" in t.user_attrs]
     expected = [t for t in source_trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.params["x"] <= 0.5]

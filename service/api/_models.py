@@ -74,6 +74,11 @@ class Best(BaseModel):
     fixed_block: str
 
 
+class Deleted(BaseModel):
+    id: str
+    deleted: dict[str, Any]  # mlflow_runs (how many), optuna_study, tune_folder, log (whether each went)
+
+
 class Health(BaseModel):
     status: str
     api_version: str

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from service._states import StudyStatus
 from service.api._cluster import ClusterStudies
-from service.api._models import API_VERSION, Best, Health, Logs, Study, StudyDetail, StudyList, SubmitRequest, errors
+from service.api._models import API_VERSION, Best, Deleted, Health, Logs, Study, StudyDetail, StudyList, SubmitRequest, errors
 
 router = APIRouter()
 
@@ -90,3 +90,9 @@ def resume(study_id: str, cluster: ClusterStudies = Depends(studies)) -> dict:
 def best(study_id: str, cluster: ClusterStudies = Depends(studies)) -> dict:
     """The best configuration so far, and a `fixed:` block that retrains it."""
     return cluster.best(study_id)
+
+
+@router.delete("/studies/{study_id}", response_model=Deleted, responses=errors(404, 409, 503))
+def delete(study_id: str, cluster: ClusterStudies = Depends(studies)) -> dict:
+    """Forget a finished study: its MLflow runs (MLflow's delete), Optuna study, checkpoints, log and record."""
+    return cluster.delete(study_id)
