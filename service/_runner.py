@@ -142,14 +142,16 @@ def run_registered_study(
 
     from service._clock import now
     from service._studylog import append_log
-    from service.space import SpaceError
+    from service.space import SpaceError, TrainablePolicy
 
     registry = Registry(settings.registry_url)
     record = registry.find_or_raise_by_id(study_id)
     if record.status == StudyStatus.SUCCEEDED:
         raise StudyError(f"study {record.id} already succeeded; nothing to run")
     try:
-        space = space_of(record)
+        # A cluster's driver runs only the trainables its admin admitted (HPSEARCH_TRAINABLE_MODULES), checked
+        # on the name before anything is imported, as the API checked them.
+        space = space_of(record, trainables=TrainablePolicy.from_env())
     except SpaceError as exc:
         append_log(str(settings.log_path(record.id)), f"study {record.id} cannot start here: {exc}")
         registry.update(record.id, status=StudyStatus.FAILED, finished_at=now(), error=str(exc))
@@ -163,8 +165,8 @@ def run_registered_study(
                      show_progress=show_progress, register=record.register_model)
 
 
-def space_of(record: StudyRecord):
-    """The registry row's space, parsed as it was submitted. Relative data paths resolve from the folder of
+def space_of(record: StudyRecord, trainables=None):
+    """The registry row's space, parsed as it was submitted (`trainables`: the admission policy, default local). Relative data paths resolve from the folder of
     the file it came from when that folder is here, else from HPSEARCH_DATA_DIR (a cluster's data volume),
     else from the current directory."""
     from service.space import parse_space
@@ -175,7 +177,7 @@ def space_of(record: StudyRecord):
     base_dir = base_dir or os.environ.get("HPSEARCH_DATA_DIR") or None
     return parse_space(
         record.space_text, source=record.space_source or "<registry>", overrides=record.space_overrides,
-        base_dir=base_dir,
+        base_dir=base_dir, trainables=trainables,
     )
 
 

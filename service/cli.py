@@ -94,6 +94,9 @@ def main(verbose: bool) -> None:
     """
     if verbose:
         os.environ["HPSEARCH_VERBOSE"] = "1"
+    # What hpsearch writes — the state directory, study logs, checkpoints, secrets of a local cluster — is
+    # the user's alone: folders 0700, files 0600 (a study's log can name its data and its params).
+    os.umask(0o077)
 
 
 @main.command()

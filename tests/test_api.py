@@ -217,3 +217,54 @@ def test_api_delete_refuses_an_active_study_and_forgets_a_finished_one(api, regi
     assert response.status_code == 200, response.text
     assert response.json()["id"] == finished.id and registry.find_by_id(finished.id) is None
     assert api.get(f"/studies/{finished.id}", headers=AUTH).status_code == 404
+
+
+# -- what an attacker holding the token can and cannot do (the full attack run: tests/test_security_e2e.py) --
+@pytest.mark.parametrize("trainable", ["os:system", "subprocess:run", "subprocess:Popen", "builtins:exec",
+                                       "this:x", "antigravity:x", "pip.__main__:main", ".relative:x"])
+def test_api_refuses_trainables_the_cluster_did_not_admit(api, registry, trainable, monkeypatch):
+    monkeypatch.setenv("HPSEARCH_TRAINABLE_MODULES", "mylab.models")
+    space = SPACE.replace("trainable: mlp", f'trainable: "{trainable}"').replace("metric: val_acc", "metric: score")
+    response = api.post("/studies", json={"space": space, "filename": "s.yaml"}, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert "HPSEARCH_TRAINABLE_MODULES" in response.json()["detail"] or "package.module:function" in response.json()["detail"]
+    assert registry.list() == []
+
+
+@pytest.mark.parametrize("filename", ["/etc/passwd", "../space.yaml", "a/b.yaml", "..", "s\x00.yaml", ".hidden"])
+def test_api_filename_is_a_name_never_a_location(api, registry, filename):
+    response = api.post("/studies", json={"space": SPACE, "filename": filename}, headers=AUTH)
+    assert response.status_code == 422 and response.headers["content-type"] == "application/json"
+    assert response.json()["detail"].startswith("filename:")
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../outside.csv", "data/../../outside.csv"])
+def test_api_data_paths_stay_inside_the_data_folder(api, registry, path, tmp_path, monkeypatch):
+    monkeypatch.setenv("HPSEARCH_DATA_DIR", str(tmp_path / "data"))
+    space = SPACE.replace("metric: val_acc", f"data: {{dataset: csv, path: '{path}', target: y}}\nmetric: val_acc")
+    response = api.post("/studies", json={"space": space, "filename": "s.yaml"}, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert "outside the cluster's data folder" in response.json()["detail"]
+    assert registry.list() == []
+
+
+def test_api_unexpected_failure_is_one_json_line(tmp_path):
+    app = _app(tmp_path, f"sqlite:///{tmp_path / 'r.db'}")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("postgresql://user:secret@db/hpsearch exploded")
+
+    app.state.studies.list = broken
+    response = TestClient(app, raise_server_exceptions=False).get("/studies", headers=AUTH)
+    assert response.status_code == 500 and response.headers["content-type"] == "application/json"
+    assert "incident" in response.json()["detail"] and "secret" not in response.text
+
+
+def test_api_access_log_drops_query_strings():
+    import logging
+
+    from service._serve import drop_query_strings
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5", "GET", "/studies?token=s3cr3t", "1.1", 401), None)
+    assert drop_query_strings(record) and "s3cr3t" not in record.getMessage()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import secrets
 from dataclasses import dataclass
 from typing import Optional
 
@@ -99,6 +100,14 @@ def _answer_errors_in_one_line(app: FastAPI) -> None:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")) or "request"
         return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception):
+        """A fault of the service itself: one JSON line for the caller, the traceback in the service's log."""
+        incident = secrets.token_hex(4)
+        logger.error("incident %s: %s %s failed", incident, request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": f"the service failed on its side (incident {incident}, in its log)"},
+                            status_code=500)
 
     @app.exception_handler(OperationalError)
     async def database_down(request: Request, exc: OperationalError):

@@ -14,7 +14,9 @@ class SubmitRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     space: str = Field(description="The space file's YAML text.", max_length=MAX_SPACE_BYTES)
-    filename: str = Field("space.yaml", description="The file's name, for error messages.", min_length=1, max_length=255)
+    # A name, never a location: it only labels error messages and the registry row (see service/api/_routes.py).
+    filename: str = Field("space.yaml", description="The file's name (no folders), for error messages.",
+                          min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
     overrides: list[str] = Field(default_factory=list, description="`KEY=VALUE` overrides (`--set`).", max_length=100)
     warm_start: Optional[str] = Field(None, description="Seed the study with the finished trials of this study.", max_length=128)
     register_model: Optional[str] = Field(None, description="Register the best model under this name.", max_length=256)

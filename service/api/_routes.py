@@ -43,17 +43,40 @@ def list_studies(
 
 @router.post("/studies", status_code=201, response_model=Study, responses=errors(400, 404, 422, 503))
 def submit(body: SubmitRequest, cluster: ClusterStudies = Depends(studies)):
-    """Validate a space (the same checks as `hpsearch validate`), record the study and launch its driver."""
-    from service.space import SpaceError, parse_space
+    """Validate a space (the same checks as `hpsearch validate`, but the trainable is checked against the
+    cluster's admission policy by name only: this service never imports a submitted module), record the study
+    and launch its driver."""
+    from service.space import SpaceError, TrainablePolicy, parse_space
 
+    data_dir = os.environ.get("HPSEARCH_DATA_DIR") or None
     try:
-        # The data paths are the cluster's: the driver, which runs where the data is, checks them; relative ones
-        # start at HPSEARCH_DATA_DIR.
-        space = parse_space(body.space, source=os.path.basename(body.filename), overrides=body.overrides,
-                            base_dir=os.environ.get("HPSEARCH_DATA_DIR") or None, check_data=False)
+        # The data paths are the cluster's: the driver, which runs where the data is, checks the files;
+        # relative ones start at HPSEARCH_DATA_DIR, and none may lead out of it.
+        space = parse_space(body.space, source=body.filename, overrides=body.overrides, base_dir=data_dir,
+                            check_data=False, trainables=TrainablePolicy.from_env())
     except SpaceError as exc:
         return JSONResponse({"detail": str(exc)}, status_code=422)
+    outside = data_paths_outside(space, data_dir)
+    if outside:
+        return JSONResponse({"detail": outside}, status_code=422)
     return cluster.submit(space, warm_start=body.warm_start, register=body.register_model)
+
+
+def data_paths_outside(space, data_dir: Optional[str]) -> Optional[str]:
+    """Why a submitted space's data paths are refused (one line), or None: every path must lie inside the
+    cluster's data folder once `..` and links are resolved."""
+    for key in ("root", "path"):
+        value = getattr(space.data, key)
+        if value is None:
+            continue
+        if not data_dir:
+            return (f"{space.source}: data.{key} {value!r}: this service has no data folder (HPSEARCH_DATA_DIR), so a "
+                    f"space sent to it cannot name files; use a built-in dataset such as digits")
+        root = os.path.realpath(data_dir)
+        if os.path.commonpath([root, os.path.realpath(value)]) != root:
+            return (f"{space.source}: data.{key} {value!r} is outside the cluster's data folder; give a path "
+                    f"relative to it (the files under {data_dir})")
+    return None
 
 
 @router.get("/studies/{study_id}", response_model=StudyDetail, responses=errors(404, 503))
