@@ -162,7 +162,8 @@ def _log_best_model(ctx: StudyContext, client, best, checkpoints: dict[str, str]
     checkpoint_dir = checkpoints.get(best.user_attrs.get(TUNE_TRIAL_ID_ATTR, ""))
     if not checkpoint_dir:
         return None, ("no checkpoint of the best trial to register" if ctx.register else None)
-    log_best_model(client, ctx.parent_run_id, checkpoint_dir, ctx.space, best)
+    log_best_model(client, ctx.parent_run_id, checkpoint_dir, ctx.space, trial=best.number, value=best.value,
+                   params=best.params)
     if not ctx.register:
         return None, None
     try:

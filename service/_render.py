@@ -76,3 +76,16 @@ def trial_table(trials: list[dict], metrics: list[str]) -> str:
         params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
         lines.append(f"{t['number']:>5}  {t['state']:<11} {t['epochs']:>6}  {values:>12}  {params}")
     return "\n".join(lines)
+
+
+def training_text(run: dict) -> str:
+    """The outcome of `hpsearch train`."""
+    value = "-" if run["value"] is None else f"{run['value']:.4f}"
+    lines = [f"trained {run['name']}: {run['state']}, {run['metric']} = {value} after {run['epochs']} epochs"]
+    if run.get("error"):
+        lines.append(f"note: {run['error']}")
+    if run.get("registered_model"):
+        lines.append(f"registered model: {run['registered_model']}")
+    lines.append(ui_hint({"mlflow_tracking_uri": run["mlflow_tracking_uri"],
+                          "mlflow_experiment_id": run["mlflow_experiment_id"]}))
+    return "\n".join(lines)

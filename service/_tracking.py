@@ -126,24 +126,25 @@ def tag_trial_runs(client, experiment_id: str, study_id: str, numbers: list[int]
             client.set_tag(run.info.run_id, tag, "true")
 
 
-def log_best_model(client, parent_run_id: str, checkpoint_dir: str, space, best_trial) -> None:
-    """The best trial's last checkpoint under `best_model/` of the study's run, with what rebuilds it:
-    for built-in trainables `trainables.load_model("best_model/checkpoint.pt")` gives the trained model."""
+def log_best_model(client, run_id: str, checkpoint_dir: str, space, *, trial: Optional[int], value: Optional[float],
+                   params: dict) -> None:
+    """A trained trial's last checkpoint under `best_model/` of `run_id`, with what rebuilds it: for built-in
+    trainables `trainables.load_model("best_model/checkpoint.pt")` gives the trained model."""
     with tempfile.TemporaryDirectory() as tmp:
         info = {
             "trainable": space.trainable,
-            "trial": best_trial.number,
+            "trial": trial,
             "metric": space.metrics[0],
-            "value": best_trial.value,
-            "params": dict(best_trial.params),
+            "value": value,
+            "params": dict(params),
             "fixed": dict(space.fixed),
             "data": space.trial_constants()["data"],
             "max_epochs": space.budget.max_epochs,
             "load_with": "trainables.load_model('checkpoint.pt')" if space.trainable_spec else None,
         }
         (Path(tmp) / "model_config.json").write_text(json.dumps(info, indent=2, default=str))
-        client.log_artifact(parent_run_id, str(Path(tmp) / "model_config.json"), artifact_path="best_model")
-    client.log_artifacts(parent_run_id, checkpoint_dir, artifact_path="best_model")
+        client.log_artifact(run_id, str(Path(tmp) / "model_config.json"), artifact_path="best_model")
+    client.log_artifacts(run_id, checkpoint_dir, artifact_path="best_model")
 
 
 def register_best_model(tracking_uri: str, parent_run_id: str, checkpoint_dir: str, name: str) -> Optional[str]:

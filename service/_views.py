@@ -73,17 +73,42 @@ def logs_dict(record: StudyRecord, log_path: str, offset: int = 0) -> dict:
 
 
 def best_dict(record: StudyRecord) -> Optional[dict]:
-    """The best configuration and the `fixed:` block that retrains it (`hpsearch best -o`); None before a
-    trial completed."""
+    """The best configuration, and `space`: a complete space file that trains it once (`hpsearch best -o`
+    writes it, `hpsearch train` runs it); None before a trial completed."""
     if record.best_params is None:
         return None
-    import yaml
-
-    header = f"# best of study {record.id}: {','.join(record.metrics)} = {record.best_value}\n"
     return {
         "study_id": record.id,
         "metric": record.metrics[0] if len(record.metrics) == 1 else record.metrics,
         "best_value": record.best_value,
+        "best_trial": record.best_trial,
         "best_params": record.best_params,
-        "fixed_block": header + yaml.safe_dump({"fixed": record.best_params}, sort_keys=False),
+        "space": retrain_text(record),
     }
+
+
+def retrain_text(record: StudyRecord) -> str:
+    """The study's space as submitted (overrides applied), turned into the one configuration its best trial
+    trained: the searched values join `fixed:`, nothing is searched, one trial; data, metric and epochs as
+    the study had them."""
+    import yaml
+
+    from service.space import parse_space
+
+    space = parse_space(record.space_text, source=record.space_source or "<registry>",
+                        overrides=record.space_overrides, check_data=False)
+    data = {
+        "name": f"{space.name}-best"[:120],
+        "description": f"the best trial ({record.best_trial}) of study {record.id}: "
+                       f"{','.join(record.metrics)} = {record.best_value}",
+        "retrain_of": record.id,
+        **{k: v for k, v in space.to_dict().items() if k not in ("name", "description")},
+    }
+    data["budget"] = {"trials": 1, "max_epochs": space.budget.max_epochs, "concurrency": 1,
+                      "max_retries": space.budget.max_retries}
+    data["sampler"], data["scheduler"] = {"type": "random", "seed": 0}, {"type": "fifo"}
+    data["fixed"] = {**space.fixed, **record.best_params}
+    data["params"] = {}
+    header = (f"# the best configuration of study {record.id} ({','.join(record.metrics)} = {record.best_value});\n"
+              f"# `hpsearch train THIS_FILE` trains it once, as one MLflow run linked to the study\n")
+    return header + yaml.safe_dump(data, sort_keys=False)

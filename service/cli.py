@@ -6,79 +6,28 @@ so `hpsearch --help` and `hpsearch validate` answer at once.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
-from typing import Iterator, Optional
 
 import click
 
+from service._cli_common import (
+    EXIT_STUDY_FAILED,
+    UserError,
+    answer,
+    echo_err,
+    home_option,
+    json_option,
+    print_summary,
+    server_option,
+    settings_for,
+    stdout_to_stderr,
+    studies_for,
+    tracking_option,
+    user_errors,
+)
 from service._states import ACTIVE_STATUSES, StudyStatus
-
-EXIT_STUDY_FAILED = 1
-EXIT_USER_ERROR = 2
-
-
-class UserError(click.ClickException):
-    """A mistake the user can fix: one line on stderr, exit code 2, no traceback."""
-
-    exit_code = EXIT_USER_ERROR
-
-
-@contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn the service's user-facing exceptions into UserError."""
-    from service._errors import StudyError
-    from service._registry import RegistryUnavailable, StudyNotFound
-    from service.space import SpaceError
-
-    try:
-        yield
-    except SpaceError as exc:
-        # A file's errors come together (SpaceError.errors); each prints as its own "Error: file:line: ..." line.
-        raise UserError("\nError: ".join(exc.lines())) from None
-    except (StudyError, StudyNotFound, RegistryUnavailable) as exc:
-        raise UserError(str(exc)) from None
-
-
-def _settings(home: Optional[str], tracking_uri: Optional[str]):
-    from service._settings import resolve_settings
-
-    return resolve_settings(home=home, tracking_uri=tracking_uri)
-
-
-def _studies(server: Optional[str], home: Optional[str] = None, tracking_uri: Optional[str] = None, *,
-             ray_address: Optional[str] = None, quiet: bool = False):
-    """The cluster's studies with --server (token from HPSEARCH_TOKEN), else this machine's registry."""
-    if server:
-        from service._client import RemoteStudies
-
-        return RemoteStudies(server, os.environ.get("HPSEARCH_TOKEN"))
-    from service._studies import LocalStudies
-
-    return LocalStudies(_settings(home, tracking_uri), ray_address=ray_address, show_progress=not quiet)
-
-
-home_option = click.option(
-    "--home",
-    envvar="HPSEARCH_HOME",
-    type=click.Path(file_okay=False),
-    help="State directory (registry, Optuna storage, Tune checkpoints). Env: HPSEARCH_HOME. Default: ~/.hpsearch.",
-)
-tracking_option = click.option(
-    "--tracking-uri",
-    envvar="MLFLOW_TRACKING_URI",
-    help="MLflow tracking URI. Env: MLFLOW_TRACKING_URI. Default: sqlite:///mlflow.db in this directory.",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout, for scripts.")
-server_option = click.option(
-    "--server",
-    envvar="HPSEARCH_SERVER",
-    help="URL of a cluster's hpsearch service (token from HPSEARCH_TOKEN); without it, the local registry. "
-         "Env: HPSEARCH_SERVER.",
-)
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hpsearch")
@@ -109,7 +58,7 @@ def validate(space_file: str, overrides: tuple[str, ...], samples: int) -> None:
     """Check SPACE_FILE and preview its parameters and a few sampled configurations."""
     from service.space import load_space, preview
 
-    with _user_errors():
+    with user_errors():
         space = load_space(space_file, overrides)
         click.echo(preview(space, n=samples))
 
@@ -147,11 +96,11 @@ def submit(space_file, overrides, server, wait, tracking_uri, home, ray_address,
     from service._studies import summary_when_done
     from service.space import load_space
 
-    with _user_errors():
+    with user_errors():
         # The data files named in a space sent to a cluster are the cluster's: its driver checks them there.
         space = load_space(space_file, overrides, check_data=not server)
-        studies = _studies(server, home, tracking_uri, ray_address=ray_address, quiet=quiet)
-        with _stdout_to_stderr(as_json):
+        studies = studies_for(server, home, tracking_uri, ray_address=ray_address, quiet=quiet)
+        with stdout_to_stderr(as_json):
             study = studies.submit(space, warm_start=warm_start, register=register)
         if study["status"] in ACTIVE_STATUSES and not wait:  # sent to a cluster: its id is the answer
             click.echo(json.dumps(study, default=str) if as_json else study["id"])
@@ -159,8 +108,8 @@ def submit(space_file, overrides, server, wait, tracking_uri, home, ray_address,
                 click.echo(f"follow it: hpsearch logs {study['id']} --follow   (or hpsearch status {study['id']})",
                            err=True)
             return
-        summary = summary_when_done(studies, study, echo=None if quiet else _echo_err)
-    _print_summary(summary, as_json)
+        summary = summary_when_done(studies, study, echo=None if quiet else echo_err)
+    print_summary(summary, as_json)
 
 
 @main.command()
@@ -177,15 +126,15 @@ def resume(study_id, server, wait, tracking_uri, home, ray_address, quiet, regis
     """Continue a stopped or crashed study without re-running its finished trials."""
     from service._studies import summary_when_done
 
-    with _user_errors():
-        studies = _studies(server, home, tracking_uri, ray_address=ray_address, quiet=quiet)
-        with _stdout_to_stderr(as_json):
+    with user_errors():
+        studies = studies_for(server, home, tracking_uri, ray_address=ray_address, quiet=quiet)
+        with stdout_to_stderr(as_json):
             study = studies.resume(study_id, register=register)
         if study["status"] in ACTIVE_STATUSES and not wait:
             click.echo(json.dumps(study, default=str) if as_json else f"study {study['id']}: resumed ({study['status']})")
             return
-        summary = summary_when_done(studies, study, echo=None if quiet else _echo_err)
-    _print_summary(summary, as_json)
+        summary = summary_when_done(studies, study, echo=None if quiet else echo_err)
+    print_summary(summary, as_json)
 
 
 @main.command()
@@ -200,11 +149,11 @@ def run(study_id, home, ray_address, quiet) -> None:
     The space and the stores come from the study's registry row (HPSEARCH_REGISTRY_URL); a study that ran
     before continues from its saved state.
     """
-    with _user_errors():
+    with user_errors():
         from service._runner import run_registered_study
 
-        summary = run_registered_study(study_id, _settings(home, None), show_progress=not quiet, ray_address=ray_address)
-    _print_summary(summary.to_dict(), False)
+        summary = run_registered_study(study_id, settings_for(home, None), show_progress=not quiet, ray_address=ray_address)
+    print_summary(summary.to_dict(), False)
 
 
 @main.command(name="list")
@@ -216,9 +165,9 @@ def list_studies(server, home, status, as_json) -> None:
     """List studies, newest first (the server's with --server, else the local registry's)."""
     from service._render import study_list_text
 
-    with _user_errors():
+    with user_errors():
         # One JSON object, as every --json answer (and the API's GET /studies): {"studies": [...]}.
-        _answer({"studies": _studies(server, home).list(status=status)}, as_json,
+        answer({"studies": studies_for(server, home).list(status=status)}, as_json,
                 lambda data: study_list_text(data["studies"]))
 
 
@@ -231,8 +180,8 @@ def status(study_id, server, home, as_json) -> None:
     """Show one study: state, counts, best value, where its records are, and its trials."""
     from service._render import status_text
 
-    with _user_errors():
-        _answer(_studies(server, home).status(study_id), as_json, status_text)
+    with user_errors():
+        answer(studies_for(server, home).status(study_id), as_json, status_text)
 
 
 @main.command()
@@ -246,8 +195,8 @@ def logs(study_id, server, home, follow, as_json) -> None:
     """Print a study's event log (trials started and ended, stops, resumes, the outcome)."""
     import time
 
-    with _user_errors():
-        studies = _studies(server, home)
+    with user_errors():
+        studies = studies_for(server, home)
         read = studies.logs
         resolved = studies.status(study_id)["id"]
         offset = 0
@@ -280,8 +229,8 @@ def stop(study_id, server, home, wait, timeout, force, as_json) -> None:
     study is marked stopped; `hpsearch resume ID` continues it."""
     import time
 
-    with _user_errors():
-        studies = _studies(server, home)
+    with user_errors():
+        studies = studies_for(server, home)
         study = studies.stop(study_id, force=force)
         deadline = time.monotonic() + timeout
         while wait and study["status"] in ACTIVE_STATUSES:
@@ -304,23 +253,52 @@ def stop(study_id, server, home, wait, timeout, force, as_json) -> None:
 @server_option
 @home_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
-              help="Write the best configuration as a space-compatible `fixed:` block to this file.")
+              help="Write the best configuration as a complete space file that `hpsearch train` runs: the study's "
+                   "space with the best values fixed, nothing searched, one trial.")
 @json_option
 def best(study_id, server, home, output, as_json) -> None:
     """The best configuration of a study."""
     import yaml
 
-    with _user_errors():
-        data = _studies(server, home).best(study_id)
+    with user_errors():
+        data = studies_for(server, home).best(study_id)
     if output:
         with open(output, "w") as fh:
-            fh.write(data["fixed_block"])
+            fh.write(data["space"])
     if as_json:
         click.echo(json.dumps({k: data[k] for k in ("study_id", "best_value", "best_params")}))
     else:
         metric = data["metric"] if isinstance(data["metric"], str) else ",".join(data["metric"])
         click.echo(f"best {metric} = {data['best_value']}")
         click.echo(yaml.safe_dump(data["best_params"], sort_keys=False).rstrip())
+
+
+@main.command()
+@click.argument("space_file", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a key of the space, e.g. --set budget.max_epochs=20 (repeatable).")
+@tracking_option
+@home_option
+@click.option("--ray-address", envvar="RAY_ADDRESS", help="Train on this Ray cluster. Env: RAY_ADDRESS.")
+@click.option("--register", metavar="NAME", help="Register the trained model in the MLflow Model Registry as NAME.")
+@click.option("--quiet", "-q", is_flag=True, help="Nothing on stderr but errors.")
+@json_option
+def train(space_file, overrides, tracking_uri, home, ray_address, register, quiet, as_json) -> None:
+    """Train the one configuration of SPACE_FILE fully, as one MLflow run (`hpsearch best ID -o best.yaml`
+    writes such a file from a study's best trial; the run is tagged hpsearch.retrain_of with the study)."""
+    from service._render import training_text
+    from service._train import train_once
+    from service.space import load_space
+
+    with user_errors():
+        space = load_space(space_file, overrides)
+        settings = settings_for(home, tracking_uri)
+        settings.home.mkdir(parents=True, exist_ok=True)
+        with stdout_to_stderr(as_json):
+            trained = train_once(space, settings, ray_address=ray_address, register=register, show_progress=not quiet)
+    answer(trained.to_dict(), as_json, training_text)
+    if trained.state != "completed":
+        sys.exit(EXIT_STUDY_FAILED)
 
 
 @main.command()
@@ -332,14 +310,14 @@ def best(study_id, server, home, output, as_json) -> None:
 def delete(study_id, server, home, yes, as_json) -> None:
     """Forget a finished study: its MLflow runs (MLflow's delete: gone from the UI, `mlflow gc` purges them),
     its Optuna study, its checkpoints, its log and its registry row."""
-    with _user_errors():
-        studies = _studies(server, home)
+    with user_errors():
+        studies = studies_for(server, home)
         found = studies.status(study_id)
         if not yes and not as_json:
             click.confirm(f"delete study {found['id']} ({found['status']}, {found['n_trials']} trials) and all its "
                           f"records?", abort=True, err=True)
         gone = studies.delete(found["id"])
-    _answer(gone, as_json, lambda g: f"study {g['id']}: deleted ({g['deleted']['mlflow_runs']} MLflow runs, "
+    answer(gone, as_json, lambda g: f"study {g['id']}: deleted ({g['deleted']['mlflow_runs']} MLflow runs, "
                                      f"Optuna study, checkpoints and log)")
 
 
@@ -364,8 +342,8 @@ def serve(host, port, ray_dashboard, home, tracking_uri) -> None:
     """
     from service._serve import serve_api
 
-    with _user_errors():
-        serve_api(host=host, port=port, ray_dashboard=ray_dashboard, settings=_settings(home, tracking_uri))
+    with user_errors():
+        serve_api(host=host, port=port, ray_dashboard=ray_dashboard, settings=settings_for(home, tracking_uri))
 
 
 @main.command()
@@ -379,57 +357,18 @@ def ui(study_id, tracking_uri, home, server, port, host) -> None:
     """Open the MLflow UI on the store a study was recorded in (STUDY_ID), else on the configured store; for
     an MLflow server, print its address (and the study's page)."""
     page = ""
-    with _user_errors():
+    with user_errors():
         if study_id:
-            found = _studies(server, home).status(study_id)
+            found = studies_for(server, home).status(study_id)
             tracking_uri = found.get("mlflow_ui_url") or found["mlflow_tracking_uri"]
             page = f"#/experiments/{found['mlflow_experiment_id']}/runs" if found.get("mlflow_experiment_id") else ""
-        uri = _settings(None, tracking_uri).tracking_uri
+        uri = settings_for(None, tracking_uri).tracking_uri
     if uri.startswith(("http://", "https://")):
         click.echo(f"the MLflow server is at {uri.rstrip('/')}/{page}")
         return
     click.echo(f"MLflow UI for {uri} at http://{host}:{port}/{page} (Ctrl-C stops it)", err=True)
     os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                                "--host", host, "--port", str(port)])
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr(enabled: bool) -> Iterator[None]:
-    """With --json, stdout must hold only the summary: anything Ray or a library prints goes to stderr."""
-    if not enabled:
-        yield
-        return
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    real_stdout = sys.stdout
-    sys.stdout = sys.stderr
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stdout = real_stdout
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def _answer(data, as_json: bool, render) -> None:
-    """A verb's answer on stdout: as JSON for scripts, else as `render` puts it for people."""
-    click.echo(json.dumps(data, default=str) if as_json else render(data))
-
-
-def _echo_err(text: str) -> None:
-    click.echo(text, nl=False, err=True)
-
-
-def _print_summary(summary: dict, as_json: bool) -> None:
-    """The outcome of a study (StudySummary.to_dict(), or the server's `summary` with the same keys); exit code 1
-    unless it succeeded."""
-    from service._render import summary_text
-
-    click.echo(json.dumps(summary, default=str) if as_json else summary_text(summary))
-    if summary["status"] != StudyStatus.SUCCEEDED:
-        sys.exit(EXIT_STUDY_FAILED)
 
 
 if __name__ == "__main__":  # pragma: no cover

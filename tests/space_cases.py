@@ -247,6 +247,8 @@ def without_key(key: str) -> str:
 
 PARAMS_MISSING = BASE.split("params:")[0] + "fixed: {units: 32}\n"
 PARAMS_EMPTY = BASE.split("params:")[0] + "params: {}\n"
+# What `hpsearch best -o` writes: the fixed configuration, trained once (budget.trials: 1, no params).
+TRAIN_ONCE = PARAMS_EMPTY.replace("budget: {trials: 4,", "budget: {trials: 1,")
 MODES_MISSING = BASE.replace("metric: val_acc", "metric: [val_acc, n_params]").replace("mode: max\n", "")
 
 # Several errors from every stage at once (tests/test_space_findings.py); keep each key on its line.

@@ -154,14 +154,17 @@ def test_api_resume_with_ray_down_is_503(api, registry):
     assert api.post(f"/studies/{record.id}/resume", headers=AUTH).status_code == 503
 
 
-def test_api_best_before_any_completed_trial_is_409_and_after_it_a_fixed_block(api, registry):
+def test_api_best_before_any_completed_trial_is_409_and_after_it_a_space_to_retrain(api, registry):
     record = _study(registry, RUNNING)
     response = api.get(f"/studies/{record.id}/best", headers=AUTH)
     assert response.status_code == 409 and "no completed trial yet" in response.json()["detail"]
     registry.update(record.id, status=SUCCEEDED, best_value=0.97, best_params={"lr": 0.01})
     best = api.get(f"/studies/{record.id}/best", headers=AUTH).json()
     assert best["best_params"] == {"lr": 0.01} and best["metric"] == "val_acc"
-    assert best["fixed_block"].endswith("fixed:\n  lr: 0.01\n")
+    import yaml
+
+    space = yaml.safe_load(best["space"])
+    assert (space["fixed"], space["params"], space["retrain_of"]) == ({"lr": 0.01}, {}, record.id)
 
 
 def test_api_logs_follow_from_an_offset(api, registry, tmp_path):

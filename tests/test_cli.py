@@ -205,17 +205,32 @@ def test_cli_stop_of_a_finished_study_exits_2_with_one_line(tmp_path, monkeypatc
     assert result.stderr.strip().splitlines() == [f"Error: study {record.id} is already {status}; there is nothing to stop"]
 
 
-def test_cli_best_writes_a_fixed_block_that_a_space_accepts(tmp_path, monkeypatch):
+def test_cli_best_writes_a_space_that_trains_the_best_configuration_once(tmp_path, monkeypatch):
+    """The file `best -o` writes is a complete space: the study's own, its fixed values and the best searched
+    ones together under fixed:, nothing searched, one trial, and the study it came from."""
     import yaml
 
+    from service.space import load_space
+
     params = {"lr": 0.01, "optimizer": "adam", "hidden_layers": 2}
-    record = _recorded_study(tmp_path, monkeypatch, status="succeeded", best_value=0.97, best_params=params)
+    record = _recorded_study(tmp_path, monkeypatch, status="succeeded", best_value=0.97, best_params=params,
+                             best_trial=4)
     out = tmp_path / "best.yaml"
     result = _run("best", record.id, "-o", str(out))
     assert result.exit_code == 0 and "best val_acc = 0.97" in result.stdout
-    assert yaml.safe_load(out.read_text()) == {"fixed": params}
-    assert out.read_text().startswith(f"# best of study {record.id}: val_acc = 0.97")
+    written = yaml.safe_load(out.read_text())
+    original = load_space(REPO / "search_spaces/digits_mlp.yaml")
+    assert written["fixed"] == {**original.fixed, **params} and written["params"] == {}
+    assert written["retrain_of"] == record.id and written["budget"]["trials"] == 1
+    space = load_space(out)  # a valid space as it is
+    assert (space.trainable, space.metric, space.data, space.budget.max_epochs) == \
+        (original.trainable, original.metric, original.data, original.budget.max_epochs)
     assert json.loads(_run("best", record.id, "--json").stdout)["best_params"] == params
+
+
+def test_cli_train_refuses_a_space_that_searches(tmp_path):
+    result = _run("train", str(REPO / "search_spaces/digits_mlp.yaml"))
+    assert result.exit_code == 2 and "trains one configuration" in result.stderr and "hpsearch best" in result.stderr
 
 
 def test_cli_best_before_a_completed_trial_exits_2(tmp_path, monkeypatch):

@@ -30,6 +30,7 @@ from space_cases import (
     MODES_MISSING,
     ONE_MISTAKE_CASES,
     PARAMS_EMPTY,
+    TRAIN_ONCE,
     PARAMS_MISSING,
     REFUSED_PART_CASES,
     USER_TRAINABLE,
@@ -100,6 +101,7 @@ def _corpus() -> list:
     cases += [
         _case("params-missing", PARAMS_MISSING, False),
         _case("params-empty", PARAMS_EMPTY, False),
+        _case("train-once", TRAIN_ONCE, True),
         _case("modes-missing", MODES_MISSING, False),
         _case("findings-many", MANY, False),
     ]

@@ -185,7 +185,19 @@ def test_submit_digits_study_records_every_trial_in_optuna_and_mlflow(ray_cluste
     assert best.exit_code == 0
     import yaml
 
-    assert yaml.safe_load(out.read_text())["fixed"] == summary["best_params"]
+    written = yaml.safe_load(out.read_text())
+    assert summary["best_params"].items() <= written["fixed"].items() and written["params"] == {}
+
+    # Retraining the best: one run, linked to the study, the same final metric within noise (same seed).
+    trained = runner.invoke(main, ["train", str(out), "--json", "--quiet"])
+    assert trained.exit_code == 0, trained.output
+    retrain = json.loads(trained.stdout)
+    assert retrain["state"] == "completed" and retrain["retrain_of"] == summary["study_id"]
+    assert retrain["value"] == pytest.approx(summary["best_value"], abs=0.02)
+    run = client.get_run(retrain["mlflow_run_id"])
+    assert run.data.tags["hpsearch.retrain_of"] == summary["study_id"] and "mlflow.parentRunId" not in run.data.tags
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == [1, 2, 3]
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "best_model")} >= {"best_model/checkpoint.pt"}
 
 
 FLAKY_SPACE = """

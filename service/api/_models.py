@@ -72,8 +72,9 @@ class Best(BaseModel):
     study_id: str
     metric: Any
     best_value: Optional[float] = None
+    best_trial: Optional[int] = None
     best_params: dict[str, Any]
-    fixed_block: str
+    space: str  # a complete space file that trains the best configuration once (`hpsearch train`)
 
 
 class Deleted(BaseModel):

@@ -49,6 +49,8 @@ def check_space(
     if readable("metric", "mode"):
         issues.extend(_rules.objectives(space))
     issues.extend(_rules.reserved_names(space))
+    if readable("params", "budget"):
+        issues.extend(_rules.searches_something(space))
     issues.extend(_rules.searched_or_fixed(space))
     issues.extend(_rules.conditions(space, unknown=lost_params))
     if readable("metric", "scheduler", "budget"):

@@ -110,9 +110,14 @@ class SearchSpace(Frozen):
     sampler: SamplerSpec = Field(default_factory=SamplerSpec, description="the Optuna sampler")
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec, description="the Tune scheduler")
     params: dict[str, ParamSpec] = Field(
-        description="the hyperparameters to search (at least one)", json_schema_extra={"minProperties": 1}
+        description="the hyperparameters to search: at least one, or none with budget.trials: 1 (the fixed "
+                    "configuration trained once: what `hpsearch best -o` writes and `hpsearch train` runs)"
     )
     fixed: dict[str, Any] = Field(default_factory=dict, description="constants passed to every trial")
+    retrain_of: Optional[Text] = Field(
+        None, description="the study whose best configuration this space trains once (written by `hpsearch best "
+                          "-o`); `hpsearch train` tags its run hpsearch.retrain_of with it"
+    )
     # Filled in by the loader, not written in a file (so not in the JSON Schema either).
     source: SkipJsonSchema[str] = Field("<string>", description="the file the space was read from")
     text: SkipJsonSchema[str] = Field("", description="the YAML text as read, before overrides")
@@ -127,17 +132,6 @@ class SearchSpace(Frozen):
                 f"{show(value)} may only contain letters, digits, '-' and '_'",
                 f"e.g. name: {fixed}",
                 value=value,
-            )
-        return value
-
-    @field_validator("params")
-    @classmethod
-    def _some_params(cls, value: dict) -> dict:
-        if not value:
-            raise Issue(
-                "{} searches nothing",
-                "add at least one parameter, e.g. lr: {type: float, low: 1.0e-4, high: 0.1, log: true}",
-                value={},
             )
         return value
 
@@ -179,6 +173,8 @@ class SearchSpace(Frozen):
         out["scheduler"].update({k: getattr(self.scheduler, k) for k in SCHEDULER_KEYS[self.scheduler.type]})
         out["params"] = {name: p.to_dict() for name, p in self.params.items()}
         out["fixed"] = copy.deepcopy(self.fixed)
+        if self.retrain_of is not None:
+            out["retrain_of"] = self.retrain_of
         return out
 
 

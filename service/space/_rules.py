@@ -124,6 +124,18 @@ def reserved_names(space: SearchSpace) -> Iterator[Issue]:
                 )
 
 
+def searches_something(space: SearchSpace) -> Iterator[Issue]:
+    """A space searches at least one parameter, unless it trains its fixed configuration once (trials: 1)."""
+    if not space.params and space.budget.trials != 1:
+        yield Issue(
+            "{} searches nothing",
+            "add at least one parameter, e.g. lr: {type: float, low: 1.0e-4, high: 0.1, log: true}, or set "
+            "budget.trials: 1 to train the fixed configuration once",
+            at=("params",),
+            value={},
+        )
+
+
 def searched_or_fixed(space: SearchSpace) -> Iterator[Issue]:
     for name in space.fixed:
         if name in space.params:

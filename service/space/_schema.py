@@ -33,7 +33,7 @@ def json_schema() -> dict:
         "title": "hpsearch search space",
         "description": "What to search, on what, with how much: `hpsearch submit space.yaml`.",
     }
-    schema["allOf"] = [_names(), *_objectives(), _grid(), *(_catalog(spec) for spec in BUILTIN_TRAINABLES.values())]
+    schema["allOf"] = [_names(), _searches_something(), *_objectives(), _grid(), *(_catalog(spec) for spec in BUILTIN_TRAINABLES.values())]
     return schema
 
 
@@ -71,6 +71,13 @@ def _objectives() -> list[dict]:
             "then": {"properties": {"mode": {"not": {"type": "array"}}}},
         },
     ]
+
+
+def _searches_something() -> dict:
+    """At least one parameter, unless budget.trials is 1 (the fixed configuration trained once)."""
+    trials_one = {"properties": {"budget": {"properties": {"trials": {"const": 1}}, "required": ["trials"]}},
+                  "required": ["budget"]}
+    return {"if": trials_one, "else": {"properties": {"params": {"minProperties": 1}}}}
 
 
 def _grid() -> dict:
