@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -40,20 +41,35 @@ def open_storage(url: str) -> "optuna.storages.RDBStorage":
     """Optuna's storage at `url`, one per URL for the life of the process (opening one checks Optuna's schema,
     which costs more than reading a study; the API answers status from it).
 
-    On an empty database the first opening creates Optuna's tables; two processes doing that at once collide
-    (PostgreSQL: a duplicate `alembic_version` type), and the loser only has to open it again."""
+    Opening retries, with a growing pause, what passes: on an empty database two processes creating Optuna's
+    tables at once collide (PostgreSQL: a duplicate `alembic_version` type) and the loser only has to open it
+    again; a PostgreSQL that is restarting, or full ("too many clients already") while other studies start,
+    answers again within seconds to minutes."""
     import optuna
-    from sqlalchemy.exc import IntegrityError, ProgrammingError
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     from service._retry import retry
 
     engine_kwargs: dict[str, Any] = (
         {"connect_args": {"timeout": 30}} if url.startswith("sqlite")
-        # Few connections: the driver, the API and the trials of many studies share one PostgreSQL.
-        else {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 3}
+        # One driver uses its storage from one thread: a small pool keeps many studies within PostgreSQL's
+        # connections (the API, which serves many requests at once, raises it with HPSEARCH_DB_POOL_SIZE).
+        else {"pool_pre_ping": True, "pool_size": _pool_size(), "max_overflow": 2}
     )
     return retry(lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs),
-                 on=(IntegrityError, ProgrammingError), attempts=5, what="opening Optuna's storage")
+                 on=(IntegrityError, ProgrammingError, OperationalError), attempts=8, what="opening Optuna's storage",
+                 when=lambda exc: not isinstance(exc, OperationalError) or _transient(exc))
+
+
+def _pool_size() -> int:
+    return int(os.environ.get("HPSEARCH_DB_POOL_SIZE", "1"))
+
+
+def _transient(exc: BaseException) -> bool:
+    """A refusal that passes: the server full or restarting, not a wrong URL or password."""
+    text = str(exc).lower()
+    return any(word in text for word in ("too many clients", "connection refused", "starting up", "shutting down",
+                                         "server closed the connection", "terminating connection"))
 
 
 def load_study(storage_url: str, study_name: str) -> Optional["optuna.Study"]:

@@ -16,6 +16,9 @@ def serve_api(*, host: str, port: int, ray_dashboard: str, settings: Settings) -
 
     from service.api import create_app
 
+    # The service answers many requests at once (FastAPI's thread pool): a few connections per store, where a
+    # driver holds one.
+    os.environ.setdefault("HPSEARCH_DB_POOL_SIZE", "4")
     app = create_app(api_config(ray_dashboard, settings))
     logging.getLogger("service").setLevel(logging.INFO)
     logging.getLogger("uvicorn.access").addFilter(drop_query_strings)
