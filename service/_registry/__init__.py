@@ -1,0 +1,22 @@
+"""The study registry: one row per study, on SQLite (a laptop) or PostgreSQL (a cluster).
+
+- `_models.py`      the tables (`StudyModel`) and the record a caller gets (`StudyRecord`)
+- `_repository.py`  `Registry`: create, update, find, list
+- `_migrate.py`     brings a database to the code's schema when it is opened (Alembic)
+- `migrations/`     Alembic's env.py and one script per schema revision
+- `_engine.py`      the engine: connection pool, SQLite settings
+"""
+
+from service._registry._errors import RegistryUnavailable, StudyNotFound
+from service._registry._models import SCHEMA_REVISION, StudyModel, StudyRecord, new_study_id
+from service._registry._repository import Registry
+
+__all__ = [
+    "Registry",
+    "RegistryUnavailable",
+    "SCHEMA_REVISION",
+    "StudyModel",
+    "StudyNotFound",
+    "StudyRecord",
+    "new_study_id",
+]
