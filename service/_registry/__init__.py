@@ -4,7 +4,7 @@
 - `_repository.py`  `Registry`: create, update, find, list
 - `_migrate.py`     brings a database to the code's schema when it is opened (Alembic)
 - `migrations/`     Alembic's env.py and one script per schema revision
-- `_engine.py`      the engine: connection pool, SQLite settings
+- `_engine.py`      the engine: a small connection pool, patience with a busy server, SQLite settings
 """
 
 from service._registry._errors import RegistryUnavailable, StudyNotFound
