@@ -88,7 +88,7 @@ _LEGACY_STUDIES = [
          n_failed=1, best_value=0.9871, best_params={"lr": 0.003, "optimizer": "adam", "layers": [32, 64]},
          error="1 trial failed: CUDA out of memory"),
     dict(id="mlp-20261101-110000-bbbb", name="mlp", space_text="name: mlp\n", space_source=None,
-         space_overrides=[], status="queued", created_at=_T0 + timedelta(hours=1), started_at=None,
+         space_overrides=None, status="queued", created_at=_T0 + timedelta(hours=1), started_at=None,
          finished_at=None, metric=json.dumps(["val_loss"]), mode=json.dumps(["min"]),
          optuna_storage="postgresql+psycopg2://hpsearch@postgres/hpsearch", optuna_study_name="mlp-20261101-110000-bbbb",
          mlflow_tracking_uri="http://mlflow:5000", mlflow_experiment_id=None, mlflow_parent_run_id=None,
@@ -128,18 +128,14 @@ def _legacy_database(url: str, version: int) -> list[dict]:
 
 def _as_read(row: dict) -> dict:
     """What the registry's record should hold for a row written by the legacy code."""
-    expected = dict(row, metrics=json.loads(row["metric"]), modes=json.loads(row["mode"]))
+    expected = dict(row, metrics=json.loads(row["metric"]), modes=json.loads(row["mode"]),
+                    space_overrides=row["space_overrides"] or [])
     del expected["metric"], expected["mode"]
-    for key in ("warm_start_from", "register_model", "registered_model", "stop_requested_at"):
+    for key in ("warm_start_from", "register_model", "registered_model", "stop_requested_at", "best_trial",
+                "pareto_front", "heartbeat_at"):
         expected.setdefault(key, None)
+    expected["retries"] = 0
     return expected
-
-
-def _utc(value):
-    """SQLite keeps no time zone; the registry's times are UTC."""
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
 
 
 def _schema_differences(url: str) -> list:
@@ -175,8 +171,8 @@ def test_registry_upgrades_a_database_made_before_alembic_keeping_every_study(em
 
     for row in rows:
         record = registry.find_or_raise_by_id(row["id"])
-        read = {key: _utc(getattr(record, key)) for key in _as_read(row)}
-        assert read == _as_read(row)
+        assert {key: getattr(record, key) for key in _as_read(row)} == _as_read(row)
+        assert record.created_at.tzinfo is not None  # also on SQLite, which keeps no zone
     assert [r.id for r in registry.list()] == [row["id"] for row in reversed(rows)]
     assert _scalar(empty_registry_url, f"select version_num from {VERSION_TABLE}") == SCHEMA_REVISION
     assert _scalar(empty_registry_url, "select version from hpsearch_schema_version") == int(SCHEMA_REVISION)
@@ -185,6 +181,64 @@ def test_registry_upgrades_a_database_made_before_alembic_keeping_every_study(em
     registry.update(rows[1]["id"], status="running", register_model="mlp")
     registry.dispose()
     assert Registry(empty_registry_url).find_by_id(rows[1]["id"]).register_model == "mlp"
+
+
+def test_registry_upgrade_stops_at_a_status_it_does_not_know_and_changes_nothing(empty_registry_url):
+    rows = _legacy_database(empty_registry_url, 2)
+    engine = create_engine(empty_registry_url)
+    with engine.begin() as conn:
+        conn.execute(text("update hpsearch_studies set status = 'paused' where id = :id"), {"id": rows[0]["id"]})
+    engine.dispose()
+
+    with pytest.raises(RegistryUnavailable, match=rf"{rows[0]['id']} \('paused'\).*left as it was") as caught:
+        Registry(empty_registry_url)
+
+    assert "\n" not in str(caught.value)
+    assert _scalar(empty_registry_url, "select version from hpsearch_schema_version") == 2
+    assert _scalar(empty_registry_url, "select count(*) from hpsearch_studies where metric is not null") == len(rows)
+    with pytest.raises(Exception, match=VERSION_TABLE):  # not even stamped
+        _scalar(empty_registry_url, f"select version_num from {VERSION_TABLE}")
+
+
+def test_registry_database_checks_the_status_word(empty_registry_url):
+    from sqlalchemy.exc import IntegrityError
+
+    registry = Registry(empty_registry_url)
+    study = registry.create(study_id="s-1", name="s", space_text="name: s\n", space_source=None, metrics=["m"],
+                            modes=["max"], optuna_storage="o", optuna_study_name="s-1", mlflow_tracking_uri="m")
+    registry.dispose()
+    engine = create_engine(empty_registry_url)
+    with pytest.raises(IntegrityError, match="ck_hpsearch_studies_status"), engine.begin() as conn:
+        conn.execute(text("update hpsearch_studies set status = 'paused' where id = :id"), {"id": study.id})
+    engine.dispose()
+
+
+def test_registry_downgrade_to_schema_2_gives_back_what_that_code_reads(empty_registry_url):
+    """An operator who must go back to the previous hpsearch: `alembic downgrade 0002` (see migrations/README)."""
+    from alembic import command
+
+    rows = _legacy_database(empty_registry_url, 2)
+    registry = Registry(empty_registry_url)
+    registry.update(rows[0]["id"], status="crashed", heartbeat_at=_T0, retries=2, best_trial=4)
+    registry.dispose()
+    engine = create_engine(empty_registry_url)
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0002")
+    engine.dispose()
+
+    _, _, Study = _legacy_models(2)
+    engine = create_engine(empty_registry_url)
+    with Session(engine) as session:
+        read = {s.id: {key: getattr(s, key) for key in rows[0]} for s in session.query(Study)}
+    engine.dispose()
+    expected = {row["id"]: dict(row, space_overrides=row["space_overrides"] or []) for row in rows}
+    expected[rows[0]["id"]]["status"] = "crashed"
+    if empty_registry_url.startswith("sqlite"):  # SQLite keeps no zone: schema 2's code read UTC times without one
+        for study in expected.values():
+            study.update({k: v.replace(tzinfo=None) for k, v in study.items() if isinstance(v, datetime)})
+    assert read == expected
+    assert _scalar(empty_registry_url, "select version from hpsearch_schema_version") == 2
+    assert Registry(empty_registry_url).find_by_id(rows[0]["id"]).retries == 0  # and up again
 
 
 def test_registry_new_database_has_exactly_the_models_schema(empty_registry_url):

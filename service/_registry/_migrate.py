@@ -111,9 +111,17 @@ def _upgrade(connection: Connection, current: Optional[str], where: str) -> None
             command.stamp(config, current)
     _refuse_unknown(scripts, current, where)
     head = scripts.get_current_head()
-    if current != head:
-        logger.info("upgrading the study registry %s from schema %s to %s", where, current or "nothing", head)
+    if current == head:
+        return
+    logger.info("upgrading the study registry %s from schema %s to %s", where, current or "nothing", head)
+    try:
         command.upgrade(config, "head")
+    except Exception as exc:  # the transaction is rolled back: say why, and that nothing changed
+        reason = str(exc).strip().splitlines()[0]
+        raise RegistryUnavailable(
+            f"cannot upgrade the study registry {where} from schema {current} to {head} ({reason}); "
+            f"it is left as it was"
+        ) from exc
 
 
 def alembic_config(connection: Optional[Connection] = None):

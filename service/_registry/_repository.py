@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from typing import Any, Optional, Sequence
 
@@ -17,7 +16,7 @@ from service._registry._migrate import upgrade_schema
 from service._registry._models import StudyModel, StudyRecord
 from service._states import StudyStatus
 
-_UPDATABLE = {c.name for c in StudyModel.__table__.columns} - {"id", "created_at", "metric", "mode"}
+_UPDATABLE = {c.name for c in StudyModel.__table__.columns} - {"id", "created_at", "metrics", "modes"}
 
 
 class Registry:
@@ -59,8 +58,8 @@ class Registry:
     ) -> StudyRecord:
         model = StudyModel(
             id=study_id, name=name, space_text=space_text, space_source=space_source,
-            space_overrides=list(space_overrides), status=StudyStatus(status).value,
-            created_at=_now(), metric=json.dumps(metrics), mode=json.dumps(modes),
+            space_overrides=list(space_overrides), status=StudyStatus(status),
+            created_at=_now(), metrics=list(metrics), modes=list(modes),
             optuna_storage=optuna_storage, optuna_study_name=optuna_study_name,
             mlflow_tracking_uri=mlflow_tracking_uri, n_trials=0, n_running=0, n_completed=0, n_pruned=0,
             n_failed=0, warm_start_from=warm_start_from, register_model=register_model,
@@ -76,7 +75,7 @@ class Registry:
         if "status" in fields:
             if fields["status"] not in set(StudyStatus):
                 raise ValueError(f"status {fields['status']!r} is not one of {', '.join(StudyStatus)}")
-            fields["status"] = StudyStatus(fields["status"]).value
+            fields["status"] = StudyStatus(fields["status"])
         with self._sessions.begin() as session:
             model = session.get(StudyModel, study_id)
             if model is None:
@@ -113,7 +112,7 @@ class Registry:
     def list(self, status: Optional[str] = None, limit: int = 100) -> list[StudyRecord]:
         query = select(StudyModel).order_by(StudyModel.created_at.desc()).limit(limit)
         if status:
-            query = query.where(StudyModel.status == StudyStatus(status).value)
+            query = query.where(StudyModel.status == StudyStatus(status))
         with self._sessions() as session:
             return [StudyRecord._from_model(m) for m in session.scalars(query)]
 
