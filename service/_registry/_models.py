@@ -6,15 +6,16 @@ The schema's history is in migrations/versions/: a change here goes with a new r
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import inspect
 import secrets
-from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, get_args
 
 from sqlalchemy import JSON, DateTime, Enum, Float, Integer, MetaData, String, Text, TypeDecorator, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from service._states import FINISHED_STATUSES, StudyStatus
+from service._states import StudyStatus
 
 SCHEMA_REVISION = "0003"  # the Alembic revision these models describe (a test checks it is the newest)
 
@@ -23,7 +24,9 @@ class Base(DeclarativeBase):
     # Indexes and check constraints named the same on every backend, so that a revision can name the one it
     # changes (the index pattern is SQLAlchemy's default, which the tables were made with):
     # https://alembic.sqlalchemy.org/en/latest/naming.html
-    metadata = MetaData(naming_convention={"ix": "ix_%(column_0_label)s", "ck": "ck_%(table_name)s_%(constraint_name)s"})
+    metadata = MetaData(
+        naming_convention={"ix": "ix_%(column_0_label)s", "ck": "ck_%(table_name)s_%(constraint_name)s"}
+    )
 
 
 class UTCDateTime(TypeDecorator):
@@ -45,6 +48,10 @@ class UTCDateTime(TypeDecorator):
             return None
         return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
 
+
+# Columns set when a study is created and never changed by Registry.update (an Optuna study's objectives and
+# directions are fixed when it is made).
+_IMMUTABLE = {"immutable": True}
 
 # The status is stored as its word (`queued`, `running`, ...: the enum's values, not its member names) in a
 # VARCHAR(16), the same on both backends, rather than as a PostgreSQL ENUM type, which SQLite lacks:
@@ -78,17 +85,18 @@ class StudyModel(Base):
 
     __tablename__ = "hpsearch_studies"
 
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)  # new_study_id(): "<name>-<yyyymmdd-hhmmss>-<4 hex>"
+    # new_study_id(): "<name>-<yyyymmdd-hhmmss>-<4 hex>"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True, info=_IMMUTABLE)
     name: Mapped[str] = mapped_column(String(128), index=True)
     space_text: Mapped[str] = mapped_column(Text)  # the YAML file as submitted
     space_source: Mapped[Optional[str]] = mapped_column(Text)  # the file it was read from
     space_overrides: Mapped[list[str]] = mapped_column(JSON, default=list)  # `--set KEY=VALUE` strings applied to it
     status: Mapped[StudyStatus] = mapped_column(_STATUS, index=True, default=StudyStatus.QUEUED)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, info=_IMMUTABLE)
     started_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
     finished_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
-    metrics: Mapped[list[str]] = mapped_column(JSON)  # the objectives' names, in the space's order
-    modes: Mapped[list[str]] = mapped_column(JSON)  # "max" or "min", one per metric
+    metrics: Mapped[list[str]] = mapped_column(JSON, info=_IMMUTABLE)  # the objectives' names, in the space's order
+    modes: Mapped[list[str]] = mapped_column(JSON, info=_IMMUTABLE)  # "max" or "min", one per metric
     optuna_storage: Mapped[str] = mapped_column(Text)
     optuna_study_name: Mapped[str] = mapped_column(String(256))
     mlflow_tracking_uri: Mapped[str] = mapped_column(Text)
@@ -122,66 +130,36 @@ class StudyModel(Base):
     retries: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
 
-@dataclass(frozen=True)
-class StudyRecord:
-    """A detached, read-only copy of a registry row."""
+def _frozen_columns(model: type[Base]) -> type:
+    """A frozen dataclass with one field per column of `model`, in the table's order: the same name, and the
+    Python type its `Mapped[...]` annotation gives."""
+    annotations = inspect.get_annotations(model, eval_str=True)
+    fields = [(column.key, get_args(annotations[column.key])[0]) for column in model.__mapper__.column_attrs]
+    columns = dataclasses.make_dataclass(f"{model.__name__}Columns", fields, frozen=True)
+    columns.__module__ = __name__
+    return columns
 
-    id: str
-    name: str
-    space_text: str
-    space_source: Optional[str]
-    space_overrides: list[str]
-    status: StudyStatus
-    created_at: dt.datetime
-    started_at: Optional[dt.datetime]
-    finished_at: Optional[dt.datetime]
-    metrics: list[str]
-    modes: list[str]
-    optuna_storage: str
-    optuna_study_name: str
-    mlflow_tracking_uri: str
-    mlflow_experiment_id: Optional[str]
-    mlflow_parent_run_id: Optional[str]
-    tune_path: Optional[str]
-    ray_job_id: Optional[str]
-    driver: Optional[str]
-    n_trials: int
-    n_running: int
-    n_completed: int
-    n_pruned: int
-    n_failed: int
-    best_value: Optional[float]
-    best_params: Optional[dict]
-    error: Optional[str]
-    warm_start_from: Optional[str] = None
-    register_model: Optional[str] = None
-    registered_model: Optional[str] = None
-    stop_requested_at: Optional[dt.datetime] = None
-    best_trial: Optional[int] = None
-    pareto_front: Optional[list[dict]] = None
-    heartbeat_at: Optional[dt.datetime] = None
-    retries: int = 0
+
+if TYPE_CHECKING:
+    # Type checkers do not see fields made at run time; the model has the same attributes with the same types
+    # (`Mapped[str]` reads as `str`), so to them a record is described by it.
+    _StudyColumns = StudyModel
+else:
+    _StudyColumns = _frozen_columns(StudyModel)
+
+
+class StudyRecord(_StudyColumns):
+    """A study as read from the registry: a frozen copy of its row, detached from any database session, with
+    one attribute per column of StudyModel (same name, same type)."""
 
     @property
     def finished(self) -> bool:
-        return self.status in FINISHED_STATUSES
+        """No driver works on the study any more (it may still be resumed)."""
+        return self.status.finished
 
     @classmethod
-    def _from_model(cls, m: StudyModel) -> "StudyRecord":
-        return cls(
-            id=m.id, name=m.name, space_text=m.space_text, space_source=m.space_source,
-            space_overrides=m.space_overrides, status=m.status,
-            created_at=m.created_at, started_at=m.started_at, finished_at=m.finished_at,
-            metrics=m.metrics, modes=m.modes, optuna_storage=m.optuna_storage,
-            optuna_study_name=m.optuna_study_name, mlflow_tracking_uri=m.mlflow_tracking_uri,
-            mlflow_experiment_id=m.mlflow_experiment_id, mlflow_parent_run_id=m.mlflow_parent_run_id,
-            tune_path=m.tune_path, ray_job_id=m.ray_job_id, driver=m.driver, n_trials=m.n_trials, n_running=m.n_running,
-            n_completed=m.n_completed, n_pruned=m.n_pruned, n_failed=m.n_failed, best_value=m.best_value,
-            best_params=m.best_params, error=m.error, warm_start_from=m.warm_start_from,
-            register_model=m.register_model, registered_model=m.registered_model,
-            stop_requested_at=m.stop_requested_at, best_trial=m.best_trial, pareto_front=m.pareto_front,
-            heartbeat_at=m.heartbeat_at, retries=m.retries,
-        )
+    def of(cls, model: StudyModel) -> StudyRecord:
+        return cls(**{column.key: getattr(model, column.key) for column in StudyModel.__mapper__.column_attrs})
 
 
 def new_study_id(name: str) -> str:
