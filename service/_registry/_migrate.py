@@ -104,22 +104,21 @@ def _upgrade(connection: Connection, current: Optional[str], where: str) -> None
 
     config = alembic_config(connection)
     scripts = ScriptDirectory.from_config(config)
-    if current is None:
+    stamp_first = False
+    if current is None:  # a new database, or one made before the registry used Alembic
         current = _pre_alembic_revision(connection)
-        if current is not None:
-            _refuse_unknown(scripts, current, where)
-            command.stamp(config, current)
+        stamp_first = current is not None
     _refuse_unknown(scripts, current, where)
     head = scripts.get_current_head()
-    if current == head:
-        return
     logger.info("upgrading the study registry %s from schema %s to %s", where, current or "nothing", head)
     try:
+        if stamp_first:
+            command.stamp(config, current)
         command.upgrade(config, "head")
     except Exception as exc:  # the transaction is rolled back: say why, and that nothing changed
         reason = str(exc).strip().splitlines()[0]
         raise RegistryUnavailable(
-            f"cannot upgrade the study registry {where} from schema {current} to {head} ({reason}); "
+            f"cannot upgrade the study registry {where} from schema {current or 'nothing'} to {head} ({reason}); "
             f"it is left as it was"
         ) from exc
 
