@@ -74,8 +74,8 @@ def test_registry_create_with_a_status_and_no_overrides(registry):
 
 @pytest.mark.parametrize("fields,error,message", [
     ({"colour": "red"}, TypeError, r"cannot create a study with \['colour'\]: a study has no such field"),
-    ({"id": "x"}, TypeError, r"cannot create a study with \['id'\]: set when the study is created"),
-    ({"created_at": datetime.now(timezone.utc)}, TypeError, r"\['created_at'\]: set when the study is created"),
+    ({"id": "x"}, TypeError, r"cannot create a study with \['id'\]: the registry sets them \(the id is `study_id`\)"),
+    ({"created_at": datetime.now(timezone.utc)}, TypeError, r"\['created_at'\]: the registry sets them"),
     ({"status": "done"}, ValueError, "status 'done' is not one of queued, running, succeeded, failed, stopped"),
 ])
 def test_registry_create_rejects_a_wrong_field(registry, fields, error, message):

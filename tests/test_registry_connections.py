@@ -104,8 +104,12 @@ def _settles(condition, within_s: float = 5.0) -> bool:
     return True
 
 
-@pytest.mark.parametrize("variable,value", [("HPSEARCH_DB_POOL_SIZE", "0"), ("HPSEARCH_DB_POOL_SIZE", "many"),
-                                            ("HPSEARCH_DB_CONNECT_WAIT_S", "-1"), ("HPSEARCH_DB_CONNECT_WAIT_S", "soon")])
+@pytest.mark.parametrize("variable,value", [
+    ("HPSEARCH_DB_POOL_SIZE", "0"),
+    ("HPSEARCH_DB_POOL_SIZE", "many"),
+    ("HPSEARCH_DB_CONNECT_WAIT_S", "-1"),
+    ("HPSEARCH_DB_CONNECT_WAIT_S", "soon"),
+])
 def test_registry_rejects_a_bad_connection_setting(pg_url, monkeypatch, variable, value):
     monkeypatch.setenv(variable, value)
     with pytest.raises(RegistryUnavailable, match=f"{variable} is '{value}', but must be"):

@@ -1,9 +1,9 @@
 """The study registry: one row per study, on SQLite (a laptop) or PostgreSQL (a cluster).
 
-- `_models.py`      the tables (`StudyModel`) and the record a caller gets (`StudyRecord`)
-- `_repository.py`  `Registry`: create, update, find, list
+- `_models.py`      the table (`StudyModel`) and the record a caller gets (`StudyRecord`, made from its columns)
+- `_repository.py`  `Registry`: create, update, touch, delete, find, list
 - `_migrate.py`     brings a database to the code's schema when it is opened (Alembic)
-- `migrations/`     Alembic's env.py and one script per schema revision
+- `migrations/`     Alembic's env.py and one script per schema revision (README there: writing the next one)
 - `_engine.py`      the engine: a small connection pool, patience with a busy server, SQLite settings
 """
 

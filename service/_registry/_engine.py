@@ -127,5 +127,6 @@ def _non_negative_float(variable: str, default: float) -> float:
     except ValueError:
         value = -1.0
     if not value >= 0:
-        raise RegistryUnavailable(f"{variable} is {raw!r}, but must be a number of seconds >= 0; unset it for {default:g}")
+        raise RegistryUnavailable(
+            f"{variable} is {raw!r}, but must be a number of seconds >= 0; unset it for {default:g}")
     return value

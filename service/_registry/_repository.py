@@ -51,7 +51,7 @@ class Registry:
         """Record a new study. `fields` are StudyModel's columns; those that are neither nullable nor defaulted
         are required (name, space_text, metrics, modes, optuna_storage, optuna_study_name,
         mlflow_tracking_uri). `status` is queued unless given; `created_at` is now."""
-        _refuse_fields(fields, _CREATABLE, "create a study with")
+        _refuse_fields(fields, _CREATABLE, "create a study with", "the registry sets them (the id is `study_id`)")
         missing = _REQUIRED - fields.keys()
         if missing:
             raise TypeError(f"a new study needs {', '.join(sorted(missing))}")
@@ -62,7 +62,7 @@ class Registry:
     def update(self, study_id: str, **fields: Any) -> StudyRecord:
         """Set `fields` (columns of StudyModel but id, created_at, metrics and modes) on the study with this
         exact id; the study as it now is."""
-        _refuse_fields(fields, _UPDATABLE, "update study fields")
+        _refuse_fields(fields, _UPDATABLE, "update study fields", "set when the study is created, never changed")
         if not fields:
             return self._find_or_raise_exact(study_id)
         statement = update(StudyModel).where(StudyModel.id == study_id).values(**_checked(fields))
@@ -131,8 +131,9 @@ class Registry:
         return record
 
 
-def _refuse_fields(fields: dict, allowed: set, doing: str) -> None:
-    """A TypeError, like a call with an unexpected keyword, naming what is wrong and what a study has."""
+def _refuse_fields(fields: dict, allowed: set, doing: str, why_not: str) -> None:
+    """A TypeError, like a call with an unexpected keyword, for fields a study lacks or that are not
+    `allowed` (`why_not` says why)."""
     refused = sorted(fields.keys() - allowed)
     if not refused:
         return
@@ -140,7 +141,7 @@ def _refuse_fields(fields: dict, allowed: set, doing: str) -> None:
     if unknown:
         raise TypeError(f"cannot {doing} {unknown}: a study has no such field (its fields are StudyModel's columns: "
                         f"{', '.join(_COLUMNS)})")
-    raise TypeError(f"cannot {doing} {refused}: set when the study is created, never changed")
+    raise TypeError(f"cannot {doing} {refused}: {why_not}")
 
 
 def _checked(fields: dict) -> dict:

@@ -41,10 +41,9 @@ def upgrade() -> None:
     bind = op.get_bind()
     unknown = bind.execute(sa.select(_studies.c.id, _studies.c.status).where(_studies.c.status.not_in(_STATUSES))).all()
     if unknown:
-        raise RuntimeError(
-            f"studies with a status hpsearch does not know: {', '.join(f'{id_} ({status!r})' for id_, status in unknown)}; "
-            f"set each to one of {', '.join(_STATUSES)}"
-        )
+        studies = ", ".join(f"{id_} ({status!r})" for id_, status in unknown)
+        raise RuntimeError(f"studies with a status hpsearch does not know: {studies}; set each to one of "
+                           f"{', '.join(_STATUSES)}")
     with op.batch_alter_table("hpsearch_studies") as batch:
         batch.add_column(sa.Column("metrics", sa.JSON(), nullable=True))
         batch.add_column(sa.Column("modes", sa.JSON(), nullable=True))
@@ -74,7 +73,8 @@ def downgrade() -> None:
         batch.add_column(sa.Column("mode", sa.String(64), nullable=True))
         batch.alter_column("space_overrides", existing_type=sa.JSON(), nullable=True)
     for id_, metrics, modes in bind.execute(sa.select(_studies.c.id, _studies.c.metrics, _studies.c.modes)).all():
-        bind.execute(_studies.update().where(_studies.c.id == id_).values(metric=json.dumps(metrics), mode=json.dumps(modes)))
+        bind.execute(_studies.update().where(_studies.c.id == id_).values(
+            metric=json.dumps(metrics), mode=json.dumps(modes)))
     with op.batch_alter_table("hpsearch_studies") as batch:
         batch.alter_column("metric", existing_type=sa.String(256), nullable=False)
         batch.alter_column("mode", existing_type=sa.String(64), nullable=False)
