@@ -1,7 +1,8 @@
 """The registry's schema migrations, on real SQLite and PostgreSQL databases.
 
 Legacy databases are made the way hpsearch made them before the registry used Alembic: `create_all` of the
-models as they were (frozen below) and the version row, then studies written as that code wrote them.
+models as they were (frozen below: schemas 1 and 2 as of commit a47f40c, 3 as of 62caab2) and the version
+row, then studies written as that code wrote them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from service._registry._migrate import VERSION_TABLE, alembic_config
 from service._registry._models import Base
 
 
-# -- the registry before Alembic, frozen as hpsearch 0.1.0 (commit a47f40c) defined it --------------------------
+# -- the registry before Alembic, frozen ------------------------------------------------------------------
 class _Schema1Columns:
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     name: Mapped[str] = mapped_column(String(128), index=True)
@@ -59,6 +60,12 @@ class _Schema2Columns(_Schema1Columns):
     stop_requested_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
 
 
+class _Schema3Columns(_Schema2Columns):
+    best_trial: Mapped[Optional[int]] = mapped_column(Integer)
+    pareto_front: Mapped[Optional[list]] = mapped_column(JSON)
+    heartbeat_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+
+
 def _legacy_models(version: int):
     class LegacyBase(DeclarativeBase):
         pass
@@ -68,7 +75,7 @@ def _legacy_models(version: int):
         id: Mapped[int] = mapped_column(Integer, primary_key=True)
         version: Mapped[int] = mapped_column(Integer, nullable=False)
 
-    class Study(_Schema2Columns if version == 2 else _Schema1Columns, LegacyBase):
+    class Study({1: _Schema1Columns, 2: _Schema2Columns, 3: _Schema3Columns}[version], LegacyBase):
         __tablename__ = "hpsearch_studies"
 
     return LegacyBase, SchemaVersion, Study
@@ -114,10 +121,20 @@ _SCHEMA2_FIELDS = [
 ]
 
 
+_SCHEMA3_FIELDS = [
+    dict(best_trial=7, pareto_front=None, heartbeat_at=_T0 + timedelta(minutes=8, seconds=58)),
+    dict(best_trial=None, pareto_front=None, heartbeat_at=None),
+    dict(best_trial=None, heartbeat_at=_T0 + timedelta(hours=2, minutes=58),
+         pareto_front=[{"trial": 1, "values": [0.91, 3.5], "params": {"depth": 4}},
+                       {"trial": 3, "values": [0.95, 7.0], "params": {"depth": 8}}]),
+]
+
+
 def _legacy_database(url: str, version: int) -> list[dict]:
-    """A registry made by hpsearch's schema `version` (1 or 2) code, with studies; the rows written."""
+    """A registry made by hpsearch's schema `version` (1 to 3) code, with studies; the rows written."""
     LegacyBase, SchemaVersion, Study = _legacy_models(version)
-    rows = [dict(row, **(extra if version == 2 else {})) for row, extra in zip(_LEGACY_STUDIES, _SCHEMA2_FIELDS)]
+    rows = [dict(row, **(v2 if version >= 2 else {}), **(v3 if version >= 3 else {}))
+            for row, v2, v3 in zip(_LEGACY_STUDIES, _SCHEMA2_FIELDS, _SCHEMA3_FIELDS)]
     engine = create_engine(url)
     LegacyBase.metadata.create_all(engine)
     with Session(engine) as session, session.begin():
@@ -164,7 +181,7 @@ def _scalar(url: str, sql: str):
     return value
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_registry_upgrades_a_database_made_before_alembic_keeping_every_study(empty_registry_url, version):
     rows = _legacy_database(empty_registry_url, version)
 
@@ -176,7 +193,7 @@ def test_registry_upgrades_a_database_made_before_alembic_keeping_every_study(em
         assert record.created_at.tzinfo is not None  # also on SQLite, which keeps no zone
     assert [r.id for r in registry.list()] == [row["id"] for row in reversed(rows)]
     assert _scalar(empty_registry_url, f"select version_num from {VERSION_TABLE}") == SCHEMA_REVISION
-    assert _scalar(empty_registry_url, "select version from hpsearch_schema_version") == int(SCHEMA_REVISION)
+    assert _scalar(empty_registry_url, "select version from hpsearch_schema_version") > 3  # refused by old code
     assert _schema_differences(empty_registry_url) == []
     # and it is usable, and opens again as it is
     registry.update(rows[1]["id"], status="running", register_model="mlp")
@@ -240,6 +257,16 @@ def test_registry_downgrade_to_schema_2_gives_back_what_that_code_reads(empty_re
     assert read == expected
     assert _scalar(empty_registry_url, "select version from hpsearch_schema_version") == 2
     assert Registry(empty_registry_url).find_by_id(rows[0]["id"]).retries == 0  # and up again
+
+
+def test_registry_refuses_a_pre_alembic_version_it_does_not_know(empty_registry_url):
+    _legacy_database(empty_registry_url, 2)
+    engine = create_engine(empty_registry_url)
+    with engine.begin() as conn:
+        conn.execute(text("update hpsearch_schema_version set version = 7"))
+    engine.dispose()
+    with pytest.raises(RegistryUnavailable, match=f"has schema version 7 but no {VERSION_TABLE}.*upgrade hpsearch"):
+        Registry(empty_registry_url)
 
 
 def test_registry_new_database_has_exactly_the_models_schema(empty_registry_url):

@@ -9,7 +9,7 @@ Opening is on the hot path (the API, every driver and each `hpsearch status` ope
 that one row and is done when the database is at `SCHEMA_REVISION`. Only otherwise does it load Alembic and
 take a lock, so that processes opening a new database at the same moment upgrade it one at a time, and then:
 - a new database is brought from nothing to the head;
-- a database made before the registry used Alembic (its version, 1 or 2, in `hpsearch_schema_version`) is
+- a database made before the registry used Alembic (its version, 1 to 3, in `hpsearch_schema_version`) is
   stamped at the matching revision and upgraded, its studies kept;
 - a database at a revision this code does not know (a newer hpsearch upgraded it) is refused.
 Each upgrade runs in one transaction: it applies whole or not at all.
@@ -33,6 +33,11 @@ logger = logging.getLogger(__name__)
 
 VERSION_TABLE = "hpsearch_alembic_version"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+# The revision of a database made before the registry used Alembic, by the version in its
+# `hpsearch_schema_version`. Version 3 (hpsearch between the study hall's split and Alembic) is schema 2 plus
+# best_trial, pareto_front and heartbeat_at, which revision 0003 adds only where they are missing.
+_PRE_ALEMBIC_REVISIONS = {1: "0001", 2: "0002", 3: "0002"}
 
 # The key of the PostgreSQL advisory lock held while a database is upgraded: "hpsearch" in ASCII. Any key does
 # as long as nothing else in the database takes it (Optuna and MLflow take no advisory locks).
@@ -106,7 +111,7 @@ def _upgrade(connection: Connection, current: Optional[str], where: str) -> None
     scripts = ScriptDirectory.from_config(config)
     stamp_first = False
     if current is None:  # a new database, or one made before the registry used Alembic
-        current = _pre_alembic_revision(connection)
+        current = _pre_alembic_revision(connection, where)
         stamp_first = current is not None
     _refuse_unknown(scripts, current, where)
     head = scripts.get_current_head()
@@ -134,10 +139,10 @@ def alembic_config(connection: Optional[Connection] = None):
     return config
 
 
-def _pre_alembic_revision(connection: Connection) -> Optional[str]:
+def _pre_alembic_revision(connection: Connection, where: str) -> Optional[str]:
     """The revision matching a database made before the registry used Alembic, or None if it has no studies
-    table. Such a database holds its version (1 or 2) in a single row of `hpsearch_schema_version`; where the
-    row is missing (a crash between creating the tables and writing it), its columns tell."""
+    table. Such a database holds its version in a single row of `hpsearch_schema_version`; where the row is
+    missing (a crash between creating the tables and writing it), its columns tell."""
     tables = set(inspect(connection).get_table_names())
     if StudyModel.__tablename__ not in tables:
         return None
@@ -146,8 +151,13 @@ def _pre_alembic_revision(connection: Connection) -> Optional[str]:
         version = connection.scalar(select(SchemaVersionModel.version).where(SchemaVersionModel.id == 1))
     if version is None:
         columns = {c["name"] for c in inspect(connection).get_columns(StudyModel.__tablename__)}
-        version = 2 if "stop_requested_at" in columns else 1
-    return f"{version:04d}"
+        version = 3 if "heartbeat_at" in columns else 2 if "stop_requested_at" in columns else 1
+    if version not in _PRE_ALEMBIC_REVISIONS:
+        raise RegistryUnavailable(
+            f"the study registry {where} has schema version {version} but no {VERSION_TABLE}: this hpsearch "
+            f"knows versions up to {max(_PRE_ALEMBIC_REVISIONS)} without it; upgrade hpsearch"
+        )
+    return _PRE_ALEMBIC_REVISIONS[version]
 
 
 def _refuse_unknown(scripts, revision: Optional[str], where: str) -> None:

@@ -72,8 +72,9 @@ _STATUS = Enum(
 
 class SchemaVersionModel(Base):
     """The schema version as hpsearch kept it before Alembic: a single row (id 1). Alembic's own table,
-    `hpsearch_alembic_version`, rules now; this row follows the revision's number so that an older hpsearch
-    refuses a newer database with its own "upgrade hpsearch" instead of failing on a missing column."""
+    `hpsearch_alembic_version`, rules now. From revision 0003 on the row holds 99, higher than any hpsearch
+    from before Alembic knows (1 to 3), so that such an hpsearch refuses the database with its own "upgrade
+    hpsearch" instead of failing on a missing column."""
 
     __tablename__ = "hpsearch_schema_version"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

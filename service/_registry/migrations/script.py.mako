@@ -17,10 +17,7 @@ depends_on = ${repr(depends_on)}
 
 def upgrade() -> None:
     ${upgrades if upgrades else "pass"}
-    # The pre-Alembic version row follows the revision (see SchemaVersionModel).
-    op.execute("UPDATE hpsearch_schema_version SET version = ${int(up_revision)} WHERE id = 1")
 
 
 def downgrade() -> None:
     ${downgrades if downgrades else "pass"}
-    op.execute("UPDATE hpsearch_schema_version SET version = ${int(up_revision) - 1} WHERE id = 1")

@@ -8,7 +8,11 @@ Create Date: 2026-11-30
   StudyStatus has at this revision; a study with any other word stops the upgrade, which then changes nothing;
 - `metrics`, `modes`: JSON lists, replacing the JSON text in `metric`, `mode`;
 - `space_overrides`: never NULL any more ([] where it was);
-- new: `best_trial`, `pareto_front`, `heartbeat_at`, and `retries` (0 for the studies already there).
+- new: `best_trial`, `pareto_front`, `heartbeat_at`, and `retries` (0 for the studies already there). A
+  database made by hpsearch's schema version 3 (before Alembic, stamped 0002) has the first three already:
+  their values are kept;
+- `hpsearch_schema_version` holds 99 from now on: any hpsearch from before Alembic (versions 1 to 3) then
+  refuses this database with "upgrade hpsearch".
 """
 
 import json
@@ -24,6 +28,19 @@ depends_on = None
 # StudyStatus's words at this revision; the check constraint is made from them (a later status: a new revision).
 _STATUSES = ("queued", "running", "succeeded", "failed", "stopped", "crashed")
 _CHECK = "ck_hpsearch_studies_status"
+
+
+def _new_columns() -> list:
+    """The columns this revision adds (made anew for each use: a Column belongs to one table)."""
+    return [
+        sa.Column("metrics", sa.JSON(), nullable=True),  # filled from `metric`, then made NOT NULL
+        sa.Column("modes", sa.JSON(), nullable=True),  # filled from `mode`, then made NOT NULL
+        sa.Column("best_trial", sa.Integer(), nullable=True),
+        sa.Column("pareto_front", sa.JSON(), nullable=True),
+        sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("retries", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    ]
+
 
 _studies = sa.table(
     "hpsearch_studies",
@@ -44,13 +61,11 @@ def upgrade() -> None:
         studies = ", ".join(f"{id_} ({status!r})" for id_, status in unknown)
         raise RuntimeError(f"studies with a status hpsearch does not know: {studies}; set each to one of "
                            f"{', '.join(_STATUSES)}")
+    existing = {c["name"] for c in sa.inspect(bind).get_columns("hpsearch_studies")}
     with op.batch_alter_table("hpsearch_studies") as batch:
-        batch.add_column(sa.Column("metrics", sa.JSON(), nullable=True))
-        batch.add_column(sa.Column("modes", sa.JSON(), nullable=True))
-        batch.add_column(sa.Column("best_trial", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("pareto_front", sa.JSON(), nullable=True))
-        batch.add_column(sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True))
-        batch.add_column(sa.Column("retries", sa.Integer(), nullable=False, server_default=sa.text("0")))
+        for column in _new_columns():
+            if column.name not in existing:
+                batch.add_column(column)
     rows = bind.execute(sa.select(_studies.c.id, _studies.c.metric, _studies.c.mode, _studies.c.space_overrides)).all()
     for id_, metric, mode, overrides in rows:
         bind.execute(_studies.update().where(_studies.c.id == id_).values(
@@ -62,7 +77,7 @@ def upgrade() -> None:
         batch.drop_column("metric")
         batch.drop_column("mode")
         batch.create_check_constraint(op.f(_CHECK), "status IN (%s)" % ", ".join(f"'{s}'" for s in _STATUSES))
-    op.execute("UPDATE hpsearch_schema_version SET version = 3 WHERE id = 1")
+    op.execute("UPDATE hpsearch_schema_version SET version = 99 WHERE id = 1")
 
 
 def downgrade() -> None:
@@ -78,8 +93,8 @@ def downgrade() -> None:
     with op.batch_alter_table("hpsearch_studies") as batch:
         batch.alter_column("metric", existing_type=sa.String(256), nullable=False)
         batch.alter_column("mode", existing_type=sa.String(64), nullable=False)
-        for column in ("retries", "heartbeat_at", "pareto_front", "best_trial", "modes", "metrics"):
-            batch.drop_column(column)
+        for column in reversed(_new_columns()):
+            batch.drop_column(column.name)
     op.execute("UPDATE hpsearch_schema_version SET version = 2 WHERE id = 1")
 
 
