@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from service._runner import StudyError
+from service._errors import StudyError
 from service._settings import Settings
 
 MIN_TOKEN_CHARS = 16

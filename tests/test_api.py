@@ -7,47 +7,18 @@ tests/test_local_cluster_e2e.py.
 
 from __future__ import annotations
 
-import secrets
-import socket
 
 import pytest
-import schemathesis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, settings
 
 from service._registry import Registry
 from service._settings import resolve_settings
 from service._states import StudyStatus
 from service.api import ApiConfig, RayJobs, create_app
 
+from support import AUTH, SPACE, TOKEN, api_app as _app
+
 FAILED, RUNNING, STOPPED, SUCCEEDED = StudyStatus.FAILED, StudyStatus.RUNNING, StudyStatus.STOPPED, StudyStatus.SUCCEEDED
-
-TOKEN = secrets.token_hex(32)
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-SPACE = """\
-name: api-test
-trainable: mlp
-metric: val_acc
-mode: max
-budget: {trials: 2, max_epochs: 1}
-params:
-  lr: {type: float, low: 0.001, high: 0.1, log: true}
-"""
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _app(tmp_path, registry_url: str):
-    settings = resolve_settings(home=str(tmp_path / "home"), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-                                optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}", registry_url=registry_url)
-    jobs = RayJobs(address=f"http://127.0.0.1:{_closed_port()}")  # a Ray head that is down
-    return create_app(ApiConfig(token=TOKEN, settings=settings, jobs=jobs))
-
 
 @pytest.fixture
 def api(tmp_path, registry_url):
@@ -219,35 +190,6 @@ def test_api_masks_passwords_in_store_urls(api, registry):
             optuna_storage="postgresql+psycopg2://hpsearch:s3cret@postgres:5432/hpsearch"))
     listed = api.get("/studies", headers=AUTH).text
     assert "s3cret" not in listed and "hpsearch:***@postgres" in listed
-
-
-# -- the OpenAPI document, exercised -----------------------------------------------------------------------
-def _schema():
-    """The document as the service serves it (behind the token), from an app on a registry of its own."""
-    import atexit
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    tmp = Path(tempfile.mkdtemp(prefix="hps-api-"))
-    atexit.register(shutil.rmtree, tmp, True)
-    app = _app(tmp, f"sqlite:///{tmp / 'r.db'}")
-    return schemathesis.openapi.from_asgi("/openapi.json", app, headers=AUTH)
-
-
-schema = _schema()
-
-
-@schema.parametrize()
-@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-def test_api_conforms_to_its_openapi_document(case):
-    """Generated requests (a bounded number per operation): no server error, every answer documented and
-    matching its schema. A submitted space is YAML text whose validity no JSON Schema of the body can express,
-    so for submissions a schema-valid body answered 422 is expected; every other check applies."""
-    from schemathesis.specs.openapi.checks import positive_data_acceptance
-
-    excluded = [positive_data_acceptance] if (case.method, case.path) == ("POST", "/studies") else []
-    case.call_and_validate(headers=AUTH, excluded_checks=excluded)
 
 
 def test_api_rejects_unknown_query_parameters(api):

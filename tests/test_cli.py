@@ -76,6 +76,17 @@ def test_cli_user_errors_exit_2_with_one_clear_line(tmp_path, text, expected):
             assert fragment.lower() in message.lower(), (fragment, message)
 
 
+def test_cli_prints_every_error_of_a_file_on_its_own_line(tmp_path):
+    space = tmp_path / "bad.yaml"
+    space.write_text("name: x\ntrainable: cnn\nmetric: val_accuracy\nparams:\n"
+                     "  lr: {type: float, low: 0.1, hihg: 0.5}\n  dropuot: {type: float, low: 0.1, high: 0.5}\n")
+    result = _run("validate", str(space))
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(": ")[1] for line in lines] == [f"{space}:3", f"{space}:5", f"{space}:6"], lines
+    assert all(line.startswith("Error: ") for line in lines)
+
+
 def test_cli_missing_file_exits_2(tmp_path):
     result = _run("submit", str(tmp_path / "nope.yaml"))
     assert result.exit_code == 2

@@ -11,7 +11,7 @@ from typing import Callable
 import pandas as pd
 import pytest
 
-optuna = pytest.importorskip("optuna")
+import optuna
 
 from optuna.distributions import CategoricalDistribution, FloatDistribution  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
@@ -21,7 +21,8 @@ from service._report import NOTES_FILE, TRIALS_FILE, write_study_report  # noqa:
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 # Matplotlib's note on a plot of a single point (one trial, one choice); the plot is still written.
-pytestmark = pytest.mark.filterwarnings("ignore:Attempting to set identical:UserWarning")
+# Drawing plots takes seconds per test: out of the fast lane.
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Attempting to set identical:UserWarning")]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SINGLE_OBJECTIVE_PLOTS = [

@@ -226,7 +226,9 @@ def test_failing_trials_are_recorded_with_reason_and_the_study_goes_on(ray_clust
     for t in diverged:
         run = by_number[t.number]
         assert run.info.status == "FAILED"
-        assert run.data.tags["hpsearch.fail_reason"] == "score was nan"
+        # Stopped at the epoch its score turned NaN, never completed with a later finite one.
+        assert run.data.tags["hpsearch.fail_reason"] == "score was nan in epoch 2"
+        assert run.data.tags["hpsearch.rung"] == "2"
     assert summary["best_value"] == pytest.approx(max(t.value for t in healthy))
     assert math.isfinite(summary["best_value"])
     # With several completed trials every single-objective plot is drawn, failed trials notwithstanding.
