@@ -201,6 +201,7 @@ def test_registry_reopening_keeps_studies_and_revision(empty_registry_url):
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_registry_opened_by_many_processes_at_once_on_a_new_database(empty_registry_url):
     """The API and the first drivers (or a CLI and a driver) open a new registry at the same moment."""
     import subprocess

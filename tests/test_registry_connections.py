@@ -53,6 +53,7 @@ def _connections(admin, application_name: str) -> int:
                             {"name": application_name}).scalar_one()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pool_size,bound", [(None, 2), ("1", 1), ("3", 3)])
 def test_registry_holds_few_postgresql_connections(database_url, admin, monkeypatch, pool_size, bound):
     """One Registry holds one connection after sequential use, at most 2 x the pool size during a burst of
@@ -130,6 +131,7 @@ def one_connection_url(pg_url, admin):
         conn.execute(text(f'DROP ROLE IF EXISTS "{name}"'))
 
 
+@pytest.mark.slow
 def test_registry_waits_for_a_server_with_no_free_connection(one_connection_url):
     other = create_engine(one_connection_url, poolclass=NullPool)
     held = other.connect()  # takes the role's only connection
@@ -144,6 +146,7 @@ def test_registry_waits_for_a_server_with_no_free_connection(one_connection_url)
     other.dispose()
 
 
+@pytest.mark.slow
 def test_registry_gives_up_on_a_full_server_after_the_connect_wait(one_connection_url, monkeypatch):
     monkeypatch.setenv("HPSEARCH_DB_CONNECT_WAIT_S", "1")
     other = create_engine(one_connection_url, poolclass=NullPool)
@@ -215,6 +218,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_registry_rides_out_a_server_restart(database_url):
     url = make_url(database_url)
     relay = _Relay((url.host, url.port or 5432))

@@ -292,6 +292,7 @@ def test_registry_refuses_a_database_newer_than_it_knows(empty_registry_url):
     assert "\n" not in str(caught.value) and "9001" in str(caught.value)
 
 
+@pytest.mark.slow
 def test_registry_opening_an_up_to_date_database_reads_only_its_revision(registry_url):
     """The API, every driver and each `hpsearch status` open the registry: at the head that is one query, and
     Alembic is not even imported."""
@@ -312,6 +313,7 @@ def test_registry_opening_an_up_to_date_database_reads_only_its_revision(registr
     assert opened["statements"] == [f"SELECT version_num FROM {VERSION_TABLE}"]
 
 
+@pytest.mark.slow
 def test_registry_shares_its_database_with_optuna(empty_registry_url):
     """On a cluster the registry and Optuna's storage are one PostgreSQL database; each keeps its own revision."""
     import optuna
