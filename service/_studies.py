@@ -11,7 +11,6 @@ The CLI parses, calls one verb and prints; it never asks which kind it holds.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import time
 from typing import Callable, Optional, Protocol
@@ -191,7 +190,7 @@ class LocalStudies(RegistryStudies):
             reason = f"its driver ({record.driver}) ended without closing the study"
         else:
             beat = record.heartbeat_at
-            if beat is None or (now() - _aware(beat)).total_seconds() < HEARTBEAT_TIMEOUT_S:
+            if beat is None or (now() - beat).total_seconds() < HEARTBEAT_TIMEOUT_S:
                 return record
             reason = f"its driver ({record.driver}) has been silent since {beat:%Y-%m-%d %H:%M:%S} UTC"
         current = self.registry.find_or_raise_by_id(record.id)  # it may have closed the study meanwhile
@@ -199,7 +198,3 @@ class LocalStudies(RegistryStudies):
             return current
         return close_abandoned(self.registry, current, str(self.settings.log_path(record.id)), StudyStatus.CRASHED, reason)
 
-
-def _aware(when: dt.datetime) -> dt.datetime:
-    """SQLite hands back naive datetimes for what was stored as UTC."""
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)

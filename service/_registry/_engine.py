@@ -1,0 +1,132 @@
+"""The engine a registry talks through: few connections per process, patience with a PostgreSQL that is busy
+or restarting, and SQLite set up for one writer beside many readers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+
+from service._registry._errors import RegistryUnavailable
+
+logger = logging.getLogger(__name__)
+
+POOL_SIZE_VARIABLE = "HPSEARCH_DB_POOL_SIZE"
+CONNECT_WAIT_VARIABLE = "HPSEARCH_DB_CONNECT_WAIT_S"
+
+# PostgreSQL connections one Registry keeps open; as many again are opened for a burst and closed when it
+# passes. A cluster's drivers, the API, and Optuna's and MLflow's own pools all share one server whose default
+# `max_connections` is 100, so each takes little: a driver writes to the registry from one thread at a time
+# (the runner, then Tune's callbacks), and the API's queries last milliseconds.
+DEFAULT_POOL_SIZE = 2
+# Seconds to wait for a PostgreSQL that answers "too many clients already" or is restarting (it then refuses
+# connections, or says it is starting up) before giving up; a container's restart takes a few seconds.
+DEFAULT_CONNECT_WAIT_S = 30.0
+# Seconds after which an idle connection is replaced: firewalls and proxies drop idle TCP connections
+# without a word (a dropped one is also caught by the ping before each use).
+_RECYCLE_S = 1800
+# What PostgreSQL says when it is there but cannot take a connection now: SQLSTATE 53300 (too many clients,
+# or connections of a role or database) and 57P03 (starting up, shutting down, in recovery).
+# https://www.postgresql.org/docs/current/errcodes-appendix.html
+_SERVER_BUSY = ("too many clients", "too many connections", "remaining connection slots", "starting up",
+                "shutting down", "not yet accepting connections", "in recovery mode")
+# What a client sees while the server restarts, and also when the address is wrong: so it is waited for only
+# once this registry has connected before, and a wrong URL is reported at once.
+_REFUSED = ("connection refused",)
+# SQLite waits this long (seconds) for another process's write lock before saying "database is locked".
+SQLITE_BUSY_TIMEOUT_S = 30
+
+
+def make_engine(url: str) -> Engine:
+    if make_url(url).get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    return _server_engine(url)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+    if engine.url.database and engine.url.database != ":memory:":
+        Path(engine.url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+    @event.listens_for(engine, "connect")
+    def _write_ahead_log(dbapi_connection, _record) -> None:
+        # WAL lets readers (`hpsearch status`) proceed while a driver writes: https://sqlite.org/wal.html
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+    return engine
+
+
+def _server_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    pool_size = _positive_int(POOL_SIZE_VARIABLE, DEFAULT_POOL_SIZE)
+    connect_args = {}
+    if parsed.get_backend_name() == "postgresql" and "application_name" not in parsed.query:
+        connect_args["application_name"] = "hpsearch registry"  # how pg_stat_activity names our connections
+    engine = create_engine(
+        parsed,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,  # a connection the server dropped (a restart) is replaced before use
+        pool_recycle=_RECYCLE_S,
+        connect_args=connect_args,
+    )
+    _wait_for_busy_server(engine, _non_negative_float(CONNECT_WAIT_VARIABLE, DEFAULT_CONNECT_WAIT_S))
+    return engine
+
+
+def _wait_for_busy_server(engine: Engine, wait_s: float) -> None:
+    """Retry a connection the server refuses for now (see _SERVER_BUSY, _REFUSED), with growing pauses, for up
+    to `wait_s` seconds; then let the error through."""
+    where = engine.url.render_as_string(hide_password=True)
+    connected_before = False
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect, _record, cargs, cparams):
+        nonlocal connected_before
+        deadline = time.monotonic() + wait_s
+        pause = 0.1
+        while True:
+            try:
+                connection = dialect.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.OperationalError as exc:
+                message = str(exc).lower()
+                worth_waiting = any(s in message for s in _SERVER_BUSY) or (
+                    connected_before and any(s in message for s in _REFUSED))
+                remaining = deadline - time.monotonic()
+                if not worth_waiting or remaining <= 0:
+                    raise
+                if pause == 0.1:
+                    logger.warning("the study registry %s refuses connections for now (%s); retrying for up to "
+                                   "%.0f s", where, str(exc).strip().splitlines()[-1], wait_s)
+                time.sleep(min(pause, remaining))
+                pause = min(pause * 2, 2.0)
+            else:
+                connected_before = True
+                return connection
+
+
+def _positive_int(variable: str, default: int) -> int:
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise RegistryUnavailable(f"{variable} is {raw!r}, but must be a whole number >= 1; unset it for {default}")
+    return int(raw)
+
+
+def _non_negative_float(variable: str, default: float) -> float:
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise RegistryUnavailable(
+            f"{variable} is {raw!r}, but must be a number of seconds >= 0; unset it for {default:g}")
+    return value
