@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -48,28 +47,15 @@ def open_storage(url: str) -> "optuna.storages.RDBStorage":
     import optuna
     from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
+    from service._database import engine_kwargs, transient, wait_for_busy_server
     from service._retry import retry
 
-    engine_kwargs: dict[str, Any] = (
-        {"connect_args": {"timeout": 30}} if url.startswith("sqlite")
-        # One driver uses its storage from one thread: a small pool keeps many studies within PostgreSQL's
-        # connections (the API, which serves many requests at once, raises it with HPSEARCH_DB_POOL_SIZE).
-        else {"pool_pre_ping": True, "pool_size": _pool_size(), "max_overflow": 2}
-    )
-    return retry(lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs),
-                 on=(IntegrityError, ProgrammingError, OperationalError), attempts=8, what="opening Optuna's storage",
-                 when=lambda exc: not isinstance(exc, OperationalError) or _transient(exc))
-
-
-def _pool_size() -> int:
-    return int(os.environ.get("HPSEARCH_DB_POOL_SIZE", "1"))
-
-
-def _transient(exc: BaseException) -> bool:
-    """A refusal that passes: the server full or restarting, not a wrong URL or password."""
-    text = str(exc).lower()
-    return any(word in text for word in ("too many clients", "connection refused", "starting up", "shutting down",
-                                         "server closed the connection", "terminating connection"))
+    storage = retry(lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url, "hpsearch optuna")),
+                    on=(IntegrityError, ProgrammingError, OperationalError), attempts=8,
+                    what="opening Optuna's storage", when=lambda exc: not isinstance(exc, OperationalError) or transient(exc))
+    if not url.startswith("sqlite"):
+        wait_for_busy_server(storage.engine)  # and every later connection waits out a busy server as well
+    return storage
 
 
 def load_study(storage_url: str, study_name: str) -> Optional["optuna.Study"]:

@@ -10,7 +10,8 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
-from service._registry._engine import make_engine
+from service._database import make_engine
+from service._errors import StudyError
 from service._registry._errors import RegistryUnavailable, StudyNotFound
 from service._registry._migrate import upgrade_schema
 from service._registry._models import StudyModel, StudyRecord, UTCDateTime
@@ -31,7 +32,10 @@ class Registry:
 
     def __init__(self, url: str):
         self.url = url
-        self._engine = make_engine(url)
+        try:
+            self._engine = make_engine(url)
+        except StudyError as exc:  # a bad HPSEARCH_DB_* setting: the registry cannot be opened with it
+            raise RegistryUnavailable(str(exc)) from None
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         try:
             upgrade_schema(self._engine)

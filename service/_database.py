@@ -1,5 +1,5 @@
-"""The engine a registry talks through: few connections per process, patience with a PostgreSQL that is busy
-or restarting, and SQLite set up for one writer beside many readers."""
+"""How hpsearch talks to its databases (the study registry and Optuna's storage): few connections per process,
+patience with a PostgreSQL that is busy or restarting, and SQLite set up for one writer beside many readers."""
 
 from __future__ import annotations
 
@@ -7,18 +7,19 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Optional
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 
-from service._registry._errors import RegistryUnavailable
+from service._errors import StudyError
 
 logger = logging.getLogger(__name__)
 
 POOL_SIZE_VARIABLE = "HPSEARCH_DB_POOL_SIZE"
 CONNECT_WAIT_VARIABLE = "HPSEARCH_DB_CONNECT_WAIT_S"
 
-# PostgreSQL connections one Registry keeps open; as many again are opened for a burst and closed when it
+# PostgreSQL connections one engine (a registry's, an Optuna storage's) keeps open; as many again are opened for a burst and closed when it
 # passes. A cluster's drivers, the API, and Optuna's and MLflow's own pools all share one server whose default
 # `max_connections` is 100, so each takes little: a driver writes to the registry from one thread at a time
 # (the runner, then Tune's callbacks), and the API's queries last milliseconds.
@@ -41,10 +42,27 @@ _REFUSED = ("connection refused",)
 SQLITE_BUSY_TIMEOUT_S = 30
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, application: str = "hpsearch registry") -> Engine:
     if make_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url)
-    return _server_engine(url)
+    return _server_engine(url, application)
+
+
+def engine_kwargs(url: str, application: str) -> dict:
+    """What `create_engine` takes for `url` (for a library that makes its own engine: Optuna's storage)."""
+    if make_url(url).get_backend_name() == "sqlite":
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    pool_size = _positive_int(POOL_SIZE_VARIABLE, DEFAULT_POOL_SIZE)
+    connect_args = {}
+    if make_url(url).get_backend_name() == "postgresql" and "application_name" not in make_url(url).query:
+        connect_args["application_name"] = application  # how pg_stat_activity names our connections
+    return {
+        "pool_size": pool_size,
+        "max_overflow": pool_size,
+        "pool_pre_ping": True,  # a connection the server dropped (a restart) is replaced before use
+        "pool_recycle": _RECYCLE_S,
+        "connect_args": connect_args,
+    }
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -60,27 +78,17 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
-def _server_engine(url: str) -> Engine:
-    parsed = make_url(url)
-    pool_size = _positive_int(POOL_SIZE_VARIABLE, DEFAULT_POOL_SIZE)
-    connect_args = {}
-    if parsed.get_backend_name() == "postgresql" and "application_name" not in parsed.query:
-        connect_args["application_name"] = "hpsearch registry"  # how pg_stat_activity names our connections
-    engine = create_engine(
-        parsed,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,  # a connection the server dropped (a restart) is replaced before use
-        pool_recycle=_RECYCLE_S,
-        connect_args=connect_args,
-    )
-    _wait_for_busy_server(engine, _non_negative_float(CONNECT_WAIT_VARIABLE, DEFAULT_CONNECT_WAIT_S))
+def _server_engine(url: str, application: str) -> Engine:
+    engine = create_engine(make_url(url), **engine_kwargs(url, application))
+    wait_for_busy_server(engine)
     return engine
 
 
-def _wait_for_busy_server(engine: Engine, wait_s: float) -> None:
+def wait_for_busy_server(engine: Engine, wait_s: Optional[float] = None) -> None:
     """Retry a connection the server refuses for now (see _SERVER_BUSY, _REFUSED), with growing pauses, for up
     to `wait_s` seconds; then let the error through."""
+    if wait_s is None:
+        wait_s = _non_negative_float(CONNECT_WAIT_VARIABLE, DEFAULT_CONNECT_WAIT_S)
     where = engine.url.render_as_string(hide_password=True)
     connected_before = False
 
@@ -100,7 +108,7 @@ def _wait_for_busy_server(engine: Engine, wait_s: float) -> None:
                 if not worth_waiting or remaining <= 0:
                     raise
                 if pause == 0.1:
-                    logger.warning("the study registry %s refuses connections for now (%s); retrying for up to "
+                    logger.warning("the database %s refuses connections for now (%s); retrying for up to "
                                    "%.0f s", where, str(exc).strip().splitlines()[-1], wait_s)
                 time.sleep(min(pause, remaining))
                 pause = min(pause * 2, 2.0)
@@ -114,7 +122,7 @@ def _positive_int(variable: str, default: int) -> int:
     if not raw:
         return default
     if not raw.isdigit() or int(raw) < 1:
-        raise RegistryUnavailable(f"{variable} is {raw!r}, but must be a whole number >= 1; unset it for {default}")
+        raise StudyError(f"{variable} is {raw!r}, but must be a whole number >= 1; unset it for {default}")
     return int(raw)
 
 
@@ -127,6 +135,13 @@ def _non_negative_float(variable: str, default: float) -> float:
     except ValueError:
         value = -1.0
     if not value >= 0:
-        raise RegistryUnavailable(
+        raise StudyError(
             f"{variable} is {raw!r}, but must be a number of seconds >= 0; unset it for {default:g}")
     return value
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a first connection that failed is worth trying again: the server is there but busy or starting
+    (see _SERVER_BUSY). A refused one is not: that is also what a wrong address looks like."""
+    message = str(exc).lower()
+    return any(s in message for s in _SERVER_BUSY)
