@@ -90,11 +90,13 @@ def test_api_rejects_a_bad_space_with_one_clear_line(api, registry, body, expect
     assert registry.list() == []  # nothing recorded
 
 
-def test_api_unknown_study_is_404_naming_it(api):
+def test_api_unknown_study_is_404_naming_it_but_not_the_registry(api, registry_url):
     for method, path in [("GET", "/studies/nope"), ("GET", "/studies/nope/logs"), ("POST", "/studies/nope/stop"),
-                         ("POST", "/studies/nope/resume"), ("GET", "/studies/nope/best")]:
+                         ("POST", "/studies/nope/resume"), ("GET", "/studies/nope/best"), ("DELETE", "/studies/nope")]:
         response = api.request(method, path, headers=AUTH)
         assert response.status_code == 404 and "no study 'nope'" in response.json()["detail"]
+        where = registry_url.split("://", 1)[1].split("?")[0]
+        assert where not in response.text and "registry" not in response.text
 
 
 def test_api_list_rejects_unknown_status_and_bad_limit(api):

@@ -114,10 +114,12 @@ class Registry:
                 return StudyRecord.of(rows[0])
         where = self._engine.url.render_as_string(hide_password=True)
         if len(rows) > 1:
-            raise StudyNotFound(f"study id {study_id!r} is the start of several studies in {where}; give more of it")
+            raise StudyNotFound(f"study id {study_id!r} is the start of several studies in {where}; give more of it",
+                                public=f"study id {study_id!r} is the start of several studies; give more of it")
         raise StudyNotFound(
             f"no study {study_id!r} in the registry {where}; `hpsearch list` shows the studies there "
-            f"(set HPSEARCH_HOME if they are elsewhere)"
+            f"(set HPSEARCH_HOME if they are elsewhere)",
+            public=f"no study {study_id!r}; `hpsearch list` shows the studies there are",
         )
 
     def list(self, status: Optional[str] = None, limit: int = 100) -> list[StudyRecord]:

@@ -91,9 +91,13 @@ def _answer_errors_in_one_line(app: FastAPI) -> None:
             return JSONResponse({"detail": str(exc)}, status_code=status_code)
         return handler
 
-    for error, status_code in ((StudyNotFound, 404), (StudyConflict, 409), (StudyError, 422),
-                               (JobsUnavailable, 503), (RegistryUnavailable, 503)):
+    for error, status_code in ((StudyConflict, 409), (StudyError, 422), (JobsUnavailable, 503),
+                               (RegistryUnavailable, 503)):
         app.add_exception_handler(error, detail(status_code))
+
+    @app.exception_handler(StudyNotFound)
+    async def not_found(request: Request, exc: StudyNotFound):
+        return JSONResponse({"detail": exc.public}, status_code=404)  # without the registry's address
 
     @app.exception_handler(RequestValidationError)
     async def one_line_validation_error(request: Request, exc: RequestValidationError):
