@@ -363,9 +363,9 @@ class StudyProgress(Callback, Stopper):
 
     def _open_registry(self):
         if self._registry is None:
-            from service._registry import Registry
+            from service._registry import open_registry
 
-            self._registry = Registry(self.ctx.stores.registry_url)
+            self._registry = open_registry(self.ctx.stores.registry_url)
         return self._registry
 
 

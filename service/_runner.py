@@ -20,7 +20,7 @@ from typing import Optional
 
 from service._errors import StudyError
 from service._outcome import StudyOutcome, study_outcome
-from service._registry import Registry, StudyRecord, new_study_id
+from service._registry import Registry, StudyRecord, new_study_id, open_registry
 from service._settings import Settings
 from service._states import StudyStatus
 from service._summary import StudySummary
@@ -42,7 +42,7 @@ def submit_study(
     from service._ray import connect
 
     connect(ray_address, space.source)  # Ray up (or the cluster reachable and admitting us) before anything is recorded
-    registry = Registry(settings.registry_url)
+    registry = open_registry(settings.registry_url)
     seed_trials = plan_warm_start(registry, warm_start, space, show_progress) if warm_start else []
     record = record_study(registry, space, settings, warm_start=warm_start, register=register)
     return run_study(registry, record, space, settings, resume=False, seed_trials=seed_trials,
@@ -120,7 +120,7 @@ def resume_study(
 
     if ray_address:
         check_reachable(ray_address)
-    registry = Registry(settings.registry_url)
+    registry = open_registry(settings.registry_url)
     record = registry.find_or_raise_by_id(study_id)  # the caller checked that it may resume (Studies.resume)
     space = space_of(record)
     connect(ray_address, space.source)  # a refused token or a Ray that cannot start fails here, before anything moves
@@ -144,7 +144,7 @@ def run_registered_study(
     from service._studylog import append_log
     from service.space import SpaceError, TrainablePolicy
 
-    registry = Registry(settings.registry_url)
+    registry = open_registry(settings.registry_url)
     record = registry.find_or_raise_by_id(study_id)
     if record.status == StudyStatus.SUCCEEDED:
         raise StudyError(f"study {record.id} already succeeded; nothing to run")

@@ -19,7 +19,7 @@ from service._clock import now
 from service._driver import driver_alive, end_driver, on_this_host
 from service._errors import StudyConflict
 from service._records import close_abandoned, delete_records
-from service._registry import Registry, StudyRecord
+from service._registry import Registry, StudyRecord, open_registry
 from service._settings import Settings
 from service._states import ACTIVE_STATUSES, StudyStatus
 from service._studylog import append_log
@@ -155,7 +155,7 @@ class LocalStudies(RegistryStudies):
     @functools.cached_property
     def registry(self) -> Registry:
         """Opened on first use: a submit refused before anything is recorded leaves no registry file behind."""
-        return Registry(self.settings.registry_url)
+        return open_registry(self.settings.registry_url)
 
     def submit(self, space, *, warm_start: Optional[str] = None, register: Optional[str] = None) -> dict:
         from service._runner import submit_study

@@ -4,12 +4,13 @@
 - `_repository.py`  `Registry`: create, update, touch, delete, find, list
 - `_migrate.py`     brings a database to the code's schema when it is opened (Alembic)
 - `migrations/`     Alembic's env.py and one script per schema revision (README there: writing the next one)
-- `_engine.py`      the engine: a small connection pool, patience with a busy server, SQLite settings
+The engine (a small connection pool, patience with a busy server, SQLite settings) is service/_database.py's,
+shared with Optuna's storage.
 """
 
 from service._registry._errors import RegistryUnavailable, StudyNotFound
 from service._registry._models import SCHEMA_REVISION, StudyModel, StudyRecord, new_study_id
-from service._registry._repository import Registry
+from service._registry._repository import Registry, open_registry
 
 __all__ = [
     "Registry",
@@ -19,4 +20,5 @@ __all__ = [
     "StudyNotFound",
     "StudyRecord",
     "new_study_id",
+    "open_registry",
 ]

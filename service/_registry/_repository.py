@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from typing import Any, Optional
 
@@ -170,3 +171,10 @@ def _status(value: Any) -> StudyStatus:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+@functools.lru_cache(maxsize=8)
+def open_registry(url: str) -> Registry:
+    """The process's one `Registry` at `url`: one connection pool, and the schema checked once, however many
+    parts of a driver or the API use it (the runner, the progress callback, the study verbs)."""
+    return Registry(url)

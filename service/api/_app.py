@@ -23,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from service._errors import StudyConflict, StudyError
 from service._optuna import open_storage
-from service._registry import Registry, RegistryUnavailable, StudyNotFound
+from service._registry import RegistryUnavailable, StudyNotFound, open_registry
 from service._settings import Settings
 from service.api._cluster import ClusterStudies
 from service.api._jobs import JobsUnavailable, RayJobs
@@ -52,7 +52,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         dependencies=[Depends(_no_unknown_query_parameters)],
     )
     app.state.config = config
-    app.state.studies = ClusterStudies(Registry(config.settings.registry_url), config.settings, config.jobs)
+    app.state.studies = ClusterStudies(open_registry(config.settings.registry_url), config.settings, config.jobs)
     # Optuna's tables, made once here rather than by the first drivers at the same time (and the storage the
     # status answers read from, opened once).
     open_storage(config.settings.optuna_storage)
