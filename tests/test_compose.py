@@ -325,13 +325,46 @@ def test_compose_healthcheck_script_is_valid_python():
     assert run.returncode == 2 and "usage" in run.stderr
 
 
+def _stages() -> list[list[str]]:
+    """The Dockerfile's stages, each a list of its instructions (comments and continuations folded)."""
+    text = re.sub(r"\\\n(?:\s*#.*\n)*", " ", DOCKERFILE.read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    stages: list[list[str]] = []
+    for line in lines:
+        if line.startswith("FROM "):
+            stages.append([])
+        stages[-1].append(line)
+    return stages
+
+
 def test_compose_dockerfile_installs_the_project_and_copies_the_scripts():
-    lines = [line.strip() for line in DOCKERFILE.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    assert lines[0].startswith("FROM python:3.11-slim")
-    assert "WORKDIR /app" in lines  # the compose commands name /app/scripts/cluster/...
-    assert any(re.match(r"COPY scripts/? scripts/?$", line) for line in lines)
-    # The project with its `cluster` extra: PostgreSQL's driver for the registry and Optuna storage.
-    assert 'RUN pip install ".[cluster]"' in lines
-    assert any(re.match(r"ARG TORCH_SPEC=", line) for line in lines)
-    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    stages = _stages()
+    assert all(stage[0].startswith("FROM python:3.11-slim") for stage in stages), [s[0] for s in stages]
+    final = stages[-1]
+    assert "WORKDIR /app" in final  # the compose commands name /app/scripts/cluster/...
+    assert any(re.match(r"COPY scripts/? scripts/?$", line) for line in final)
+    assert any(re.match(r"ARG TORCH_SPEC=", line) for stage in stages for line in stage)
+    users = [line.split()[1] for line in final if line.startswith("USER ")]
     assert users and users[-1] not in ("root", "0"), "the image runs as root"
+
+
+def test_compose_dockerfile_installs_dependencies_apart_from_the_code_and_the_project_last():
+    """A code change must not reinstall the dependencies: they are installed in a stage that sees only
+    the dependency list, and the project goes in last, without dependencies and without the network."""
+    *earlier, final = _stages()
+    for stage in earlier:
+        copies = [line for line in stage if line.startswith("COPY ")]
+        for line in copies:
+            assert "--from=" in line or line.split()[1] == "pyproject.toml", f"{stage[0]}: {line}"
+    assert any("pip install -r" in line for stage in earlier for line in stage)
+    installs = [i for i, line in enumerate(final) if "pip install" in line]
+    assert len(installs) == 1, final
+    install = final[installs[0]]
+    assert "--no-deps" in install and "--no-build-isolation" in install
+    assert re.search(r"pip install( --[a-z-]+)* \.(\s|$)", install), f"not the project itself: {install}"
+    code = [i for i, line in enumerate(final) if re.match(r"COPY (service|trainables)/", line)]
+    venv = [i for i, line in enumerate(final) if line.startswith("COPY --from=")]
+    assert venv and code and max(venv) < min(code) < installs[0], "dependencies, then code, then the project"
+    # The cluster extra (PostgreSQL's driver) is among the dependencies the deps stage installs.
+    requirements = " ".join(line for stage in earlier for line in stage)
+    assert "'optional-dependencies']['cluster']" in requirements
