@@ -474,14 +474,55 @@ def test_compose_override_file_is_ignored_by_git():
 
 
 # --------------------------------------------------------------------------------------------------------------
-# README.md's "With Docker"
+# README.md's "With Docker" is what the compose stage (tests/compose) runs
 
 
 def _readme_with_docker() -> str:
     return README.read_text().split("### With Docker", 1)[1].split("\n### ", 1)[0]
 
 
+def _compose_stage():
+    sys.path.insert(0, str(REPO / "tests" / "compose"))
+    try:
+        import _cluster
+        import _engine
+    finally:
+        sys.path.pop(0)
+    return _cluster, _engine
+
+
+def test_readme_with_docker_shows_the_commands_the_compose_stage_runs():
+    cluster, _ = _compose_stage()
+    block = cluster.readme_docker_block()
+    missing = [command for command in cluster.README_COMMANDS if command not in block]
+    assert not missing, f"README.md's With Docker block lacks {missing}"
+    # Nothing in the block that the stage does not run: each line is one of its commands (or part of one).
+    for line in block.splitlines():
+        command = line.split("  #")[0].strip()
+        assert any(command in run for run in cluster.README_COMMANDS), f"README runs {command!r}, the test does not"
+
+
+def test_readme_with_docker_states_the_minimum_compose_version_the_stage_requires():
+    _, engine = _compose_stage()
+    version = ".".join(map(str, engine.MIN_COMPOSE[:2]))
+    assert f"Docker Compose v{version} or later" in _readme_with_docker()
+    assert f"Docker Compose v{version} or later" in COMPOSE_FILE.read_text()
+    assert f"Docker Compose v{version} or later" in ENV_EXAMPLE.read_text()
+
+
 def test_readme_with_docker_names_every_sizing_variable():
     sizing = [name for name in re.findall(r"^([A-Z_]+)=", ENV_EXAMPLE.read_text(), re.M)
               if name.endswith(("_MEMORY", "_SHM_SIZE"))]
     assert sizing and all(f"`{name}`" in _readme_with_docker() for name in sizing), sizing
+
+
+@pytest.mark.parametrize("docker_cli", [True, False])
+def test_compose_stage_skips_with_its_reason_where_docker_cannot_run(docker_cli, monkeypatch, tmp_path):
+    """Not root and no engine running: the stage cannot start one, and says so (pytest skips with this)."""
+    _, engine = _compose_stage()
+    monkeypatch.setattr(engine, "_server_version", lambda env: "")
+    monkeypatch.setattr(engine, "_which", lambda name: f"/usr/bin/{name}" if docker_cli and name == "docker" else None)
+    monkeypatch.setattr(engine.os, "geteuid", lambda: 1000)
+    with pytest.raises(engine.EngineUnavailable) as raised:
+        engine.Engine.acquire(cache=tmp_path)
+    assert "root" in str(raised.value) and "\n" not in str(raised.value)
