@@ -27,7 +27,6 @@ import re
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 
 from _cluster import (CLIENT_ENV, DOWN, DOWN_VOLUMES, PROJECT, SCALE_2, SERVICES, SUBMIT_SMALL, UP, UP_BUILD,
                       Checkout)
@@ -70,8 +69,15 @@ def _submit(checkout: Checkout, *extra: str) -> dict:
     return summary
 
 
+def _mlflow(checkout: Checkout):
+    """MLflow's own client on the published port (imported here: collecting this file stays cheap)."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=checkout.mlflow_url)
+
+
 def _trial_runs(checkout: Checkout, summary: dict) -> list:
-    client = MlflowClient(tracking_uri=checkout.mlflow_url)
+    client = _mlflow(checkout)
     runs = client.search_runs([summary["mlflow_experiment_id"]],
                               filter_string=f"tags.`hpsearch.study` = '{summary['study_id']}'")
     return [r for r in runs if "hpsearch.trial" in r.data.tags]
@@ -161,11 +167,10 @@ def test_only_the_api_and_the_mlflow_ui_are_published_on_loopback(checkout, engi
     if engine.started:  # our engine: its processes are ours to look at
         assert _listening(engine) == {("127.0.0.1", checkout.api_port), ("127.0.0.1", checkout.mlflow_port)}
     # And they answer: the MLflow UI, and the API with its token only.
-    client = MlflowClient(tracking_uri=checkout.mlflow_url)
-    assert client.search_experiments() is not None
-    token = re.search(r"^HPSEARCH_TOKEN=(.+)$", (checkout.dir / ".env").read_text(), re.M).group(1)
     import httpx
 
+    assert "Default" in [e.name for e in _mlflow(checkout).search_experiments()]  # a fresh database's one
+    token = re.search(r"^HPSEARCH_TOKEN=(.+)$", (checkout.dir / ".env").read_text(), re.M).group(1)
     assert httpx.get(f"{checkout.api_url}/healthz", timeout=10).status_code == 401
     assert httpx.get(f"{checkout.api_url}/healthz", timeout=10,
                      headers={"Authorization": f"Bearer {token}"}).status_code == 200
