@@ -1,6 +1,7 @@
 # The two commands a newcomer needs:
 #   make demo   set up, then run the example study on scikit-learn's digits (a few minutes on a laptop CPU)
 #   make test   set up, then run the whole test suite: the pytest suite, then the compose stage
+# For the edit-test loop: make test-fast (the unit tests, under a minute; no Ray cluster, no model training).
 # Both create .venv on first use. torch is installed first and pinned to the CPU build 2.13.0, so no
 # multi-GB CUDA wheel is pulled in; pyproject.toml's torch range accepts it.
 #
@@ -17,7 +18,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-main test-compose clean
+.PHONY: setup demo test test-main test-compose test-fast clean
 
 setup: $(STAMP)
 
@@ -41,6 +42,9 @@ test-compose: $(STAMP)
 	HPSEARCH_COMPOSE_STAGE=1 $(BIN)/python -m pytest -q -rs -s -x tests/compose; status=$$?; \
 	echo "compose stage: $$(( $$(date +%s) - start )) s wall time"; \
 	exit $$status
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not e2e" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

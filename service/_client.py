@@ -1,4 +1,4 @@
-"""The CLI's side of the API service: one method per endpoint, the service's answers as dicts.
+"""`RemoteStudies`: the study verbs asked of a cluster's hpsearch API over HTTP (the CLI's `--server`).
 
 Errors a user can fix (the server unreachable, a refused token, a study that does not exist, a space the
 server rejects) are `ServerUserError`, which the CLI prints as one line with exit code 2.
@@ -6,12 +6,16 @@ server rejects) are `ServerUserError`, which the CLI prints as one line with exi
 
 from __future__ import annotations
 
+import os
 from typing import Optional
+from urllib.parse import quote
 
 import httpx
 
+from service._errors import StudyError
 
-class ServerUserError(Exception):
+
+class ServerUserError(StudyError):
     """A failed request the user can act on."""
 
 
@@ -19,7 +23,7 @@ class ServerError(Exception):
     """The service failed on its side (HTTP 5xx other than 503)."""
 
 
-class ApiClient:
+class RemoteStudies:
     def __init__(self, server: str, token: Optional[str], timeout_s: float = 30.0):
         if not server.startswith(("http://", "https://")):
             raise ServerUserError(
@@ -31,20 +35,18 @@ class ApiClient:
                 f"started with (HPSEARCH_TOKEN in the cluster's .env)"
             )
         self.server = server.rstrip("/")
-        self._http = httpx.Client(
-            base_url=self.server, headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s,
-        )
+        self._http = httpx.Client(base_url=self.server, headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s)
 
-    # -- endpoints -------------------------------------------------------------------------------------
-    def submit(self, space_text: str, filename: str, overrides: list[str], warm_start: Optional[str],
-               register: Optional[str]) -> dict:
+    # -- the verbs -------------------------------------------------------------------------------------
+    def submit(self, space, *, warm_start: Optional[str] = None, register: Optional[str] = None) -> dict:
         return self._call("POST", "/studies", json={
-            "space": space_text, "filename": filename, "overrides": list(overrides), "warm_start": warm_start,
-            "register_model": register,
+            "space": space.text, "filename": os.path.basename(space.source), "overrides": list(space.overrides),
+            "warm_start": warm_start, "register_model": register,
         })
 
-    def list(self, status: Optional[str] = None) -> list[dict]:
-        return self._call("GET", "/studies", params={"status": status} if status else None)["studies"]
+    def list(self, status: Optional[str] = None, limit: int = 100) -> list[dict]:
+        params = {"limit": limit, **({"status": status} if status else {})}
+        return self._call("GET", "/studies", params=params)["studies"]
 
     def status(self, study_id: str) -> dict:
         return self._call("GET", f"/studies/{_quote(study_id)}")
@@ -55,11 +57,14 @@ class ApiClient:
     def stop(self, study_id: str, force: bool = False) -> dict:
         return self._call("POST", f"/studies/{_quote(study_id)}/stop", params={"force": "true"} if force else None)
 
-    def resume(self, study_id: str) -> dict:
+    def resume(self, study_id: str, register: Optional[str] = None) -> dict:
         return self._call("POST", f"/studies/{_quote(study_id)}/resume")
 
     def best(self, study_id: str) -> dict:
         return self._call("GET", f"/studies/{_quote(study_id)}/best")
+
+    def delete(self, study_id: str) -> dict:
+        return self._call("DELETE", f"/studies/{_quote(study_id)}")
 
     # -- transport -------------------------------------------------------------------------------------
     def _call(self, method: str, path: str, **kwargs) -> dict:
@@ -84,8 +89,6 @@ class ApiClient:
 
 
 def _quote(study_id: str) -> str:
-    from urllib.parse import quote
-
     return quote(study_id, safe="")
 
 

@@ -1,34 +1,47 @@
-"""Following a study while it runs: counts by state, best so far, the failure budget, the registry row.
+"""Following a study while it runs: counts by state, best so far, retries, the budgets, the registry row.
 
-`StudyProgress` is both a Tune callback (it sees every trial start, result and end) and a Tune stopper (it
-ends the study once more trials failed than `max_failed_trials` allows). The same instance is passed as both,
-so the two roles share one count, also after Tune unpickles it on resume.
+`StudyProgress` is both a Tune callback (it sees every trial start, result, retry and end) and a Tune stopper:
+it stops a trial whose metric turns non-finite, and ends the study once more trials failed than
+`max_failed_trials` allows, once `budget.time` is spent (counted from the first trial's start), or when
+`hpsearch stop` asks. The same instance is passed as both, so the two roles share one count, also after Tune
+unpickles it on resume.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
-from service._searcher import STATE_LABELS, final_state
+from service._clock import hms
+from service._context import StudyContext
+from service._optuna import LOST_ATTR, OUT_OF_TIME_ATTR, RETRIES_ATTR, optuna_number
+from service._outcome import epochs_reached, is_fault, trial_outcome
+from service._states import TrialLabel
 from service._studylog import append_log
+from service._trial_runs import failure_reason
+from trainables import RESERVED_CONFIG_KEYS
+
+HEARTBEAT_INTERVAL_S = 5.0  # a driver silent for 12 of these is taken for dead (service/_studies.py)
 
 
 @dataclass
 class TrialView:
     number: int  # order of first start, as Optuna numbers trials
-    state: str = "running"
+    state: TrialLabel = TrialLabel.RUNNING
     epoch: int = 0
     value: Optional[float] = None  # latest value of the primary metric
     reason: str = ""
     params: str = ""
+    retries: int = 0  # restarts from its checkpoint after its worker or node was lost
+    lost: bool = False  # failed because its workers were lost more often than max_retries: not its own fault
 
 
 @dataclass
@@ -39,41 +52,17 @@ class Snapshot:
     best_value: Optional[float] = None
     best_trial: Optional[str] = None
     started: float = field(default_factory=time.time)
+    time_used_s: float = 0.0  # trial-phase time of earlier runs of the study (budget.time counts it)
+    phase_started: Optional[float] = None  # when this run's first trial started
 
-    def count(self, state: str) -> int:
+    def count(self, state: TrialLabel) -> int:
         return sum(1 for t in self.trials.values() if t.state == state)
 
 
 class StudyProgress(Callback, Stopper):
-    def __init__(
-        self,
-        *,
-        study_id: str,
-        registry_url: Optional[str],
-        metric: str,
-        mode: str,
-        all_metrics: Any,
-        max_epochs: int,
-        max_failed_trials: Optional[int],
-        total_trials: int,
-        time_budget_s: Optional[float],
-        show: bool = True,
-        optuna_storage: Optional[str] = None,
-        optuna_study_name: Optional[str] = None,
-        log_path: Optional[str] = None,
-    ):
-        self.study_id = study_id
-        self.registry_url = registry_url
-        self.metric = metric  # the primary metric: what "best so far" means
-        self.mode = mode
-        self.all_metrics = all_metrics
-        self.max_epochs = max_epochs
-        self.max_failed_trials = max_failed_trials
-        self.total_trials = total_trials
-        self.time_budget_s = time_budget_s
-        self.show = show
-        self.optuna_storage = optuna_storage  # to number trials as Optuna (and MLflow run names) do
-        self.optuna_study_name = optuna_study_name
+    def __init__(self, ctx: StudyContext, *, with_registry: bool = True):
+        self.ctx = ctx
+        self.with_registry = with_registry  # False: no registry row to update (unit tests of the callback)
         self._study = None
         self.snapshot = Snapshot()
         self.failure_budget_exceeded = False
@@ -81,44 +70,88 @@ class StudyProgress(Callback, Stopper):
         self._last_registry_write = 0.0
         self._live = None  # rich Live table when stderr is a terminal; plain lines otherwise
         self._last_refresh = 0.0
-        self.log_path = log_path  # every event is appended here too (`hpsearch logs` reads it)
         self._last_stop_poll = 0.0
+        self._last_heartbeat = 0.0
         self.stop_requested = False
+        self.out_of_time = False
+        self._finished_before = 0  # trials an earlier run finished: not in this run's pace
+
+    @property
+    def metric(self) -> str:
+        return self.ctx.metric
+
+    @property
+    def max_epochs(self) -> int:
+        return self.ctx.space.budget.max_epochs
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_registry"] = state["_live"] = state["_study"] = None
         state["stop_requested"], state["_last_stop_poll"] = False, 0.0  # a resumed study listens afresh
+        state["out_of_time"] = False
         return state
 
     # Tune checkpoints callback state with the experiment and hands it back on resume.
     def get_state(self) -> Optional[dict]:
-        return {"snapshot": self.snapshot, "failure_budget_exceeded": self.failure_budget_exceeded}
+        snapshot = dataclasses.replace(self.snapshot, time_used_s=self.time_used_s(), phase_started=None)
+        return {"snapshot": snapshot, "failure_budget_exceeded": self.failure_budget_exceeded}
 
     def set_state(self, state: dict) -> None:
         self.snapshot = state["snapshot"]
         self.snapshot.started = time.time()
         self.failure_budget_exceeded = state["failure_budget_exceeded"]
+        self._finished_before = sum(t.state in (TrialLabel.COMPLETED, TrialLabel.PRUNED, TrialLabel.FAILED)
+                                    for t in self.snapshot.trials.values())
 
     # -- Stopper ---------------------------------------------------------------------------------------
     def __call__(self, trial_id: str, result: dict) -> bool:
-        return False
+        """Stop a trial at once when one of the study's metrics turns NaN or infinite: it failed (the reason
+        names the epoch and the metric), whatever it would report later."""
+        if is_fault(result):
+            return False
+        return any(not _finite(result[name]) for name in self.ctx.space.metrics if name in result)
 
     def stop_all(self) -> bool:
+        if self._time_spent():
+            return True
         return self.failure_budget_exceeded or (self.stop_requested and not callable(signal.getsignal(signal.SIGUSR1)))
+
+    def time_used_s(self) -> float:
+        """Trial-phase time so far, over every run of the study: what budget.time limits."""
+        s = self.snapshot
+        return s.time_used_s + (time.time() - s.phase_started if s.phase_started is not None else 0.0)
+
+    def _time_spent(self) -> bool:
+        limit = self.ctx.space.budget.time_s
+        if not limit or self.time_used_s() < limit:
+            return False
+        if not self.out_of_time:
+            self.out_of_time = True
+            self._emit(f"the time budget ({self.ctx.space.budget.time_text}) is spent: ending the study")
+            if self._optuna_study() is not None:
+                self._optuna_study().set_user_attr(OUT_OF_TIME_ATTR, True)
+        return True
 
     # -- Callback --------------------------------------------------------------------------------------
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
         self._poll_stop_request()
+        self._heartbeat()
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        if self.snapshot.phase_started is None:
+            self.snapshot.phase_started = time.time()
         view = self._view(trial.trial_id)
-        view.state = "running"
+        view.state = TrialLabel.RUNNING
         view.params = _brief(trial.config)
-        self._emit(f"trial {view.number:04d} started  {view.params}")
+        if view.retries:
+            self._emit(f"trial {view.number:04d} restarted from its checkpoint at epoch {view.epoch} (retry {view.retries})")
+        else:
+            self._emit(f"trial {view.number:04d} started  {view.params}")
         self._write_registry(force=True)
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        if is_fault(result):
+            return
         view = self._view(trial.trial_id)
         view.epoch = int(result.get("training_iteration", view.epoch))
         value = result.get(self.metric)
@@ -128,22 +161,36 @@ class StudyProgress(Callback, Stopper):
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         view = self._view(trial.trial_id)
-        state, values = final_state(trial.last_result, False, self.all_metrics, self.max_epochs)
-        view.state = STATE_LABELS[state]
-        if view.state == "completed" and view.value is not None and self._better(view.value):
+        outcome = trial_outcome(trial.last_result, False, self.ctx.space.metrics, self.max_epochs)
+        view.state, view.reason = outcome.label, outcome.reason
+        view.epoch = epochs_reached(trial.last_result) or view.epoch
+        if view.state == TrialLabel.COMPLETED and view.value is not None and self._better(view.value):
             self.snapshot.best_value, self.snapshot.best_trial = view.value, trial.trial_id
-        metric_text = "" if view.value is None else f"  {self.metric}={view.value:.4f}"
-        self._emit(f"trial {view.number:04d} {view.state:<9} epoch {view.epoch}/{self.max_epochs}{metric_text}")
+        detail = f"  {view.reason}" if view.reason else ("" if view.value is None else f"  {self.metric}={view.value:.4f}")
+        self._emit(f"trial {view.number:04d} {str(view.state):<9} epoch {view.epoch}/{self.max_epochs}{detail}")
         self._after_end()
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        from service._tracking import failure_reason
-
+        """Tune gave up on the trial: its worker or node was lost more often than max_retries allows (its own
+        errors never reach Tune, see service/_tuner.py). It failed, but not of its own fault."""
         view = self._view(trial.trial_id)
-        view.state = "failed"
-        view.reason = failure_reason(trial)
+        view.state, view.lost = TrialLabel.FAILED, True
+        view.reason = (f"its worker was lost {view.retries + 1} times, more than max_retries="
+                       f"{self.ctx.space.budget.max_retries}: {failure_reason(trial)}")
+        if self._optuna_study() is not None:
+            self._optuna_study().set_user_attr(f"{LOST_ATTR}.{view.number}", view.reason)
         self._emit(f"trial {view.number:04d} failed    epoch {view.epoch}/{self.max_epochs}  {view.reason}")
         self._after_end()
+
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
+        """A lost worker or node: Tune restarts the trial from its last checkpoint."""
+        view = self._view(trial.trial_id)
+        view.retries += 1
+        if self._optuna_study() is not None:
+            self._optuna_study().set_user_attr(f"{RETRIES_ATTR}.{view.number}", view.retries)
+        self._emit(f"trial {view.number:04d} lost its worker at epoch {view.epoch} ({failure_reason(trial)}); "
+                   f"retry {view.retries} of {self.ctx.space.budget.max_retries} from its last checkpoint")
+        self._write_registry(force=True)
 
     def on_experiment_end(self, trials: list, **info) -> None:
         self._write_registry(force=True)
@@ -159,28 +206,27 @@ class StudyProgress(Callback, Stopper):
             view = self.snapshot.trials[trial_id] = TrialView(number=self._number(trial_id))
         return view
 
+    def _optuna_study(self):
+        """The study's Optuna study (None until the searcher made it)."""
+        if self._study is None:
+            from service._optuna import load_study
+
+            self._study = load_study(self.ctx.optuna_storage, self.ctx.study_id)
+        return self._study
+
     def _number(self, trial_id: str) -> int:
         """The trial's Optuna number; without a study to ask, the order of first start."""
-        if self.optuna_storage and self.optuna_study_name:
-            import optuna
-
-            from service._searcher import optuna_number
-
-            if self._study is None:
-                self._study = optuna.load_study(study_name=self.optuna_study_name, storage=self.optuna_storage)
-            number = optuna_number(self._study, trial_id)
-            if number is not None:
-                return number
-        return len(self.snapshot.trials)
+        study = self._optuna_study()
+        number = optuna_number(study, trial_id) if study is not None else None
+        return len(self.snapshot.trials) if number is None else number
 
     # -- more helpers ---------------------------------------------------------------------------------------
     def _after_end(self) -> None:
-        failed = self.snapshot.count("failed")
-        if self.max_failed_trials is not None and failed > self.max_failed_trials:
+        failed = sum(t.state == TrialLabel.FAILED and not t.lost for t in self.snapshot.trials.values())
+        limit = self.ctx.space.budget.max_failed_trials
+        if limit is not None and failed > limit:
             if not self.failure_budget_exceeded:
-                self._emit(
-                    f"{failed} trials failed, more than max_failed_trials={self.max_failed_trials}: stopping the study"
-                )
+                self._emit(f"{failed} trials failed, more than max_failed_trials={limit}: stopping the study")
             self.failure_budget_exceeded = True
         self._emit(self.status_line())
         self._write_registry(force=True)
@@ -191,20 +237,33 @@ class StudyProgress(Callback, Stopper):
         best = self.snapshot.best_value
         if best is None:
             return True
-        return value > best if self.mode == "max" else value < best
+        return value > best if self.ctx.mode == "max" else value < best
 
     def status_line(self) -> str:
+        """`[0:02:10] running 2 · completed 9 · pruned 4 · failed 0 · of 30 · 6.5 trials/min · ETA 0:02:27 ·
+        best val_acc 0.9861 · 412s of time budget left`: the rate counts the trials this run finished."""
         s = self.snapshot
         elapsed = time.time() - s.started
         best = "-" if s.best_value is None else f"{s.best_value:.4f}"
+        counts = " · ".join(f"{label} {s.count(label)}" for label in
+                            (TrialLabel.RUNNING, TrialLabel.COMPLETED, TrialLabel.PRUNED, TrialLabel.FAILED))
+        pace = ""
+        finished = sum(t.state in (TrialLabel.COMPLETED, TrialLabel.PRUNED, TrialLabel.FAILED) for t in s.trials.values())
+        run_s = time.time() - s.phase_started if s.phase_started is not None else 0.0
+        finished_here = finished - self._finished_before
+        if finished_here > 0 and run_s > 0:
+            per_min = finished_here / run_s * 60
+            left = self.ctx.space.budget.trials - finished
+            eta = left / per_min * 60
+            time_s = self.ctx.space.budget.time_s
+            if time_s:
+                eta = min(eta, max(0.0, time_s - self.time_used_s()))
+            pace = f" · {per_min:.1f} trials/min · ETA {hms(eta)}"
         budget = ""
-        if self.time_budget_s:
-            budget = f" · {max(0.0, self.time_budget_s - elapsed):.0f}s of time budget left"
-        return (
-            f"[{_clock(elapsed)}] running {s.count('running')} · completed {s.count('completed')} · "
-            f"pruned {s.count('pruned')} · failed {s.count('failed')} · of {self.total_trials} · "
-            f"best {self.metric} {best}{budget}"
-        )
+        if self.ctx.space.budget.time_s:
+            budget = f" · {max(0.0, self.ctx.space.budget.time_s - self.time_used_s()):.0f}s of time budget left"
+        return (f"[{hms(elapsed)}] {counts} · of {self.ctx.space.budget.trials}{pace} · best {self.metric} "
+                f"{best}{budget}")
 
     def _poll_stop_request(self) -> None:
         """`hpsearch stop` (or the API's stop) sets `stop_requested_at` on the registry row; the driver then
@@ -214,13 +273,13 @@ class StudyProgress(Callback, Stopper):
         Tune's own interrupt handler does the work: it listens for SIGUSR1 as well as SIGINT, and SIGUSR1 is
         not blocked in Ray job drivers (SIGINT is). Without that handler (Tune running off the main thread),
         raising the signal would end the process, so `stop_all` ends the study instead."""
-        if self.stop_requested or not self.registry_url:
+        if self.stop_requested or not self.with_registry:
             return
         now = time.time()
         if now - self._last_stop_poll < 2.0:
             return
         self._last_stop_poll = now
-        record = self._open_registry().find_by_id(self.study_id)
+        record = self._open_registry().find_by_id(self.ctx.study_id)
         if record is None or record.stop_requested_at is None:
             return
         self.stop_requested = True
@@ -228,11 +287,21 @@ class StudyProgress(Callback, Stopper):
         if callable(signal.getsignal(signal.SIGUSR1)):
             signal.raise_signal(signal.SIGUSR1)
 
+    def _heartbeat(self) -> None:
+        """`heartbeat_at` in the registry every HEARTBEAT_INTERVAL_S: how `hpsearch status` tells a live driver
+        on another host from a dead one (on the driver's own host, its pid tells)."""
+        if not self.with_registry:
+            return
+        now = time.time()
+        if now - self._last_heartbeat < HEARTBEAT_INTERVAL_S:
+            return
+        self._last_heartbeat = now
+        self._open_registry().touch(self.ctx.study_id)
+
     def _emit(self, line: str) -> None:
         """One event: a line on a plain stderr, a redraw of the table on a terminal, a line in the log file."""
-        if self.log_path:
-            append_log(self.log_path, line)
-        if not self.show:
+        append_log(self.ctx.log_path, line)
+        if not self.ctx.show_progress:
             return
         if sys.stderr.isatty():
             self._refresh_live(force=True)
@@ -240,7 +309,7 @@ class StudyProgress(Callback, Stopper):
             print(line, file=sys.stderr, flush=True)
 
     def _refresh_live(self, force: bool = False) -> None:
-        if not self.show or not sys.stderr.isatty():
+        if not self.ctx.show_progress or not sys.stderr.isatty():
             return
         now = time.time()
         if not force and now - self._last_refresh < 0.5:
@@ -259,22 +328,22 @@ class StudyProgress(Callback, Stopper):
         """Running trials with their epoch and current metric, then the best finished ones."""
         from rich.table import Table
 
-        table = Table(title=self.study_id, caption=self.status_line(), caption_justify="left", expand=False)
+        table = Table(title=self.ctx.study_id, caption=self.status_line(), caption_justify="left", expand=False)
         for column in ("trial", "state", "epoch", self.metric, "parameters"):
             table.add_column(column, no_wrap=column != "parameters")
         trials = list(self.snapshot.trials.values())
-        running = [t for t in trials if t.state == "running"]
-        finished = [t for t in trials if t.state == "completed" and t.value is not None]
-        finished.sort(key=lambda t: t.value, reverse=self.mode == "max")
-        recent_failed = [t for t in trials if t.state == "failed"][-3:]
+        running = [t for t in trials if t.state == TrialLabel.RUNNING]
+        finished = [t for t in trials if t.state == TrialLabel.COMPLETED and t.value is not None]
+        finished.sort(key=lambda t: t.value, reverse=self.ctx.mode == "max")
+        recent_failed = [t for t in trials if t.state == TrialLabel.FAILED][-3:]
         for t in running + finished[:5] + recent_failed:
             value = "-" if t.value is None else f"{t.value:.4f}"
-            detail = t.reason if t.state == "failed" else t.params
-            table.add_row(f"{t.number:04d}", t.state, f"{t.epoch}/{self.max_epochs}", value, detail[:80])
+            detail = t.reason if t.state == TrialLabel.FAILED else t.params
+            table.add_row(f"{t.number:04d}", str(t.state), f"{t.epoch}/{self.max_epochs}", value, detail[:80])
         return table
 
     def _write_registry(self, force: bool = False) -> None:
-        if not self.registry_url:
+        if not self.with_registry:
             return
         now = time.time()
         if not force and now - self._last_registry_write < 2.0:
@@ -282,30 +351,36 @@ class StudyProgress(Callback, Stopper):
         self._last_registry_write = now
         s = self.snapshot
         self._open_registry().update(
-            self.study_id,
+            self.ctx.study_id,
             n_trials=len(s.trials),
-            n_running=s.count("running"),
-            n_completed=s.count("completed"),
-            n_pruned=s.count("pruned"),
-            n_failed=s.count("failed"),
+            n_running=s.count(TrialLabel.RUNNING),
+            n_completed=s.count(TrialLabel.COMPLETED),
+            n_pruned=s.count(TrialLabel.PRUNED),
+            n_failed=s.count(TrialLabel.FAILED),
             best_value=s.best_value,
+            retries=sum(t.retries for t in s.trials.values()),
         )
-
 
     def _open_registry(self):
         if self._registry is None:
             from service._registry import Registry
 
-            self._registry = Registry(self.registry_url)
+            self._registry = Registry(self.ctx.stores.registry_url)
         return self._registry
 
 
+def announce(ctx: StudyContext) -> None:
+    """The study's first line on stderr: its id and how to follow or stop it from another shell (plain lines
+    under CI or nohup never show a table title)."""
+    if ctx.show_progress:
+        print(f"study {ctx.study_id}: follow it with `hpsearch logs {ctx.study_id} --follow`, stop it with "
+              f"`hpsearch stop {ctx.study_id}`", file=sys.stderr, flush=True)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _brief(config: dict) -> str:
-    items = [(k, v) for k, v in config.items() if k not in ("data", "max_epochs")]
+    items = [(k, v) for k, v in config.items() if k not in RESERVED_CONFIG_KEYS]
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in items[:6])
-
-
-def _clock(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h:d}:{m:02d}:{s:02d}"

@@ -29,12 +29,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-SCHEMA_VERSION = 2
+from service._states import FINISHED_STATUSES, StudyStatus
 
-# Status of a study, in the order a study moves through them.
-QUEUED, RUNNING, SUCCEEDED, FAILED, STOPPED = "queued", "running", "succeeded", "failed", "stopped"
-STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, STOPPED)
-FINISHED_STATUSES = (SUCCEEDED, FAILED, STOPPED)
+SCHEMA_VERSION = 3
+
 
 
 class StudyNotFound(LookupError):
@@ -65,7 +63,7 @@ class StudyModel(_Base):
     space_text: Mapped[str] = mapped_column(Text)  # the YAML file as submitted
     space_source: Mapped[Optional[str]] = mapped_column(Text)  # the file it was read from
     space_overrides: Mapped[Optional[list]] = mapped_column(JSON)  # `--set KEY=VALUE` strings applied to it
-    status: Mapped[str] = mapped_column(String(16), index=True, default=QUEUED)
+    status: Mapped[str] = mapped_column(String(16), index=True, default=StudyStatus.QUEUED.value)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
@@ -93,6 +91,11 @@ class StudyModel(_Base):
     registered_model: Mapped[Optional[str]] = mapped_column(String(300))  # "name/version" once registered
     # Set by `hpsearch stop`; the driver polls it and ends the study as Ctrl-C does (see service/_progress.py).
     stop_requested_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
+    # Version 3: the best trial's number and the Pareto front, and the driver's heartbeat.
+    best_trial: Mapped[Optional[int]] = mapped_column(Integer)
+    pareto_front: Mapped[Optional[list]] = mapped_column(JSON)
+    heartbeat_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
+    retries: Mapped[Optional[int]] = mapped_column(Integer, default=0)
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ class StudyRecord:
     space_text: str
     space_source: Optional[str]
     space_overrides: list[str]
-    status: str
+    status: StudyStatus
     created_at: dt.datetime
     started_at: Optional[dt.datetime]
     finished_at: Optional[dt.datetime]
@@ -130,6 +133,10 @@ class StudyRecord:
     register_model: Optional[str] = None
     registered_model: Optional[str] = None
     stop_requested_at: Optional[dt.datetime] = None
+    best_trial: Optional[int] = None
+    pareto_front: Optional[list] = None
+    heartbeat_at: Optional[dt.datetime] = None
+    retries: int = 0
 
     @property
     def finished(self) -> bool:
@@ -139,7 +146,7 @@ class StudyRecord:
     def _from_model(cls, m: StudyModel) -> "StudyRecord":
         return cls(
             id=m.id, name=m.name, space_text=m.space_text, space_source=m.space_source,
-            space_overrides=list(m.space_overrides or []), status=m.status,
+            space_overrides=list(m.space_overrides or []), status=StudyStatus(m.status),
             created_at=m.created_at, started_at=m.started_at, finished_at=m.finished_at,
             metrics=json.loads(m.metric), modes=json.loads(m.mode), optuna_storage=m.optuna_storage,
             optuna_study_name=m.optuna_study_name, mlflow_tracking_uri=m.mlflow_tracking_uri,
@@ -148,7 +155,8 @@ class StudyRecord:
             n_completed=m.n_completed, n_pruned=m.n_pruned, n_failed=m.n_failed, best_value=m.best_value,
             best_params=m.best_params, error=m.error, warm_start_from=m.warm_start_from,
             register_model=m.register_model, registered_model=m.registered_model,
-            stop_requested_at=m.stop_requested_at,
+            stop_requested_at=m.stop_requested_at, best_trial=m.best_trial, pareto_front=m.pareto_front,
+            heartbeat_at=m.heartbeat_at, retries=m.retries or 0,
         )
 
 
@@ -196,13 +204,13 @@ class Registry:
         optuna_storage: str,
         optuna_study_name: str,
         mlflow_tracking_uri: str,
-        status: str = QUEUED,
+        status: str = StudyStatus.QUEUED,
         warm_start_from: Optional[str] = None,
         register_model: Optional[str] = None,
     ) -> StudyRecord:
         model = StudyModel(
             id=study_id, name=name, space_text=space_text, space_source=space_source,
-            space_overrides=list(space_overrides), status=status,
+            space_overrides=list(space_overrides), status=StudyStatus(status).value,
             created_at=_now(), metric=json.dumps(metrics), mode=json.dumps(modes),
             optuna_storage=optuna_storage, optuna_study_name=optuna_study_name,
             mlflow_tracking_uri=mlflow_tracking_uri, n_trials=0, n_running=0, n_completed=0, n_pruned=0,
@@ -216,8 +224,10 @@ class Registry:
         unknown = set(fields) - _UPDATABLE
         if unknown:
             raise TypeError(f"cannot update study fields {sorted(unknown)}")
-        if "status" in fields and fields["status"] not in STATUSES:
-            raise ValueError(f"status {fields['status']!r} is not one of {', '.join(STATUSES)}")
+        if "status" in fields:
+            if fields["status"] not in set(StudyStatus):
+                raise ValueError(f"status {fields['status']!r} is not one of {', '.join(StudyStatus)}")
+            fields["status"] = StudyStatus(fields["status"]).value
         with self._sessions.begin() as session:
             model = session.get(StudyModel, study_id)
             if model is None:
@@ -251,10 +261,21 @@ class Registry:
             f"(set HPSEARCH_HOME if they are elsewhere)"
         )
 
+    def delete(self, study_id: str) -> None:
+        with self._sessions.begin() as session:
+            model = session.get(StudyModel, study_id)
+            if model is None:
+                raise StudyNotFound(f"no study {study_id!r} in the registry")
+            session.delete(model)
+
+    def touch(self, study_id: str) -> None:
+        """The driver's sign of life: `heartbeat_at` = now."""
+        self.update(study_id, heartbeat_at=_now())
+
     def list(self, status: Optional[str] = None, limit: int = 100) -> list[StudyRecord]:
         query = select(StudyModel).order_by(StudyModel.created_at.desc()).limit(limit)
         if status:
-            query = query.where(StudyModel.status == status)
+            query = query.where(StudyModel.status == StudyStatus(status).value)
         with self._sessions() as session:
             return [StudyRecord._from_model(m) for m in session.scalars(query)]
 
@@ -302,6 +323,8 @@ _MIGRATIONS: list = [
     # 1 -> 2: cluster mode (studies launched by the API) and `hpsearch stop`.
     _add_columns("warm_start_from VARCHAR(128)", "register_model VARCHAR(256)", "registered_model VARCHAR(300)",
                  "stop_requested_at TIMESTAMP WITH TIME ZONE"),
+    # 2 -> 3: the best trial and the Pareto front in the row, the driver's heartbeat.
+    _add_columns("best_trial INTEGER", "pareto_front JSON", "heartbeat_at TIMESTAMP WITH TIME ZONE", "retries INTEGER"),
 ]
 
 

@@ -5,9 +5,10 @@ periodically while it runs. A report may therefore be asked for an empty study, 
 or one with a single result: plots that cannot be drawn yet are skipped, and the notes say which and why,
 rather than the report raising or logging blank figures.
 
-HTML comes from `optuna.visualization` (plotly, with plotly.js from the CDN to keep each file small); PNG
-comes from `optuna.visualization.matplotlib`, because rendering plotly to PNG needs kaleido and Chrome,
-which the driver machines do not have.
+The interactive plots come from `optuna.visualization` (plotly), all in one `report.html` that carries
+plotly.js itself, once (about 4 MB): it draws with no network, on an air-gapped cluster and in the MLflow UI's
+artifact preview alike. Each plot is also a PNG, from `optuna.visualization.matplotlib`, because rendering
+plotly to PNG needs kaleido and Chrome, which the driver machines do not have.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 import math
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -40,6 +42,7 @@ _MAX_LEGEND_ENTRIES = 20
 
 NOTES_FILE = "report_notes.txt"
 TRIALS_FILE = "trials.csv"
+HTML_FILE = "report.html"
 
 
 def write_study_report(
@@ -52,9 +55,10 @@ def write_study_report(
     """Write the report of `study` into `out_dir` (created if missing) and return the paths written.
 
     `metric_names` names the study's objectives, in order; `top_params` is how many of the most important
-    params the slice and contour plots show. Paths come in a fixed order: each plot's `.html` then `.png`,
-    in the order of `_PLOT_ORDER`, then `trials.csv`, then `report_notes.txt`. Files from an earlier report
-    into the same folder are not removed.
+    params the slice and contour plots show. Paths come in a fixed order: each plot's `.png` in the order of
+    `_PLOT_ORDER`, then `report.html` (every interactive plot, in the same order, each in a section
+    `id="plot-<name>"`), then `trials.csv`, then `report_notes.txt`. Files from an earlier report into the same
+    folder are not removed.
     """
     _check_args(study, metric_names, top_params)
     out = Path(out_dir)
@@ -63,8 +67,10 @@ def write_study_report(
     trials = study.get_trials(deepcopy=False)
     notes: list[str] = []
     written: list[Path] = []
+    sections: list[tuple[str, str]] = []  # (plot name, its plotly div)
     for name, kwargs in _plan_plots(study, trials, metric_names, top_params, notes):
-        written += _draw(study, name, kwargs, out, notes)
+        written += _draw(study, name, kwargs, out, notes, sections)
+    written.append(_write_html(study, sections, out / HTML_FILE))
     written.append(_write_trials_csv(trials, metric_names, out / TRIALS_FILE))
     written.append(_write_notes(study, trials, notes, out / NOTES_FILE))
     return written
@@ -106,90 +112,137 @@ def _plan_plots(
     A plot that cannot be drawn goes to `notes` with the reason. Optuna itself would draw most of them
     empty with a log warning, which in MLflow looks like a bug in the report.
     """
-    multi = len(study.directions) > 1
-    target_name = metric_names[0]
-    # Single-objective plots show the first objective of a multi-objective study; Optuna refuses a
-    # multi-objective study without `target`.
-    target = {"target": _first_value} if multi else {}
-    common = {**target, "target_name": target_name}
+    scope = _Scope.of(study, trials, metric_names, top_params)
+    plan = []
+    for name in _PLOT_ORDER:
+        decision = _PLANNERS[name](scope)
+        if isinstance(decision, str):
+            notes.append(f"{name}: {decision}")
+        elif decision is not None:
+            plan.append((name, decision))
+    return plan
 
-    scored = [t for t in trials if t.state == TrialState.COMPLETE and _is_finite(t.values[0])]
-    params = _param_names(scored)
-    no_result = f"no completed trial with a finite {target_name!r} yet"
-    too_few = f"needs >= 2 completed trials with a finite {target_name!r}, has {len(scored)}"
 
-    plan: dict[str, Optional[dict[str, Any]]] = {}
+@dataclass
+class _Scope:
+    """What the plots' decisions read: the scored trials, the importances, the params to show."""
 
-    def skip(name: str, reason: str) -> None:
-        plan[name] = None
-        notes.append(f"{name}: {reason}")
+    study: optuna.Study
+    trials: list[FrozenTrial]
+    metric_names: list[str]
+    top_params: int
+    scored: list[FrozenTrial]  # completed, with a finite first value
+    common: dict[str, Any]  # the target keyword arguments every single-objective plot takes
+    importances: dict[str, float]
+    importances_skip: Optional[str]  # why there are no importances, or None
+    evaluator: Any
 
-    if scored:
-        plan["optimization_history"] = common
-    else:
-        skip("optimization_history", no_result)
+    @classmethod
+    def of(cls, study, trials, metric_names, top_params) -> "_Scope":
+        multi = len(study.directions) > 1
+        # Single-objective plots show the first objective of a multi-objective study; Optuna refuses a
+        # multi-objective study without `target`.
+        target = {"target": _first_value} if multi else {}
+        scored = [t for t in trials if t.state == TrialState.COMPLETE and _is_finite(t.values[0])]
+        scope = cls(study, trials, metric_names, top_params, scored, {**target, "target_name": metric_names[0]}, {},
+                    None, None)
+        scope.importances_skip = scope._compute_importances(target)
+        return scope
 
-    importances: dict[str, float] = {}
-    varied = [p for p in _common_params(scored) if _varies(scored, p)]
-    if len(scored) < 2:
-        skip("param_importances", too_few)
-    elif not varied:
-        skip("param_importances", "no param present in every completed trial takes more than one value")
-    elif len({_first_value(t) for t in scored}) == 1:
-        skip("param_importances", f"every completed trial has the same {target_name!r}")
-    else:
-        evaluator = optuna.importance.FanovaImportanceEvaluator(
-            n_trees=_IMPORTANCE_TREES, seed=_IMPORTANCE_SEED
-        )
+    @property
+    def multi(self) -> bool:
+        return len(self.study.directions) > 1
+
+    @property
+    def target_name(self) -> str:
+        return self.metric_names[0]
+
+    @property
+    def no_result(self) -> str:
+        return f"no completed trial with a finite {self.target_name!r} yet"
+
+    @property
+    def too_few(self) -> str:
+        return f"needs >= 2 completed trials with a finite {self.target_name!r}, has {len(self.scored)}"
+
+    @property
+    def chosen(self) -> list[str]:
+        """The `top_params` most important params: what slice and contour show."""
+        return _rank_params(self.scored, self.importances)[: self.top_params]
+
+    def _compute_importances(self, target: dict) -> Optional[str]:
+        varied = [p for p in _common_params(self.scored) if _varies(self.scored, p)]
+        if len(self.scored) < 2:
+            return self.too_few
+        if not varied:
+            return "no param present in every completed trial takes more than one value"
+        if len({_first_value(t) for t in self.scored}) == 1:
+            return f"every completed trial has the same {self.target_name!r}"
+        self.evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=_IMPORTANCE_TREES, seed=_IMPORTANCE_SEED)
         try:
-            importances = optuna.importance.get_param_importances(study, evaluator=evaluator, **target)
-            plan["param_importances"] = {"evaluator": evaluator, **common}
+            self.importances = optuna.importance.get_param_importances(self.study, evaluator=self.evaluator, **target)
         except Exception as exc:  # a report must not end the study; the reason goes to the notes
-            skip("param_importances", f"importances could not be computed: {_describe(exc)}")
+            return f"importances could not be computed: {_describe(exc)}"
+        return None
 
-    if not scored:
-        skip("parallel_coordinate", no_result)
-    elif not params:
-        skip("parallel_coordinate", "the completed trials have no params")
-    else:
-        plan["parallel_coordinate"] = common
 
-    if multi:
-        # Optuna's `Trial.report` refuses multi-objective trials, so there are no curves to draw.
-        skip("intermediate_values", "the study has several objectives; Optuna records no intermediate values")
-    elif not any(t.intermediate_values for t in trials):
-        skip("intermediate_values", "no trial has reported an intermediate value yet")
-    else:
-        plan["intermediate_values"] = {}
+# Each plot's decision: its keyword arguments, a reason it cannot be drawn (str), or None (nothing to note).
+def _plan_history(s: _Scope):
+    return s.common if s.scored else s.no_result
 
-    chosen = _rank_params(scored, importances)[:top_params]
-    if not scored:
-        skip("slice", no_result)
-    elif not chosen:
-        skip("slice", "the completed trials have no params")
-    else:
-        plan["slice"] = {"params": chosen, **common}
 
-    if len(scored) < 2:
-        skip("contour", too_few)
-    elif len(chosen) < 2:
-        skip("contour", f"needs >= 2 params, has {len(chosen)}: {chosen} (top_params={top_params})")
-    elif not _seen_together(scored, chosen):
-        skip("contour", f"no two of the params {chosen} were both suggested in >= 2 completed trials")
-    else:
-        plan["contour"] = {"params": chosen, **common}
+def _plan_importances(s: _Scope):
+    return s.importances_skip or {"evaluator": s.evaluator, **s.common}
 
-    pareto_scored = [t for t in trials if t.state == TrialState.COMPLETE and all(map(_is_finite, t.values))]
-    if not multi:
-        plan["pareto_front"] = None  # only meaningful for several objectives; nothing to note
-    elif len(study.directions) > 3:
-        skip("pareto_front", f"Optuna draws 2 or 3 objectives, the study has {len(study.directions)}")
-    elif not pareto_scored:
-        skip("pareto_front", "no completed trial with finite values for every objective yet")
-    else:
-        plan["pareto_front"] = {"target_names": list(metric_names)}
 
-    return [(name, plan[name]) for name in _PLOT_ORDER if plan[name] is not None]
+def _plan_parallel(s: _Scope):
+    if not s.scored:
+        return s.no_result
+    return s.common if _param_names(s.scored) else "the completed trials have no params"
+
+
+def _plan_intermediate(s: _Scope):
+    if s.multi:  # Optuna's `Trial.report` refuses multi-objective trials, so there are no curves to draw
+        return "the study has several objectives; Optuna records no intermediate values"
+    return {} if any(t.intermediate_values for t in s.trials) else "no trial has reported an intermediate value yet"
+
+
+def _plan_slice(s: _Scope):
+    if not s.scored:
+        return s.no_result
+    return {"params": s.chosen, **s.common} if s.chosen else "the completed trials have no params"
+
+
+def _plan_contour(s: _Scope):
+    chosen = s.chosen
+    if len(s.scored) < 2:
+        return s.too_few
+    if len(chosen) < 2:
+        return f"needs >= 2 params, has {len(chosen)}: {chosen} (top_params={s.top_params})"
+    if not _seen_together(s.scored, chosen):
+        return f"no two of the params {chosen} were both suggested in >= 2 completed trials"
+    return {"params": chosen, **s.common}
+
+
+def _plan_pareto(s: _Scope):
+    if not s.multi:
+        return None  # only meaningful for several objectives; nothing to note
+    if len(s.study.directions) > 3:
+        return f"Optuna draws 2 or 3 objectives, the study has {len(s.study.directions)}"
+    if not any(t.state == TrialState.COMPLETE and all(map(_is_finite, t.values)) for t in s.trials):
+        return "no completed trial with finite values for every objective yet"
+    return {"target_names": list(s.metric_names)}
+
+
+_PLANNERS = {
+    "optimization_history": _plan_history,
+    "param_importances": _plan_importances,
+    "parallel_coordinate": _plan_parallel,
+    "intermediate_values": _plan_intermediate,
+    "slice": _plan_slice,
+    "contour": _plan_contour,
+    "pareto_front": _plan_pareto,
+}
 
 
 def _first_value(trial: FrozenTrial) -> float:
@@ -242,25 +295,48 @@ def _seen_together(trials: list[FrozenTrial], params: list[str]) -> bool:
 # ----------------------------------------------------------------------------------------------- drawing
 
 
-def _draw(study: optuna.Study, name: str, kwargs: dict[str, Any], out: Path, notes: list[str]) -> list[Path]:
-    """Write `<name>.html` and `<name>.png`; return those that were written, noting any that failed."""
+def _draw(study: optuna.Study, name: str, kwargs: dict[str, Any], out: Path, notes: list[str],
+          sections: list[tuple[str, str]]) -> list[Path]:
+    """Write `<name>.png` and add the interactive plot to `sections`; return the PNG if it was written. A plot
+    that fails in either form is noted and costs neither the others nor the study."""
     written = []
-    for suffix, save in ((".html", _save_html), (".png", _save_png)):
-        path = out / f"{name}{suffix}"
-        try:
-            save(study, name, kwargs, path)
-            written.append(path)
-        except Exception as exc:  # one plot Optuna cannot draw must not cost the others or the study
-            logger.warning("Study report: could not write %s: %s", path.name, _describe(exc))
-            notes.append(f"{path.name}: not written, {_describe(exc)}")
+    try:
+        sections.append((name, _plotly_div(study, name, kwargs)))
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("Study report: could not draw %s: %s", name, _describe(exc))
+        notes.append(f"{name} (interactive): not drawn, {_describe(exc)}")
+    path = out / f"{name}.png"
+    try:
+        _save_png(study, name, kwargs, path)
+        written.append(path)
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("Study report: could not write %s: %s", path.name, _describe(exc))
+        notes.append(f"{path.name}: not written, {_describe(exc)}")
     return written
 
 
-def _save_html(study: optuna.Study, name: str, kwargs: dict[str, Any], path: Path) -> None:
+def _plotly_div(study: optuna.Study, name: str, kwargs: dict[str, Any]) -> str:
     import optuna.visualization as plotly_plots
 
     fig = getattr(plotly_plots, f"plot_{name}")(study, **kwargs)
-    fig.write_html(path, include_plotlyjs="cdn", full_html=True)
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{name}")
+
+
+def _write_html(study: optuna.Study, sections: list[tuple[str, str]], path: Path) -> Path:
+    """One page with every interactive plot and plotly.js inlined once: no network needed to draw it."""
+    import html
+
+    from plotly.offline import get_plotlyjs
+
+    body = "\n".join(f'<section id="plot-{name}"><h2>{name.replace("_", " ")}</h2>\n{div}</section>'
+                     for name, div in sections) or "<p>No plot could be drawn yet; see report_notes.txt.</p>"
+    title = html.escape(f"study {study.study_name}")
+    path.write_text(
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>\n'
+        f"<script>{get_plotlyjs()}</script></head>\n<body><h1>{title}</h1>\n{body}\n</body></html>\n",
+        encoding="utf-8",
+    )
+    return path
 
 
 def _save_png(study: optuna.Study, name: str, kwargs: dict[str, Any], path: Path) -> None:
@@ -277,6 +353,8 @@ def _save_png(study: optuna.Study, name: str, kwargs: dict[str, Any], path: Path
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # matplotlib's notes on degenerate axes (one trial, one value) are about the data, not for the user.
+            warnings.simplefilter("ignore", UserWarning)
             axes = getattr(mpl_plots, f"plot_{name}")(study, **kwargs)
         # Slice and contour plots of several params return a grid of axes that share one figure.
         fig = np.ravel(axes)[0].figure

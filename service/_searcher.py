@@ -1,94 +1,129 @@
-"""Ray Tune's OptunaSearch, made to tell Optuna what really happened to each trial.
+"""The Ray Tune searcher of a study: asks its Optuna study for every trial and tells it what really happened.
 
-Ray 2.60's OptunaSearch tells every trial that ends without an error as COMPLETE, including those ASHA
-stopped after one or two epochs, so TPE takes half-trained scores for final ones. Here a trial that ends
-before `max_epochs` without an error is told as PRUNED (Optuna then keeps its intermediate values and uses
-the last one, as it does for trials its own pruners stop), and a trial whose metric is missing or not finite
-is told as FAIL.
+Written on Tune's public `Searcher` interface rather than on `OptunaSearch`, whose Ray 2.60 version tells every
+trial that ends without an error as COMPLETE (so TPE takes a trial ASHA stopped after one epoch for a finished
+one) and never hands Optuna the result a trial ended on. Here:
+- each trial is asked for with the space's define-by-run suggestions (`when:` conditionals hold) and tagged
+  with its Tune id (`tune_trial_id`), which links it to its MLflow run and progress line;
+- every epoch's primary metric is reported as an intermediate value, the last one included, so Optuna has the
+  whole learning curve of every trial (what the report's intermediate-values plot shows);
+- a trial ends as `service._outcome.trial_outcome` judges it: COMPLETE, PRUNED (stopped before max_epochs), or
+  FAIL (raised, or a metric missing or not finite);
+- a grid that has tried every point ends the study (Searcher.FINISHED) instead of repeating points.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Optional
+import pickle
+import warnings
+from typing import TYPE_CHECKING, Any, Optional
 
-import optuna
-from optuna.trial import TrialState
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search import Searcher
+
+from service._optuna import METRICS_ATTR, STUDY_ID_ATTR, TUNE_TRIAL_ID_ATTR, open_storage
+from service._outcome import trial_outcome
+
+if TYPE_CHECKING:
+    import optuna
+
+    from service.space import SearchSpace
 
 logger = logging.getLogger(__name__)
 
-TUNE_TRIAL_ID_ATTR = "tune_trial_id"  # Optuna user attribute linking a trial to its Tune trial
-# What hpsearch calls each final Optuna state (MLflow's `hpsearch.state` tag, the progress lines).
-STATE_LABELS = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
 
+class StudySearcher(Searcher):
+    def __init__(self, *, study_name: str, storage_url: str, space: "SearchSpace", seed_trials: list = ()):
+        metric, mode = (list(space.metrics), list(space.modes)) if space.is_multi_objective else (space.metrics[0], space.modes[0])
+        super().__init__(metric=metric, mode=mode)
+        self.space = space
+        self.study_name = study_name
+        self.storage_url = storage_url
+        self._trials: dict[str, "optuna.trial.Trial"] = {}  # Tune trial id -> its Optuna trial
+        self._reported: dict[str, int] = {}  # Tune trial id -> last step told to Optuna
+        self._finished: set[str] = set()
+        self.study = self._create_study(seed_trials)
 
-class StudySearcher(OptunaSearch):
-    """OptunaSearch with truthful final states; see the module docstring."""
+    def _create_study(self, seed_trials: list) -> "optuna.Study":
+        import optuna
 
-    def __init__(self, *, max_epochs: int, **kwargs: Any):
-        self.max_epochs = max_epochs  # a trial reporting fewer epochs was stopped early
-        self._reported_steps: dict[str, int] = {}  # Tune trial id -> last step told to Optuna
-        super().__init__(**kwargs)
+        from service.space import build_sampler
 
-    @property
-    def study(self) -> optuna.Study:
-        return self._ot_study
+        study = optuna.create_study(
+            study_name=self.study_name,
+            storage=open_storage(self.storage_url),
+            sampler=build_sampler(self.space),
+            directions=["maximize" if m == "max" else "minimize" for m in self.space.modes],
+            load_if_exists=True,
+        )
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged through 5.0
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(self.space.metrics))  # optuna-dashboard and the plots name the objectives
+        study.set_user_attr(STUDY_ID_ATTR, self.study_name)
+        study.set_user_attr(METRICS_ATTR, list(self.space.metrics))
+        if seed_trials:
+            study.add_trials(seed_trials)  # before the first ask: TPE starts from them
+        return study
 
+    # -- Tune's calls --------------------------------------------------------------------------------------
     def suggest(self, trial_id: str) -> Optional[dict]:
-        config = super().suggest(trial_id)
-        self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ID_ATTR, trial_id)
-        return config
+        from service.space import suggest_params
+
+        if self._grid_exhausted():
+            return Searcher.FINISHED
+        trial = self.study.ask()
+        trial.set_user_attr(TUNE_TRIAL_ID_ATTR, trial_id)
+        self._trials[trial_id] = trial
+        return {**suggest_params(self.space, trial), **self.space.trial_constants()}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        try:
-            super().on_trial_result(trial_id, result)
-        except RuntimeError as exc:  # the Optuna trial was finished meanwhile (a reconciliation); Tune goes on
-            logger.warning("could not report to Optuna for trial %s: %s", trial_id, exc)
-        self._reported_steps[trial_id] = result.get("training_iteration", 0)
+        self._report(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        trial = self._trials.get(trial_id)
+        if trial is None or trial_id in self._finished:
             return
-        ot_trial = self._ot_trials[trial_id]
         # Tune hands the result that ends a trial (the one ASHA stopped it on, or the last epoch) only to
-        # on_trial_complete, never to on_trial_result: record it as an intermediate value too, so Optuna
-        # has the whole learning curve and a pruned trial's last value.
-        if result and not isinstance(self.metric, list):
-            step = result.get("training_iteration", 0)
-            value = result.get(self.metric)
-            if step > self._reported_steps.get(trial_id, 0) and isinstance(value, (int, float)):
-                try:
-                    ot_trial.report(float(value), step)
-                except RuntimeError as exc:  # already finished by a reconciliation
-                    logger.warning("could not report to Optuna trial %s: %s", ot_trial.number, exc)
-        state, values = final_state(result, error, self.metric, self.max_epochs)
+        # on_trial_complete: it is the learning curve's last point.
+        if result:
+            self._report(trial_id, result)
+        outcome = trial_outcome(result, error, self.space.metrics, self.space.budget.max_epochs)
         try:
-            self._ot_study.tell(ot_trial, values, state=state)
-        except Exception as exc:  # e.g. the trial was already finished by a reconciliation
-            logger.warning("could not tell Optuna trial %s as %s: %s", ot_trial.number, state.name, exc)
-        self._completed_trials.add(trial_id)
+            self.study.tell(trial, outcome.told_values(self.space.is_multi_objective), state=outcome.optuna_state)
+        except Exception as exc:  # noqa: BLE001 - finished meanwhile by a reconciliation; Tune goes on
+            logger.warning("could not tell Optuna trial %s as %s: %s", trial.number, outcome.label, exc)
+        self._finished.add(trial_id)
+
+    def save(self, checkpoint_path: str) -> None:
+        # The trials keep the study (its storage and sampler state) by reference: pickled once, restored shared.
+        with open(checkpoint_path, "wb") as fh:
+            pickle.dump(self.__dict__, fh)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as fh:
+            self.__dict__.update(pickle.load(fh))
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    def _report(self, trial_id: str, result: dict) -> None:
+        """The primary metric of one epoch as an intermediate value (single objective: Optuna keeps no curves
+        for several)."""
+        trial = self._trials.get(trial_id)
+        step = result.get("training_iteration", 0)
+        value = result.get(self.space.metrics[0])
+        if (trial is None or trial_id in self._finished or self.space.is_multi_objective
+                or step <= self._reported.get(trial_id, 0) or not _finite(value)):
+            return
+        try:
+            trial.report(float(value), step)
+        except RuntimeError as exc:  # finished meanwhile by a reconciliation
+            logger.warning("could not report to Optuna trial %s: %s", trial.number, exc)
+        self._reported[trial_id] = step
+
+    def _grid_exhausted(self) -> bool:
+        is_exhausted = getattr(self.study.sampler, "is_exhausted", None)  # GridSampler's
+        return bool(is_exhausted and is_exhausted(self.study))
 
 
-def optuna_number(study: optuna.Study, tune_trial_id: str) -> Optional[int]:
-    """The Optuna trial number of a Tune trial (the searcher tags each asked trial with its Tune id)."""
-    for t in reversed(study.get_trials(deepcopy=False)):
-        if t.user_attrs.get(TUNE_TRIAL_ID_ATTR) == tune_trial_id:
-            return t.number
-    return None
-
-
-def final_state(
-    result: Optional[dict], error: bool, metric: Any, max_epochs: int
-) -> tuple[TrialState, Optional[Any]]:
-    """The Optuna state and values a finished Tune trial should be told with."""
-    if error or not result:
-        return TrialState.FAIL, None
-    names = metric if isinstance(metric, list) else [metric]
-    values = [result.get(name) for name in names]
-    if any(not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
-        return TrialState.FAIL, None
-    if result.get("training_iteration", 0) < max_epochs:
-        return TrialState.PRUNED, None
-    return TrialState.COMPLETE, values if isinstance(metric, list) else values[0]
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

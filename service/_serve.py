@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from service._runner import StudyError
+from service._errors import StudyError
 from service._settings import Settings
 
 MIN_TOKEN_CHARS = 16
@@ -18,7 +18,17 @@ def serve_api(*, host: str, port: int, ray_dashboard: str, settings: Settings) -
 
     app = create_app(api_config(ray_dashboard, settings))
     logging.getLogger("service").setLevel(logging.INFO)
+    logging.getLogger("uvicorn.access").addFilter(drop_query_strings)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=True, server_header=False)
+
+
+def drop_query_strings(record: logging.LogRecord) -> bool:
+    """The access log keeps the path and drops the query string: a token pasted into a URL by mistake
+    (`?token=...`) must not land in a log. uvicorn's access record is (client, method, path, version, status)."""
+    args = record.args
+    if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+        record.args = (args[0], args[1], args[2].split("?", 1)[0], args[3], args[4])
+    return True
 
 
 def api_config(ray_dashboard: str, settings: Settings):
@@ -38,7 +48,7 @@ def api_config(ray_dashboard: str, settings: Settings):
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "HPSEARCH_HOME": str(settings.home),
     }
-    for name in ("HPSEARCH_DATA_DIR", "PYTHONPATH", "HPSEARCH_REPORT_INTERVAL_S"):
+    for name in ("HPSEARCH_DATA_DIR", "PYTHONPATH", "HPSEARCH_REPORT_INTERVAL_S", "HPSEARCH_TRAINABLE_MODULES"):
         if os.environ.get(name):
             driver_env[name] = os.environ[name]
     return ApiConfig(token=token, settings=settings, jobs=RayJobs(address=ray_dashboard, driver_env=driver_env),

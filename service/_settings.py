@@ -55,3 +55,19 @@ def resolve_settings(
     optuna_url = optuna_storage or os.environ.get("HPSEARCH_OPTUNA_STORAGE") or f"sqlite:///{home_path / 'optuna.db'}"
     registry = registry_url or os.environ.get("HPSEARCH_REGISTRY_URL") or f"sqlite:///{home_path / 'registry.db'}"
     return Settings(home=home_path, tracking_uri=tracking, optuna_storage=optuna_url, registry_url=registry)
+
+
+def mask_url(url: Optional[str]) -> Optional[str]:
+    """`postgresql://user:secret@host/db` -> `postgresql://user:***@host/db`; other strings unchanged. Store URLs
+    are recorded, printed and returned by the API: never with their password."""
+    if not url or "@" not in url:
+        return url
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        scheme, sep, rest = url.partition("://")
+        userinfo, at, host = rest.rpartition("@")
+        return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***{at}{host}" if ":" in userinfo else url

@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
-from service.space._conditions import conditions_hold, dependency_order, value_key
+from service.space import conditions_hold, dependency_order, value_key
 
 if TYPE_CHECKING:
     import optuna

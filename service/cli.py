@@ -14,6 +14,8 @@ from typing import Iterator, Optional
 
 import click
 
+from service._states import ACTIVE_STATUSES, StudyStatus
+
 EXIT_STUDY_FAILED = 1
 EXIT_USER_ERROR = 2
 
@@ -27,29 +29,35 @@ class UserError(click.ClickException):
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn the service's user-facing exceptions into UserError."""
+    from service._errors import StudyError
+    from service._registry import RegistryUnavailable, StudyNotFound
     from service.space import SpaceError
 
     try:
         yield
     except SpaceError as exc:
+        # A file's errors come together (SpaceError.errors); each prints as its own "Error: file:line: ..." line.
+        raise UserError("\nError: ".join(exc.lines())) from None
+    except (StudyError, StudyNotFound, RegistryUnavailable) as exc:
         raise UserError(str(exc)) from None
-    except _study_errors() as exc:
-        raise UserError(str(exc)) from None
-
-
-def _study_errors() -> tuple:
-    from service._client import ServerUserError
-    from service._registry import RegistryUnavailable, StudyNotFound
-    from service._runner import StudyError
-    from service._studies import StudyConflict
-
-    return (StudyError, StudyNotFound, RegistryUnavailable, StudyConflict, ServerUserError)
 
 
 def _settings(home: Optional[str], tracking_uri: Optional[str]):
     from service._settings import resolve_settings
 
     return resolve_settings(home=home, tracking_uri=tracking_uri)
+
+
+def _studies(server: Optional[str], home: Optional[str] = None, tracking_uri: Optional[str] = None, *,
+             ray_address: Optional[str] = None, quiet: bool = False):
+    """The cluster's studies with --server (token from HPSEARCH_TOKEN), else this machine's registry."""
+    if server:
+        from service._client import RemoteStudies
+
+        return RemoteStudies(server, os.environ.get("HPSEARCH_TOKEN"))
+    from service._studies import LocalStudies
+
+    return LocalStudies(_settings(home, tracking_uri), ray_address=ray_address, show_progress=not quiet)
 
 
 home_option = click.option(
@@ -74,14 +82,21 @@ server_option = click.option(
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hpsearch")
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, envvar="HPSEARCH_VERBOSE",
+              help="Let Ray, Tune, MLflow and Optuna print their own messages too. Env: HPSEARCH_VERBOSE.")
+def main(verbose: bool) -> None:
     """Hyperparameter search for PyTorch: a YAML space in, a study in MLflow out.
 
     \b
     hpsearch validate search_spaces/digits_cnn.yaml   check a space and preview samples
     hpsearch submit search_spaces/digits_cnn.yaml     run the study (embedded Ray)
-    mlflow ui                                          compare its trials
+    hpsearch ui                                        compare its trials in the MLflow UI
     """
+    if verbose:
+        os.environ["HPSEARCH_VERBOSE"] = "1"
+    # What hpsearch writes — the state directory, study logs, checkpoints, secrets of a local cluster — is
+    # the user's alone: folders 0700, files 0600 (a study's log can name its data and its params).
+    os.umask(0o077)
 
 
 @main.command()
@@ -129,36 +144,23 @@ def submit(space_file, overrides, server, wait, tracking_uri, home, ray_address,
     With --server (or HPSEARCH_SERVER) the study goes to the hpsearch service of a cluster: this prints its
     id at once, or follows it to the end with --wait.
     """
+    from service._studies import summary_when_done
     from service.space import load_space
 
-    if server:
-        with _user_errors():
-            # The data files named in the space are the cluster's: the driver checks them where it runs.
-            space = load_space(space_file, overrides, check_data=False)
-            client = _client(server)
-            study = client.submit(space.text, os.path.basename(space_file), list(space.overrides), warm_start, register)
-            if not wait:
-                click.echo(json.dumps(study, default=str) if as_json else study["id"])
-                if not as_json:
-                    click.echo(f"follow it: hpsearch logs {study['id']} --follow   (or hpsearch status {study['id']})",
-                               err=True)
-                return
-            click.echo(f"study {study['id']} submitted to {client.server}", err=True)
-            summary = _follow(client.status, client.logs, study["id"], quiet)
-        _print_summary(summary, as_json)
-        return
     with _user_errors():
-        space = load_space(space_file, overrides)
-        settings = _settings(home, tracking_uri)
-        settings.home.mkdir(parents=True, exist_ok=True)
-        from service._runner import submit_study
-
+        # The data files named in a space sent to a cluster are the cluster's: its driver checks them there.
+        space = load_space(space_file, overrides, check_data=not server)
+        studies = _studies(server, home, tracking_uri, ray_address=ray_address, quiet=quiet)
         with _stdout_to_stderr(as_json):
-            summary = submit_study(
-                space, settings, show_progress=not quiet, ray_address=ray_address, register=register,
-                warm_start=warm_start,
-            )
-    _print_summary(summary.to_dict(), as_json)
+            study = studies.submit(space, warm_start=warm_start, register=register)
+        if study["status"] in ACTIVE_STATUSES and not wait:  # sent to a cluster: its id is the answer
+            click.echo(json.dumps(study, default=str) if as_json else study["id"])
+            if not as_json:
+                click.echo(f"follow it: hpsearch logs {study['id']} --follow   (or hpsearch status {study['id']})",
+                           err=True)
+            return
+        summary = summary_when_done(studies, study, echo=None if quiet else _echo_err)
+    _print_summary(summary, as_json)
 
 
 @main.command()
@@ -173,23 +175,17 @@ def submit(space_file, overrides, server, wait, tracking_uri, home, ray_address,
 @json_option
 def resume(study_id, server, wait, tracking_uri, home, ray_address, quiet, register, as_json) -> None:
     """Continue a stopped or crashed study without re-running its finished trials."""
-    if server:
-        with _user_errors():
-            client = _client(server)
-            study = client.resume(study_id)
-            if not wait:
-                click.echo(json.dumps(study, default=str) if as_json else f"study {study['id']}: resumed ({study['status']})")
-                return
-            summary = _follow(client.status, client.logs, study["id"], quiet)
-        _print_summary(summary, as_json)
-        return
-    with _user_errors():
-        settings = _settings(home, tracking_uri)
-        from service._runner import resume_study
+    from service._studies import summary_when_done
 
+    with _user_errors():
+        studies = _studies(server, home, tracking_uri, ray_address=ray_address, quiet=quiet)
         with _stdout_to_stderr(as_json):
-            summary = resume_study(study_id, settings, show_progress=not quiet, ray_address=ray_address, register=register)
-    _print_summary(summary.to_dict(), as_json)
+            study = studies.resume(study_id, register=register)
+        if study["status"] in ACTIVE_STATUSES and not wait:
+            click.echo(json.dumps(study, default=str) if as_json else f"study {study['id']}: resumed ({study['status']})")
+            return
+        summary = summary_when_done(studies, study, echo=None if quiet else _echo_err)
+    _print_summary(summary, as_json)
 
 
 @main.command()
@@ -214,31 +210,16 @@ def run(study_id, home, ray_address, quiet) -> None:
 @main.command(name="list")
 @server_option
 @home_option
-@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed", "stopped"]),
-              help="Only studies in this state.")
+@click.option("--status", type=click.Choice([s.value for s in StudyStatus]), help="Only studies in this state.")
 @json_option
 def list_studies(server, home, status, as_json) -> None:
     """List studies, newest first (the server's with --server, else the local registry's)."""
-    with _user_errors():
-        if server:
-            studies = _client(server).list(status=status)
-        else:
-            from service._registry import Registry
-            from service._studies import study_dict
+    from service._render import study_list_text
 
-            studies = [study_dict(r) for r in Registry(_settings(home, None).registry_url).list(status=status)]
-    if as_json:
-        click.echo(json.dumps(studies, default=str))
-        return
-    if not studies:
-        click.echo("no studies yet: hpsearch submit SPACE_FILE starts one")
-        return
-    for r in studies:
-        best = "-" if r["best_value"] is None else f"{r['best_value']:.4f}"
-        click.echo(
-            f"{r['id']:<44} {r['status']:<10} trials {r['n_trials']:>3} (completed {r['n_completed']}, pruned "
-            f"{r['n_pruned']}, failed {r['n_failed']})  best {','.join(r['metrics'])} {best}"
-        )
+    with _user_errors():
+        # One JSON object, as every --json answer (and the API's GET /studies): {"studies": [...]}.
+        _answer({"studies": _studies(server, home).list(status=status)}, as_json,
+                lambda data: study_list_text(data["studies"]))
 
 
 @main.command()
@@ -248,25 +229,10 @@ def list_studies(server, home, status, as_json) -> None:
 @json_option
 def status(study_id, server, home, as_json) -> None:
     """Show one study: state, counts, best value, where its records are, and its trials."""
-    with _user_errors():
-        if server:
-            data = _client(server).status(study_id)
-        else:
-            from service._studies import status_dict
+    from service._render import status_text
 
-            data = status_dict(_local_registry(home).find_or_raise_by_id(study_id))
-    if as_json:
-        click.echo(json.dumps(data, default=str))
-        return
-    for key in ("id", "status", "created_at", "started_at", "finished_at", "n_trials", "n_running", "n_completed",
-                "n_pruned", "n_failed", "metrics", "best_value", "best_params", "error", "mlflow_tracking_uri",
-                "mlflow_experiment_id", "mlflow_parent_run_id", "optuna_storage", "optuna_study_name", "tune_path",
-                "ray_job_id", "registered_model"):
-        if data.get(key) is not None or key in ("status", "best_value"):
-            click.echo(f"{key:<22} {data.get(key)}")
-    if data.get("stop_requested_at") and data["status"] in ("queued", "running"):
-        click.echo(f"{'stop_requested_at':<22} {data['stop_requested_at']}")
-    click.echo(_trial_table(data.get("trials") or [], data.get("metrics") or []))
+    with _user_errors():
+        _answer(_studies(server, home).status(study_id), as_json, status_text)
 
 
 @main.command()
@@ -281,20 +247,9 @@ def logs(study_id, server, home, follow, as_json) -> None:
     import time
 
     with _user_errors():
-        if server:
-            client = _client(server)
-            read = client.logs
-            resolved = client.status(study_id)["id"]
-        else:
-            from service._studies import logs_dict
-
-            settings = _settings(home, None)
-            registry = _local_registry(home)
-            resolved = registry.find_or_raise_by_id(study_id).id
-
-            def read(sid, offset=0):
-                return logs_dict(registry.find_or_raise_by_id(sid), settings, offset)
-
+        studies = _studies(server, home)
+        read = studies.logs
+        resolved = studies.status(study_id)["id"]
         offset = 0
         while True:
             page = read(resolved, offset)
@@ -326,35 +281,21 @@ def stop(study_id, server, home, wait, timeout, force, as_json) -> None:
     import time
 
     with _user_errors():
-        if server:
-            client = _client(server)
-            study = client.stop(study_id, force=force)
-            fetch = client.status
-        else:
-            from service._runner import _driver_alive, end_local_driver
-            from service._studies import request_stop, study_dict
-
-            registry = _local_registry(home)
-            record = registry.find_or_raise_by_id(study_id)
-            study = study_dict(request_stop(registry, record, _settings(home, None), driver_alive=_driver_alive,
-                                            force=force, end_driver=end_local_driver))
-
-            def fetch(sid):
-                return study_dict(registry.find_or_raise_by_id(sid))
-
+        studies = _studies(server, home)
+        study = studies.stop(study_id, force=force)
         deadline = time.monotonic() + timeout
-        while wait and study["status"] in ("queued", "running"):
+        while wait and study["status"] in ACTIVE_STATUSES:
             if time.monotonic() > deadline:
                 raise UserError(
                     f"study {study['id']} was asked to stop but is still {study['status']} after {timeout}s; its "
                     f"driver stops at the end of its current step (`hpsearch logs {study['id']}` shows it)"
                 )
             time.sleep(1.0)
-            study = fetch(study["id"])
+            study = studies.status(study["id"])
     if as_json:
         click.echo(json.dumps(study, default=str))
     else:
-        state = study["status"] if study["status"] not in ("queued", "running") else "stop requested"
+        state = study["status"] if study["status"] not in ACTIVE_STATUSES else "stop requested"
         click.echo(f"study {study['id']}: {state}")
 
 
@@ -370,12 +311,7 @@ def best(study_id, server, home, output, as_json) -> None:
     import yaml
 
     with _user_errors():
-        if server:
-            data = _client(server).best(study_id)
-        else:
-            from service._studies import best_dict
-
-            data = best_dict(_local_registry(home).find_or_raise_by_id(study_id))
+        data = _studies(server, home).best(study_id)
     if output:
         with open(output, "w") as fh:
             fh.write(data["fixed_block"])
@@ -385,6 +321,26 @@ def best(study_id, server, home, output, as_json) -> None:
         metric = data["metric"] if isinstance(data["metric"], str) else ",".join(data["metric"])
         click.echo(f"best {metric} = {data['best_value']}")
         click.echo(yaml.safe_dump(data["best_params"], sort_keys=False).rstrip())
+
+
+@main.command()
+@click.argument("study_id")
+@server_option
+@home_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+def delete(study_id, server, home, yes, as_json) -> None:
+    """Forget a finished study: its MLflow runs (MLflow's delete: gone from the UI, `mlflow gc` purges them),
+    its Optuna study, its checkpoints, its log and its registry row."""
+    with _user_errors():
+        studies = _studies(server, home)
+        found = studies.status(study_id)
+        if not yes and not as_json:
+            click.confirm(f"delete study {found['id']} ({found['status']}, {found['n_trials']} trials) and all its "
+                          f"records?", abort=True, err=True)
+        gone = studies.delete(found["id"])
+    _answer(gone, as_json, lambda g: f"study {g['id']}: deleted ({g['deleted']['mlflow_runs']} MLflow runs, "
+                                     f"Optuna study, checkpoints and log)")
 
 
 @main.command()
@@ -413,63 +369,28 @@ def serve(host, port, ray_dashboard, home, tracking_uri) -> None:
 
 
 @main.command()
+@click.argument("study_id", required=False)
 @tracking_option
+@home_option
+@server_option
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535), help="Port of the UI.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the UI listens on.")
-def ui(tracking_uri, port, host) -> None:
-    """Open the MLflow UI on the configured store (or print the server's URL)."""
-    settings = _settings(None, tracking_uri)
-    uri = settings.tracking_uri
+def ui(study_id, tracking_uri, home, server, port, host) -> None:
+    """Open the MLflow UI on the store a study was recorded in (STUDY_ID), else on the configured store; for
+    an MLflow server, print its address (and the study's page)."""
+    page = ""
+    with _user_errors():
+        if study_id:
+            found = _studies(server, home).status(study_id)
+            tracking_uri = found.get("mlflow_ui_url") or found["mlflow_tracking_uri"]
+            page = f"#/experiments/{found['mlflow_experiment_id']}/runs" if found.get("mlflow_experiment_id") else ""
+        uri = _settings(None, tracking_uri).tracking_uri
     if uri.startswith(("http://", "https://")):
-        click.echo(f"the MLflow server is at {uri}")
+        click.echo(f"the MLflow server is at {uri.rstrip('/')}/{page}")
         return
-    click.echo(f"MLflow UI for {uri} at http://{host}:{port}/ (Ctrl-C stops it)", err=True)
+    click.echo(f"MLflow UI for {uri} at http://{host}:{port}/{page} (Ctrl-C stops it)", err=True)
     os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                                "--host", host, "--port", str(port)])
-
-
-def _local_registry(home: Optional[str]):
-    from service._registry import Registry
-
-    return Registry(_settings(home, None).registry_url)
-
-
-def _client(server: str):
-    from service._client import ApiClient
-
-    return ApiClient(server, os.environ.get("HPSEARCH_TOKEN"))
-
-
-def _follow(fetch_status, fetch_logs, study_id: str, quiet: bool) -> dict:
-    """Print the study's new log lines on stderr until it ends; its summary then."""
-    import time
-
-    offset = 0
-    while True:
-        page = fetch_logs(study_id, offset)
-        if page["text"] and not quiet:
-            click.echo(page["text"], nl=False, err=True)
-        offset = page["offset"]
-        if page["finished"]:
-            data = fetch_status(study_id)
-            if data["status"] not in ("queued", "running"):
-                rest = fetch_logs(study_id, offset)
-                if rest["text"] and not quiet:
-                    click.echo(rest["text"], nl=False, err=True)
-                return data["summary"]
-        time.sleep(1.0)
-
-
-def _trial_table(trials: list[dict], metrics: list[str]) -> str:
-    if not trials:
-        return "no trials yet"
-    header = f"{'trial':>5}  {'state':<9} {'epochs':>6}  {','.join(metrics):>12}  parameters"
-    lines = [header]
-    for t in trials:
-        values = "-" if not t["values"] else ",".join(f"{v:.4f}" if v is not None else "-" for v in t["values"])
-        params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
-        lines.append(f"{t['number']:>5}  {t['state']:<9} {t['epochs']:>6}  {values:>12}  {params}")
-    return "\n".join(lines)
 
 
 @contextlib.contextmanager
@@ -492,41 +413,23 @@ def _stdout_to_stderr(enabled: bool) -> Iterator[None]:
         os.close(saved)
 
 
+def _answer(data, as_json: bool, render) -> None:
+    """A verb's answer on stdout: as JSON for scripts, else as `render` puts it for people."""
+    click.echo(json.dumps(data, default=str) if as_json else render(data))
+
+
+def _echo_err(text: str) -> None:
+    click.echo(text, nl=False, err=True)
+
+
 def _print_summary(summary: dict, as_json: bool) -> None:
-    """The outcome of a study (StudySummary.to_dict(), or the server's `summary` with the same keys)."""
-    if as_json:
-        click.echo(json.dumps(summary, default=str))
-    else:
-        click.echo(f"study {summary['study_id']}: {summary['status']}")
-        click.echo(
-            f"trials {summary['n_trials']}: completed {summary['n_completed']}, pruned {summary['n_pruned']}, "
-            f"failed {summary['n_failed']}"
-        )
-        for point in summary.get("pareto_front") or []:
-            values = ", ".join(f"{m}={v:.4g}" for m, v in zip(summary["metric"], point["values"]))
-            click.echo(f"pareto trial {point['trial']}: {values}")
-        if summary.get("registered_model"):
-            click.echo(f"registered model: {summary['registered_model']}")
-        if summary["best_value"] is not None:
-            click.echo(f"best {summary['metric']} = {summary['best_value']:.4f} (trial {summary['best_trial']})")
-            for key, value in (summary["best_params"] or {}).items():
-                click.echo(f"  {key}: {value}")
-        if summary.get("error"):
-            click.echo(f"note: {summary['error']}")
-        if summary.get("mlflow_experiment_id"):
-            click.echo(_ui_hint(summary))
-    if summary["status"] != "succeeded":
+    """The outcome of a study (StudySummary.to_dict(), or the server's `summary` with the same keys); exit code 1
+    unless it succeeded."""
+    from service._render import summary_text
+
+    click.echo(json.dumps(summary, default=str) if as_json else summary_text(summary))
+    if summary["status"] != StudyStatus.SUCCEEDED:
         sys.exit(EXIT_STUDY_FAILED)
-
-
-def _ui_hint(summary: dict) -> str:
-    # A cluster's service names the UI its users open (its drivers may reach MLflow by an inner name).
-    uri = summary.get("mlflow_ui_url") or summary["mlflow_tracking_uri"]
-    # The experiment's runs list: the study is one parent row there, its trials nested under it.
-    url_path = f"#/experiments/{summary['mlflow_experiment_id']}/runs"
-    if uri.startswith(("http://", "https://")):
-        return f"compare the trials in MLflow: {uri.rstrip('/')}/{url_path}"
-    return f"compare the trials in MLflow: hpsearch ui --tracking-uri {uri}  then open http://127.0.0.1:5000/{url_path}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,44 +7,18 @@ tests/test_local_cluster_e2e.py.
 
 from __future__ import annotations
 
-import secrets
-import socket
 
 import pytest
-import schemathesis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, settings
 
-from service._registry import FAILED, RUNNING, STOPPED, SUCCEEDED, Registry
+from service._registry import Registry
 from service._settings import resolve_settings
+from service._states import StudyStatus
 from service.api import ApiConfig, RayJobs, create_app
 
-TOKEN = secrets.token_hex(32)
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+from support import AUTH, SPACE, TOKEN, api_app as _app
 
-SPACE = """\
-name: api-test
-trainable: mlp
-metric: val_acc
-mode: max
-budget: {trials: 2, max_epochs: 1}
-params:
-  lr: {type: float, low: 0.001, high: 0.1, log: true}
-"""
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _app(tmp_path, registry_url: str):
-    settings = resolve_settings(home=str(tmp_path / "home"), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-                                optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}", registry_url=registry_url)
-    jobs = RayJobs(address=f"http://127.0.0.1:{_closed_port()}")  # a Ray head that is down
-    return create_app(ApiConfig(token=TOKEN, settings=settings, jobs=jobs))
-
+FAILED, RUNNING, STOPPED, SUCCEEDED = StudyStatus.FAILED, StudyStatus.RUNNING, StudyStatus.STOPPED, StudyStatus.SUCCEEDED
 
 @pytest.fixture
 def api(tmp_path, registry_url):
@@ -71,7 +45,7 @@ def _study(registry: Registry, status: str = RUNNING, **fields):
 ENDPOINTS = [
     ("GET", "/healthz"), ("GET", "/openapi.json"), ("GET", "/studies"), ("POST", "/studies"),
     ("GET", "/studies/x"), ("GET", "/studies/x/logs"), ("POST", "/studies/x/stop"), ("POST", "/studies/x/resume"),
-    ("GET", "/studies/x/best"), ("GET", "/no-such-path"),
+    ("GET", "/studies/x/best"), ("DELETE", "/studies/x"), ("GET", "/no-such-path"),
 ]
 
 
@@ -218,35 +192,6 @@ def test_api_masks_passwords_in_store_urls(api, registry):
     assert "s3cret" not in listed and "hpsearch:***@postgres" in listed
 
 
-# -- the OpenAPI document, exercised -----------------------------------------------------------------------
-def _schema():
-    """The document as the service serves it (behind the token), from an app on a registry of its own."""
-    import atexit
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    tmp = Path(tempfile.mkdtemp(prefix="hps-api-"))
-    atexit.register(shutil.rmtree, tmp, True)
-    app = _app(tmp, f"sqlite:///{tmp / 'r.db'}")
-    return schemathesis.openapi.from_asgi("/openapi.json", app, headers=AUTH)
-
-
-schema = _schema()
-
-
-@schema.parametrize()
-@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-def test_api_conforms_to_its_openapi_document(case):
-    """Generated requests (a bounded number per operation): no server error, every answer documented and
-    matching its schema. A submitted space is YAML text whose validity no JSON Schema of the body can express,
-    so for submissions a schema-valid body answered 422 is expected; every other check applies."""
-    from schemathesis.specs.openapi.checks import positive_data_acceptance
-
-    excluded = [positive_data_acceptance] if (case.method, case.path) == ("POST", "/studies") else []
-    case.call_and_validate(headers=AUTH, excluded_checks=excluded)
-
-
 def test_api_rejects_unknown_query_parameters(api):
     response = api.get("/studies?stauts=running", headers=AUTH)
     assert response.status_code == 422
@@ -261,3 +206,65 @@ def test_api_status_names_the_mlflow_ui_users_open(tmp_path, registry_url):
     record = _study(Registry(registry_url), SUCCEEDED)
     data = TestClient(app).get(f"/studies/{record.id}", headers=AUTH).json()
     assert data["mlflow_ui_url"] == data["summary"]["mlflow_ui_url"] == "http://127.0.0.1:5000"
+
+
+def test_api_delete_refuses_an_active_study_and_forgets_a_finished_one(api, registry, tmp_path):
+    running = _study(registry, RUNNING)
+    response = api.delete(f"/studies/{running.id}", headers=AUTH)
+    assert response.status_code == 409 and "stop it first" in response.json()["detail"]
+    finished = _study(registry, SUCCEEDED)
+    response = api.delete(f"/studies/{finished.id}", headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == finished.id and registry.find_by_id(finished.id) is None
+    assert api.get(f"/studies/{finished.id}", headers=AUTH).status_code == 404
+
+
+# -- what an attacker holding the token can and cannot do (the full attack run: tests/test_security_e2e.py) --
+@pytest.mark.parametrize("trainable", ["os:system", "subprocess:run", "subprocess:Popen", "builtins:exec",
+                                       "this:x", "antigravity:x", "pip.__main__:main", ".relative:x"])
+def test_api_refuses_trainables_the_cluster_did_not_admit(api, registry, trainable, monkeypatch):
+    monkeypatch.setenv("HPSEARCH_TRAINABLE_MODULES", "mylab.models")
+    space = SPACE.replace("trainable: mlp", f'trainable: "{trainable}"').replace("metric: val_acc", "metric: score")
+    response = api.post("/studies", json={"space": space, "filename": "s.yaml"}, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert "HPSEARCH_TRAINABLE_MODULES" in response.json()["detail"] or "package.module:function" in response.json()["detail"]
+    assert registry.list() == []
+
+
+@pytest.mark.parametrize("filename", ["/etc/passwd", "../space.yaml", "a/b.yaml", "..", "s\x00.yaml", ".hidden"])
+def test_api_filename_is_a_name_never_a_location(api, registry, filename):
+    response = api.post("/studies", json={"space": SPACE, "filename": filename}, headers=AUTH)
+    assert response.status_code == 422 and response.headers["content-type"] == "application/json"
+    assert response.json()["detail"].startswith("filename:")
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../outside.csv", "data/../../outside.csv"])
+def test_api_data_paths_stay_inside_the_data_folder(api, registry, path, tmp_path, monkeypatch):
+    monkeypatch.setenv("HPSEARCH_DATA_DIR", str(tmp_path / "data"))
+    space = SPACE.replace("metric: val_acc", f"data: {{dataset: csv, path: '{path}', target: y}}\nmetric: val_acc")
+    response = api.post("/studies", json={"space": space, "filename": "s.yaml"}, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert "outside the cluster's data folder" in response.json()["detail"]
+    assert registry.list() == []
+
+
+def test_api_unexpected_failure_is_one_json_line(tmp_path):
+    app = _app(tmp_path, f"sqlite:///{tmp_path / 'r.db'}")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("postgresql://user:secret@db/hpsearch exploded")
+
+    app.state.studies.list = broken
+    response = TestClient(app, raise_server_exceptions=False).get("/studies", headers=AUTH)
+    assert response.status_code == 500 and response.headers["content-type"] == "application/json"
+    assert "incident" in response.json()["detail"] and "secret" not in response.text
+
+
+def test_api_access_log_drops_query_strings():
+    import logging
+
+    from service._serve import drop_query_strings
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5", "GET", "/studies?token=s3cr3t", "1.1", 401), None)
+    assert drop_query_strings(record) and "s3cr3t" not in record.getMessage()

@@ -122,3 +122,33 @@ def test_mlflow_ui_lists_trials_under_the_study_with_a_parameter_column(mlflow_s
     assert sum(1 for c in cells if c.strip()) >= 3, cells  # the three trials' values
     browser.save_screenshot(str(tmp_path / "mlflow-ui.png"))
     assert (tmp_path / "mlflow-ui.png").stat().st_size > 10_000
+
+
+def test_study_report_draws_every_interactive_plot_with_the_network_blocked(tmp_path, browser):
+    """report.html carries plotly.js itself: on an air-gapped machine every plot still draws. The browser's
+    requests to any host fail (no proxy answers, no name resolves), as they would with no network at all."""
+    import optuna
+    from selenium.webdriver.common.by import By
+
+    from service._report import HTML_FILE, write_study_report
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(study_name="offline", sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def objective(trial):
+        x, y = trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)
+        for step in range(3):
+            trial.report(x * (step + 1) / 3, step)
+        return x - y
+
+    study.optimize(objective, n_trials=8)
+    write_study_report(study, tmp_path / "report", metric_names=["score"])
+    sections = len(list((tmp_path / "report").glob("*.png")))
+
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.emulateNetworkConditions",
+                            {"offline": True, "latency": 0, "downloadThroughput": 0, "uploadThroughput": 0})
+    browser.get((tmp_path / "report" / HTML_FILE).as_uri())
+    drawn = browser.find_elements(By.CSS_SELECTOR, "section .js-plotly-plot .main-svg")
+    figures = {e.find_element(By.XPATH, "./ancestor::section").get_attribute("id") for e in drawn}
+    assert len(figures) == sections >= 6, figures

@@ -76,6 +76,17 @@ def test_cli_user_errors_exit_2_with_one_clear_line(tmp_path, text, expected):
             assert fragment.lower() in message.lower(), (fragment, message)
 
 
+def test_cli_prints_every_error_of_a_file_on_its_own_line(tmp_path):
+    space = tmp_path / "bad.yaml"
+    space.write_text("name: x\ntrainable: cnn\nmetric: val_accuracy\nparams:\n"
+                     "  lr: {type: float, low: 0.1, hihg: 0.5}\n  dropuot: {type: float, low: 0.1, high: 0.5}\n")
+    result = _run("validate", str(space))
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(": ")[1] for line in lines] == [f"{space}:3", f"{space}:5", f"{space}:6"], lines
+    assert all(line.startswith("Error: ") for line in lines)
+
+
 def test_cli_missing_file_exits_2(tmp_path):
     result = _run("submit", str(tmp_path / "nope.yaml"))
     assert result.exit_code == 2
@@ -107,7 +118,7 @@ def test_cli_unknown_study_exits_2(tmp_path, monkeypatch):
 
 def test_cli_list_empty_registry(tmp_path, monkeypatch):
     monkeypatch.setenv("HPSEARCH_HOME", str(tmp_path))
-    assert json.loads(_run("list", "--json").stdout) == []
+    assert json.loads(_run("list", "--json").stdout) == {"studies": []}
 
 
 def test_cli_schema_is_json_schema_that_accepts_the_examples():
@@ -136,6 +147,15 @@ def test_cli_ui_with_a_tracking_server_prints_its_url():
     result = _run("ui", "--tracking-uri", "http://mlflow.example:5000")
     assert result.exit_code == 0
     assert "http://mlflow.example:5000" in result.stdout
+
+
+def test_cli_ui_of_a_study_opens_the_store_it_was_recorded_in(tmp_path, monkeypatch):
+    """`hpsearch ui ID` finds the study's own MLflow store, wherever the shell is now."""
+    study = _recorded_study(tmp_path, monkeypatch, status="succeeded", mlflow_tracking_uri="http://mlflow.team:5000",
+                            mlflow_experiment_id="7")
+    result = _run("ui", study.id[:20], "--tracking-uri", "sqlite:///elsewhere.db")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "the MLflow server is at http://mlflow.team:5000/#/experiments/7/runs"
 
 
 def test_cli_fresh_home_is_created_and_unknown_study_named(tmp_path, monkeypatch):

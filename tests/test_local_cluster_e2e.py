@@ -170,7 +170,7 @@ def test_two_studies_at_once_spread_over_both_workers_and_every_store_agrees(clu
 
     # The other verbs, against the server.
     listed = _hpsearch(cluster, "list", "--json", timeout=60)
-    assert {s["study_id"] for s in summaries} <= {s["id"] for s in json.loads(listed.stdout)}
+    assert {s["study_id"] for s in summaries} <= {s["id"] for s in json.loads(listed.stdout)["studies"]}
     best_file = tmp_path / "best.yaml"
     best = _hpsearch(cluster, "best", summaries[0]["study_id"], "-o", str(best_file), timeout=60)
     assert best.returncode == 0 and "fixed:\n  x: " in best_file.read_text()

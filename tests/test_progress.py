@@ -6,28 +6,40 @@ Tune's Trial objects are replaced by a small stand-in with the attributes the ca
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass, field
-from typing import Optional
+import time
 
 import pytest
 from rich.console import Console
 
+from service._context import StudyContext
 from service._progress import StudyProgress
+from service._settings import resolve_settings
+from service.space import parse_space
+
+from support import FakeTrial
 
 
-@dataclass
-class FakeTrial:
-    trial_id: str
-    config: dict = field(default_factory=dict)
-    last_result: dict = field(default_factory=dict)
-    error_file: Optional[str] = None
+
+SPACE = """\
+name: s
+trainable: mlp
+metric: val_acc
+mode: {mode}
+budget: {{trials: 10, max_epochs: 3, max_failed_trials: {max_failed}, time: {time}}}
+params:
+  lr: {{type: float, low: 0.001, high: 0.1, log: true}}
+"""
 
 
-def _progress(**kwargs) -> StudyProgress:
-    defaults = dict(study_id="s", registry_url=None, metric="val_acc", mode="max", all_metrics="val_acc",
-                    max_epochs=3, max_failed_trials=None, total_trials=10, time_budget_s=None, show=False)
-    defaults.update(kwargs)
-    return StudyProgress(**defaults)
+def _progress(tmp_path, mode: str = "max", max_failed_trials=None, time: str = "none") -> StudyProgress:
+    """The callback alone: a real (empty) Optuna storage to number trials from, no registry row to update."""
+    max_failed = "none" if max_failed_trials is None else max_failed_trials
+    space = parse_space(SPACE.format(mode=mode, max_failed=max_failed, time=time), check_data=False)
+    stores = resolve_settings(home=str(tmp_path), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                              optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    ctx = StudyContext(study_id="s", space=space, stores=stores, experiment_id="0", parent_run_id="p",
+                       tune_path=tmp_path / "tune" / "s", show_progress=False)
+    return StudyProgress(ctx, with_registry=False)
 
 
 def _finish(progress: StudyProgress, trial_id: str, value: float, epochs: int) -> None:
@@ -40,8 +52,8 @@ def _finish(progress: StudyProgress, trial_id: str, value: float, epochs: int) -
 
 
 @pytest.mark.parametrize("mode, best", [("max", 0.9), ("min", 0.5)])
-def test_progress_counts_states_and_best_completed_value(mode, best):
-    progress = _progress(mode=mode)
+def test_progress_counts_states_and_best_completed_value(tmp_path, mode, best):
+    progress = _progress(tmp_path, mode=mode)
     _finish(progress, "a", 0.9, 3)
     _finish(progress, "b", 0.5, 3)
     _finish(progress, "c", 0.99, 1)  # pruned at epoch 1: never the best
@@ -50,21 +62,50 @@ def test_progress_counts_states_and_best_completed_value(mode, best):
     assert snapshot.best_value == pytest.approx(best)
 
 
-def test_progress_failure_budget_stops_all_once_exceeded(tmp_path):
+def test_progress_failure_budget_counts_trials_own_faults_not_lost_workers(tmp_path):
     error = tmp_path / "error.txt"
-    error.write_text("Traceback ...\nValueError: boom\n")
-    progress = _progress(max_failed_trials=1)
+    error.write_text("Traceback ...\nray.exceptions.ActorDiedError: The actor died unexpectedly\n")
+    progress = _progress(tmp_path, max_failed_trials=1)
+    lost = FakeTrial("lost", error_file=str(error))
+    progress.on_trial_start(0, [], lost)
+    progress.on_trial_recover(0, [], lost)
+    progress.on_trial_error(0, [], lost)  # Tune gave up on it after its retries: not its own fault
+    assert progress.snapshot.trials["lost"].retries == 1 and progress.snapshot.trials["lost"].lost
+    assert "ActorDiedError" in progress.snapshot.trials["lost"].reason
     for trial_id in ("a", "b"):
-        trial = FakeTrial(trial_id, error_file=str(error))
-        progress.on_trial_start(0, [], trial)
         assert not progress.stop_all()
-        progress.on_trial_error(0, [], trial)
+        trial = FakeTrial(trial_id)
+        progress.on_trial_start(0, [], trial)
+        trial.last_result = {"hpsearch_fault": "ValueError: boom", "training_iteration": 2}
+        progress.on_trial_result(0, [], trial, trial.last_result)
+        progress.on_trial_complete(0, [], trial)
     assert progress.stop_all()
     assert progress.snapshot.trials["a"].reason == "ValueError: boom"
+    assert progress.snapshot.trials["a"].epoch == 1  # the fault result comes after the last epoch's
 
 
-def test_progress_state_round_trips_through_pickle_and_get_state():
-    progress = _progress()
+@pytest.mark.parametrize("value, stop", [(0.5, False), (float("nan"), True), (float("inf"), True), (None, False)])
+def test_progress_stops_a_trial_whose_metric_turns_non_finite(tmp_path, value, stop):
+    result = {"training_iteration": 2} if value is None else {"val_acc": value, "training_iteration": 2}
+    assert _progress(tmp_path)("t", result) is stop
+
+
+def test_progress_time_budget_counts_from_the_first_trial_and_across_resumes(tmp_path):
+    progress = _progress(tmp_path, time="60s")
+    assert not progress.stop_all() and progress.time_used_s() == 0  # waiting for a worker costs nothing
+    progress.on_trial_start(0, [], FakeTrial("a"))
+    progress.snapshot.phase_started -= 50
+    state = progress.get_state()
+    restored = pickle.loads(pickle.dumps(progress))
+    restored.set_state(state)
+    assert 50 <= restored.time_used_s() < 55 and not restored.stop_all()
+    restored.on_trial_start(0, [], FakeTrial("b"))
+    restored.snapshot.phase_started -= 10
+    assert restored.stop_all() and restored.out_of_time
+
+
+def test_progress_state_round_trips_through_pickle_and_get_state(tmp_path):
+    progress = _progress(tmp_path)
     _finish(progress, "a", 0.8, 3)
     restored = pickle.loads(pickle.dumps(progress))
     restored.set_state(progress.get_state())
@@ -73,7 +114,7 @@ def test_progress_state_round_trips_through_pickle_and_get_state():
 
 
 def test_progress_table_shows_running_best_and_failed_trials(tmp_path):
-    progress = _progress()
+    progress = _progress(tmp_path)
     _finish(progress, "done", 0.95, 3)
     running = FakeTrial("run", {"lr": 0.25, "optimizer": "adam"})
     progress.on_trial_start(0, [], running)
@@ -89,12 +130,21 @@ def test_progress_table_shows_running_best_and_failed_trials(tmp_path):
 def test_progress_numbers_trials_as_optuna_does(tmp_path):
     import optuna
 
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    study = optuna.create_study(study_name="s", storage=storage)
+    progress = _progress(tmp_path)
+    study = optuna.create_study(study_name="s", storage=progress.ctx.optuna_storage)
     for tune_id in ("first-asked", "second-asked"):
         study.ask().set_user_attr("tune_trial_id", tune_id)
-    progress = _progress(optuna_storage=storage, optuna_study_name="s")
     progress.on_trial_start(0, [], FakeTrial("second-asked"))  # starts first, but Optuna numbered it 1
     progress.on_trial_start(0, [], FakeTrial("first-asked"))
     assert progress.snapshot.trials["second-asked"].number == 1
     assert progress.snapshot.trials["first-asked"].number == 0
+
+
+def test_progress_status_line_has_pace_and_eta(tmp_path):
+    progress = _progress(tmp_path)
+    _finish(progress, "a", 0.9, 3)
+    _finish(progress, "b", 0.8, 3)
+    progress.snapshot.phase_started = time.time() - 60  # two trials finished in a minute: 8 more take four
+    line = progress.status_line()
+    assert "completed 2" in line and "· of 10 ·" in line
+    assert "2.0 trials/min · ETA 0:04:00" in line and "best val_acc 0.9000" in line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,17 +12,18 @@ from typing import Callable
 import pandas as pd
 import pytest
 
-optuna = pytest.importorskip("optuna")
+import optuna
 
 from optuna.distributions import CategoricalDistribution, FloatDistribution  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
-from service._report import NOTES_FILE, TRIALS_FILE, write_study_report  # noqa: E402
+from service._report import HTML_FILE, NOTES_FILE, TRIALS_FILE, write_study_report  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 # Matplotlib's note on a plot of a single point (one trial, one choice); the plot is still written.
-pytestmark = pytest.mark.filterwarnings("ignore:Attempting to set identical:UserWarning")
+# Drawing plots takes seconds per test: out of the fast lane.
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Attempting to set identical:UserWarning")]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SINGLE_OBJECTIVE_PLOTS = [
@@ -161,26 +163,40 @@ def mixed_report(tmp_path_factory):
 # ---------------------------------------------------------------------------------- single objective
 
 
+def _interactive(out: Path) -> set[str]:
+    """The plots report.html draws: its sections' names."""
+    return set(re.findall(r'<section id="plot-([a-z_]+)">', (out / HTML_FILE).read_text()))
+
+
 @pytest.mark.parametrize("name", SINGLE_OBJECTIVE_PLOTS)
-def test_report_draws_plot_as_html_and_png(mixed_report, name):
+def test_report_draws_plot_interactive_and_as_png(mixed_report, name):
     out, paths = mixed_report
-    html, png = out / f"{name}.html", out / f"{name}.png"
-    assert html in paths and png in paths
-    assert "plotly" in html.read_text()
+    png = out / f"{name}.png"
+    assert png in paths and name in _interactive(out)
     assert png.read_bytes().startswith(PNG_SIGNATURE)
     assert png.stat().st_size > 1000
 
 
+def test_report_html_draws_with_no_network(mixed_report):
+    """plotly.js is inside the page (once), not fetched from a CDN."""
+    out, _ = mixed_report
+    text = (out / HTML_FILE).read_text()
+    assert "<script src=" not in text  # nothing is fetched: not plotly.js, not MathJax
+    assert text.count("* plotly.js v") == 1  # the library's banner: inlined once for the whole report
+    plots = text.split("</head>", 1)[1]
+    assert plots.count("Plotly.newPlot") == len(SINGLE_OBJECTIVE_PLOTS) and "https://" not in plots
+
+
 def test_report_returns_paths_in_a_stable_order(mixed_report):
     out, paths = mixed_report
-    expected = [out / f"{name}{suffix}" for name in SINGLE_OBJECTIVE_PLOTS for suffix in (".html", ".png")]
-    assert paths == expected + [out / TRIALS_FILE, out / NOTES_FILE]
+    expected = [out / f"{name}.png" for name in SINGLE_OBJECTIVE_PLOTS]
+    assert paths == expected + [out / HTML_FILE, out / TRIALS_FILE, out / NOTES_FILE]
     assert all(p.stat().st_size > 0 for p in paths)
 
 
 def test_report_single_objective_has_no_pareto_front_and_no_skips(mixed_report):
     out, _ = mixed_report
-    assert not (out / "pareto_front.html").exists()
+    assert not (out / "pareto_front.png").exists() and "pareto_front" not in _interactive(out)
     notes = _notes(out)
     assert "All plots were drawn." in notes
     assert "15 COMPLETE, 5 PRUNED, 5 FAIL" in notes
@@ -249,13 +265,14 @@ def test_report_multi_objective_draws_pareto_front_and_skips_intermediate_values
 
     names = {p.name for p in paths}
     for name in ["pareto_front", "optimization_history", "param_importances", "slice", "contour"]:
-        assert {f"{name}.html", f"{name}.png"} <= names
-    assert "intermediate_values.html" not in names
+        assert f"{name}.png" in names and name in _interactive(tmp_path)
+    assert "intermediate_values.png" not in names and "intermediate_values" not in _interactive(tmp_path)
     assert "- intermediate_values: the study has several objectives" in _notes(tmp_path)
 
     trials = _read_trials(tmp_path)
     assert list(trials.columns[:5]) == ["number", "state", "val_acc", "n_params", "epochs"]
-    assert "val_acc" in (tmp_path / "optimization_history.html").read_text()  # target_name, not "Objective"
+    history = (tmp_path / HTML_FILE).read_text().split('id="plot-optimization_history"')[1].split("</section>")[0]
+    assert "val_acc" in history  # target_name, not "Objective"
 
 
 # ------------------------------------------------------------------------------------ degenerate studies
@@ -283,9 +300,9 @@ def test_report_degenerate_study_skips_plots_with_notes(tmp_path, build: Callabl
     for name in SINGLE_OBJECTIVE_PLOTS:
         if name in skipped:
             assert f"- {name}: " in notes, notes
-            assert not (tmp_path / f"{name}.html").exists()
+            assert not (tmp_path / f"{name}.png").exists() and name not in _interactive(tmp_path)
         else:
-            assert {f"{name}.html", f"{name}.png"} <= names, notes
+            assert f"{name}.png" in names and name in _interactive(tmp_path), notes
     assert all(p.exists() for p in paths)
     assert len(_read_trials(tmp_path)) == len(study.trials)
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-optuna = pytest.importorskip("optuna")
+import optuna
 
 from service.space import (  # noqa: E402
     SAMPLERS,

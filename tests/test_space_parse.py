@@ -1,8 +1,7 @@
-"""Reading a space: files, YAML, limits, `--set` overrides, defaults, durations, the JSON Schema."""
+"""Reading a space: files, YAML, limits, `--set` overrides, defaults, durations."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,37 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.space import SpaceError, json_schema, load_space, parse_duration, parse_space
-
-EXAMPLE = """\
-name: digits-cnn                  # required; letters, digits, '-', '_' only
-description: optional free text
-trainable: cnn
-data: {dataset: digits, val_fraction: 0.2}
-metric: val_acc
-mode: max
-budget: {trials: 40, max_epochs: 15, concurrency: 2, time: 30m, max_failed_trials: 5}
-resources: {cpu: 1, gpu: 0}
-sampler: {type: tpe, seed: 0}
-scheduler: {type: asha, grace_period: 1, reduction_factor: 3}
-params:
-  lr:         {type: float, low: 1.0e-4, high: 0.3, log: true}
-  batch_size: {type: categorical, choices: [32, 64, 128, 256]}
-  optimizer:  {type: categorical, choices: [sgd, adam, rmsprop]}
-  momentum:   {type: float, low: 0.0, high: 0.99, when: {optimizer: sgd}}
-  conv_blocks: {type: int, low: 1, high: 3}
-  maps:       {type: int, low: 8, high: 64, step: 8}
-fixed: {kernel_size: 3}
-"""
-
-MINIMAL = """\
-name: tiny
-trainable: mlp
-metric: val_acc
-params:
-  lr: {type: float, low: 1.0e-3, high: 0.1, log: true}
-"""
-
+from service.space import SpaceError, load_space, parse_duration, parse_space
+from space_cases import EXAMPLE, MINIMAL
 
 def _write(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:
     path = tmp_path / name
@@ -310,50 +280,6 @@ def test_parse_duration_rejects(text):
     with pytest.raises(SpaceError) as caught:
         parse_duration(text)
     assert caught.value.field == "budget.time" and "90s, 30m, 2h" in caught.value.hint
-
-
-# -- JSON Schema ----------------------------------------------------------------------------------------
-def test_json_schema_is_json_and_validates_the_example():
-    jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads(json.dumps(json_schema()))
-    assert schema["$schema"].startswith("https://json-schema.org/")
-    jsonschema.Draft202012Validator.check_schema(schema)
-    validator = jsonschema.Draft202012Validator(schema)
-    assert list(validator.iter_errors(yaml.safe_load(EXAMPLE))) == []
-    assert list(validator.iter_errors(yaml.safe_load(MINIMAL))) == []
-    for path in sorted(Path(__file__).parents[1].glob("search_spaces/*.yaml")):
-        assert list(validator.iter_errors(yaml.safe_load(path.read_text()))) == [], path
-
-
-@pytest.mark.parametrize(
-    "change",
-    [
-        {"budjet": {"trials": 3}},
-        {"sampler": {"type": "random", "n_startup_trials": 3}},
-        {"params": {"lr": {"type": "uniform", "low": 0, "high": 1}}},
-        {"params": {"lr": {"type": "categorical"}}},
-        {"mode": "maximize"},
-    ],
-)
-def test_json_schema_rejects_wrong_shapes(change):
-    jsonschema = pytest.importorskip("jsonschema")
-    document = {**yaml.safe_load(EXAMPLE), **change}
-    assert list(jsonschema.Draft202012Validator(json_schema()).iter_errors(document))
-
-
-def test_json_schema_describes_every_key():
-    from service.space._model import FILE_KEYS, Budget, DataSpec, ParamSpec, Resources, SchedulerSpec
-
-    schema = json_schema()
-    assert set(schema["properties"]) == set(FILE_KEYS)
-    sections = {"data": DataSpec, "budget": Budget, "resources": Resources, "scheduler": SchedulerSpec}
-    for key, model in sections.items():
-        names = {field.alias or name for name, field in model.model_fields.items()}
-        assert set(schema["properties"][key]["properties"]) == names, key
-    param = schema["properties"]["params"]["additionalProperties"]
-    assert set(param["properties"]) == set(ParamSpec.model_fields)
-    for key, value in schema["properties"].items():
-        assert value.get("description"), key
 
 
 # -- import cost ----------------------------------------------------------------------------------------

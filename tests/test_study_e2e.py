@@ -143,12 +143,13 @@ def test_submit_digits_study_records_every_trial_in_optuna_and_mlflow(ray_cluste
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"space.yaml", "best.json", "best_model", "report"} <= artifacts
     report = {a.path: a.file_size for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert report.get("report/report.html", 0) > 0
     for name in ("optimization_history", "parallel_coordinate", "intermediate_values"):
-        assert report.get(f"report/{name}.html", 0) > 0 and report.get(f"report/{name}.png", 0) > 0, name
+        assert report.get(f"report/{name}.png", 0) > 0, name
     # Importances need two completed trials (ASHA may have stopped all but one of six): drawn, or explained.
     notes = Path(client.download_artifacts(parent.info.run_id, "report/report_notes.txt", str(stores))).read_text()
     for name in ("param_importances", "slice", "contour"):
-        drawn = report.get(f"report/{name}.html", 0) > 0 and report.get(f"report/{name}.png", 0) > 0
+        drawn = report.get(f"report/{name}.png", 0) > 0
         assert drawn or f"{name}:" in notes, (name, notes)
     assert report["report/trials.csv"] > 0
     history = client.get_metric_history(parent.info.run_id, "best_val_acc_so_far")
@@ -178,7 +179,7 @@ def test_submit_digits_study_records_every_trial_in_optuna_and_mlflow(ray_cluste
     assert status["status"] == "succeeded" and status["n_trials"] == 6
     assert status["n_completed"] == summary["n_completed"] and status["n_pruned"] == summary["n_pruned"]
     listed = json.loads(runner.invoke(main, ["list", "--json"]).stdout)
-    assert summary["study_id"] in [s["id"] for s in listed]
+    assert summary["study_id"] in [s["id"] for s in listed["studies"]]
     out = stores / "best.yaml"
     best = runner.invoke(main, ["best", summary["study_id"], "-o", str(out)])
     assert best.exit_code == 0
@@ -226,14 +227,16 @@ def test_failing_trials_are_recorded_with_reason_and_the_study_goes_on(ray_clust
     for t in diverged:
         run = by_number[t.number]
         assert run.info.status == "FAILED"
-        assert run.data.tags["hpsearch.fail_reason"] == "score was nan"
+        # Stopped at the epoch its score turned NaN, never completed with a later finite one.
+        assert run.data.tags["hpsearch.fail_reason"] == "score was nan in epoch 2"
+        assert run.data.tags["hpsearch.rung"] == "2"
     assert summary["best_value"] == pytest.approx(max(t.value for t in healthy))
     assert math.isfinite(summary["best_value"])
     # With several completed trials every single-objective plot is drawn, failed trials notwithstanding.
     client = MlflowClient(summary["mlflow_tracking_uri"])
     report = {a.path: a.file_size for a in client.list_artifacts(summary["mlflow_parent_run_id"], "report")}
     for name in ("optimization_history", "param_importances", "parallel_coordinate", "intermediate_values", "slice"):
-        assert report.get(f"report/{name}.html", 0) > 0 and report.get(f"report/{name}.png", 0) > 0, name
+        assert report.get(f"report/{name}.png", 0) > 0, name
 
 
 def test_max_failed_trials_stops_the_study_and_exits_1(ray_cluster, stores):
@@ -288,7 +291,7 @@ def test_multi_objective_study_reports_the_pareto_front(ray_cluster, stores, mon
     tagged = {int(r.data.tags["hpsearch.trial"]) for r in runs if r.data.tags.get("hpsearch.pareto") == "true"}
     assert tagged == front
     report = {a.path for a in client.list_artifacts(summary["mlflow_parent_run_id"], "report")}
-    assert "report/pareto_front.html" in report
+    assert {"report/pareto_front.png", "report/report.html"} <= report
 
 
 def test_warm_start_seeds_a_new_study_with_compatible_finished_trials(ray_cluster, stores):
@@ -299,7 +302,7 @@ def test_warm_start_seeds_a_new_study_with_compatible_finished_trials(ray_cluste
     narrow = stores / "second.yaml"
     narrow.write_text(
         FLAKY_SPACE.format(extra="").replace("e2e-flaky", "e2e-warm").replace("trials: 10", "trials: 3")
-        .replace("high: 1.0", "high: 0.5")
+        .replace("high: 1.0", "high: 0.5").replace("max_epochs: 3", "max_epochs: 4")
     )
 
     result = CliRunner().invoke(main, ["submit", str(narrow), "--json", "--warm-start", source["study_id"]])
@@ -307,6 +310,7 @@ def test_warm_start_seeds_a_new_study_with_compatible_finished_trials(ray_cluste
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert "warm start: kept" in result.stderr
+    assert "trained up to 3 epochs per trial, this one 4" in result.stderr
     trials = _study(summary).get_trials()
     seeded = [t for t in trials if "warm_start.source" in t.user_attrs]
     expected = [t for t in source_trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.params["x"] <= 0.5]

@@ -1,4 +1,4 @@
-"""trainables._catalog: parameter rules and the defaults every built-in trainable declares."""
+"""trainables._catalog (through the package's public names): parameter rules, defaults, the dataset tables."""
 
 from __future__ import annotations
 
@@ -52,3 +52,30 @@ def test_builtin_trainables_declare_an_accepted_default_for_every_param(name):
     assert set(spec.defaults) == set(spec.params)
     for param, rule in spec.params.items():
         assert rule.accepts(spec.defaults[param]), param
+
+
+def test_dataset_keys_cover_every_dataset_and_only_data_config_fields():
+    from dataclasses import fields
+
+    from trainables import COMMON_DATA_KEYS, DATASET_KEYS, DATASETS, DataConfig
+
+    names = [f.name for f in fields(DataConfig)]
+    assert set(DATASET_KEYS) == set(DATASETS)
+    for dataset, keys in DATASET_KEYS.items():
+        assert set(keys) <= set(names) and not set(keys) & set(COMMON_DATA_KEYS), dataset
+    # every field is read by some dataset, so none is dead weight in a trial's config["data"]
+    assert set(COMMON_DATA_KEYS).union(*DATASET_KEYS.values()) == set(names)
+
+
+@pytest.mark.parametrize(
+    "dataset, required",
+    [("digits", ()), ("mnist", ("root",)), ("fashion_mnist", ("root",)), ("cifar10", ("root",)), ("csv", ("path", "target"))],
+)
+def test_required_data_keys_are_the_dataset_keys_without_a_default(dataset, required):
+    from trainables import required_data_keys
+
+    assert required_data_keys(dataset) == required
+
+
+def test_only_image_trainables_need_images():
+    assert [name for name, spec in BUILTIN_TRAINABLES.items() if spec.needs_images] == ["cnn"]

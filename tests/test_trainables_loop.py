@@ -16,6 +16,8 @@ from trainables import DataError, TrialDiverged, build_model, count_params, fit,
 from trainables._defaults import TrainConfig
 from trainables._loop import CHECKPOINT_FILE, evaluate, make_lr_scheduler, make_optimizer, train_one_epoch
 
+pytestmark = pytest.mark.slow  # these train models for a few epochs each: out of the fast lane
+
 SMALL = {
     "mlp": {"units": 32},
     "cnn": {"maps": 8, "dense_units": 32},

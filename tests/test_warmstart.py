@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import pytest
 
-optuna = pytest.importorskip("optuna")
+import optuna
 
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402

@@ -2,6 +2,10 @@
 
 Importing this package imports neither torch nor Ray (the CLI reads the catalog and must start fast):
 names that need torch are loaded on first access through the module-level `__getattr__`.
+
+The tables exported here (the catalog of built-in trainables, the datasets and their keys, the encodings,
+the config keys the runner reserves, the data section's defaults) are the one source other packages read:
+`service.space` validates a space against them.
 """
 
 from __future__ import annotations
@@ -9,7 +13,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from trainables._catalog import BUILTIN_TRAINABLES, RESERVED_CONFIG_KEYS, ParamRule, TrainableSpec
+from trainables._catalog import (
+    BUILTIN_TRAINABLES,
+    CATEGORICAL_ENCODINGS,
+    COMMON_DATA_KEYS,
+    DATASET_KEYS,
+    DATASETS,
+    IMAGE_DATASETS,
+    RESERVED_CONFIG_KEYS,
+    ParamRule,
+    TrainableSpec,
+    required_data_keys,
+)
+from trainables._defaults import DataConfig
 from trainables._errors import DataError, TrialDiverged
 
 if TYPE_CHECKING:
@@ -31,7 +47,13 @@ _LAZY = {
 
 __all__ = [
     "BUILTIN_TRAINABLES",
+    "CATEGORICAL_ENCODINGS",
+    "COMMON_DATA_KEYS",
+    "DATASETS",
+    "DATASET_KEYS",
+    "IMAGE_DATASETS",
     "RESERVED_CONFIG_KEYS",
+    "DataConfig",
     "DataError",
     "Dataset",
     "ParamRule",
@@ -44,6 +66,7 @@ __all__ = [
     "init_weights",
     "load_dataset",
     "load_model",
+    "required_data_keys",
 ]
 
 

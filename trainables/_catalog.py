@@ -12,7 +12,7 @@ import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
-from trainables._defaults import CNNArch, MLPArch, TrainConfig
+from trainables._defaults import CNNArch, DataConfig, MLPArch, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,23 @@ LR_SCHEDULES = ("none", "step", "cosine", "plateau")
 IMAGE_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 DATASETS = IMAGE_DATASETS + ("csv",)
 CATEGORICAL_ENCODINGS = ("onehot", "ordinal")
+# The keys of config["data"] (DataConfig's fields) that every dataset reads.
+COMMON_DATA_KEYS = ("dataset", "val_fraction", "seed")
+# The further keys each dataset reads; those whose DataConfig default is None it cannot do without.
+DATASET_KEYS: dict[str, tuple[str, ...]] = {
+    "digits": (),  # bundled with scikit-learn
+    "mnist": ("root",),
+    "fashion_mnist": ("root",),
+    "cifar10": ("root",),
+    "csv": ("path", "target", "categorical"),
+}
+
+
+def required_data_keys(dataset: str) -> tuple[str, ...]:
+    """The keys `dataset` needs a value for: its own keys without a default in DataConfig."""
+    defaults = asdict(DataConfig())
+    return tuple(key for key in DATASET_KEYS[dataset] if defaults[key] is None)
+
 
 # Knobs every built-in trainable takes: optimisation, regularisation, initialisation.
 _COMMON: dict[str, ParamRule] = {
@@ -107,6 +124,7 @@ class TrainableSpec:
     metrics: tuple[str, ...] = ("val_acc", "val_loss", "train_loss", "n_params", "epoch_time_s")
     description: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)  # value of every param a config leaves out
+    needs_images: bool = False  # convolves over height and width, so tabular (csv) data cannot feed it
 
 
 BUILTIN_TRAINABLES: dict[str, TrainableSpec] = {
@@ -136,6 +154,7 @@ BUILTIN_TRAINABLES: dict[str, TrainableSpec] = {
             "dense_units": ParamRule("int", "units of the dense layer before the classifier", low=1, high=65536),
         },
         defaults={**asdict(TrainConfig()), **asdict(CNNArch())},
+        needs_images=True,
     ),
 }
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from trainables._catalog import CATEGORICAL_ENCODINGS, DATASETS, IMAGE_DATASETS
+from trainables._catalog import BUILTIN_TRAINABLES, CATEGORICAL_ENCODINGS, DATASETS, IMAGE_DATASETS
 from trainables._defaults import DataConfig
 from trainables._errors import DataError
 
@@ -80,12 +80,13 @@ def parse_data_config(data: Optional[dict]) -> DataConfig:
 def check_data(data: Optional[dict], trainable: Optional[str] = None) -> None:
     """Raise DataError if `data` names files that are missing or a csv target that is absent.
 
-    Cheap: reads directory listings and at most a csv header. `trainable` ("mlp" / "cnn"), when given,
-    also rejects tabular data for the cnn.
+    Cheap: reads directory listings and at most a csv header. `trainable` (a built-in's name), when given,
+    also rejects tabular data for a trainable that needs images.
     """
     cfg = parse_data_config(data)
-    if trainable == "cnn" and cfg.dataset not in IMAGE_DATASETS:
-        raise _cnn_needs_images(cfg.dataset)
+    spec = BUILTIN_TRAINABLES.get(trainable) if trainable else None
+    if spec is not None and spec.needs_images and cfg.dataset not in IMAGE_DATASETS:
+        raise _needs_images(spec.name, cfg.dataset)
     if cfg.dataset in ("mnist", "fashion_mnist"):
         _find_idx_files(cfg)
     elif cfg.dataset == "cifar10":
@@ -165,9 +166,9 @@ def split_indices(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[n
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
-def _cnn_needs_images(dataset: str) -> DataError:
+def _needs_images(trainable: str, dataset: str) -> DataError:
     return DataError(
-        f"the cnn trainable needs image data; data.dataset {dataset!r} is tabular — use the mlp trainable "
+        f"the {trainable} trainable needs image data; data.dataset {dataset!r} is tabular — use the mlp trainable "
         f"or one of {', '.join(IMAGE_DATASETS)}"
     )
 

@@ -4,23 +4,32 @@
     print(preview(space))
     searcher = OptunaSearch(space=define_by_run(space), sampler=build_sampler(space), ...)
 
+A SpaceError carries every error of the file (`errors`, each with file, line, field, value and hint).
+A service validating spaces that others send passes `trainables=TrainablePolicy.from_env()`: user modules
+are then admitted by name (HPSEARCH_TRAINABLE_MODULES) and never imported while validating.
+
 Importing this package imports neither Optuna, torch, Ray nor MLflow (`hpsearch validate` starts fast);
 the functions that need Optuna import it when called.
 """
 
-from ._compile import build_sampler, define_by_run, sample_config
+from ._compile import build_sampler, define_by_run, sample_config, suggest_params
+from ._conditions import conditions_hold, dependency_order, value_key
 from ._duration import parse_duration
-from ._errors import SpaceError
+from ._errors import MAX_REPORTED, SpaceError
 from ._grid import grid_search_space
 from ._load import load_space, parse_space
-from ._model import Budget, DataSpec, ParamSpec, Resources, SamplerSpec, SchedulerSpec, SearchSpace
+from ._model import SearchSpace
+from ._param import ParamSpec
 from ._preview import preview
 from ._samplers import SAMPLERS, SamplerInfo
 from ._schema import json_schema
+from ._sections import Budget, DataSpec, Resources, SamplerSpec, SchedulerSpec
+from ._trainable import TrainablePolicy
 
 __all__ = [
     "Budget",
     "DataSpec",
+    "MAX_REPORTED",
     "ParamSpec",
     "Resources",
     "SAMPLERS",
@@ -29,8 +38,11 @@ __all__ = [
     "SchedulerSpec",
     "SearchSpace",
     "SpaceError",
+    "TrainablePolicy",
     "build_sampler",
+    "conditions_hold",
     "define_by_run",
+    "dependency_order",
     "grid_search_space",
     "json_schema",
     "load_space",
@@ -38,4 +50,6 @@ __all__ = [
     "parse_space",
     "preview",
     "sample_config",
+    "suggest_params",
+    "value_key",
 ]

@@ -9,7 +9,15 @@ from typing import Any
 from ._errors import SpaceError, show
 
 _UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([dhms])")
+_NUMBER = r"\d+(?:\.\d*)?|\.\d+"
+_PART = re.compile(rf"({_NUMBER})\s*([dhms])")
+# The positive durations `parse_duration` reads, as one pattern for the JSON Schema: plain seconds as float()
+# reads them, or units largest first, each at most once; some digit must be non-zero.
+DURATION_PATTERN = (
+    rf"^\s*(?=[^1-9]*[1-9])(?:\+?(?:{_NUMBER})(?:[eE][+-]?\d+)?|"
+    + "".join(rf"(?:(?:{_NUMBER})\s*[{unit}{unit.upper()}] *)?" for unit in _UNIT_SECONDS)
+    + r")\s*$"
+)
 _HINT = "write a duration such as 90s, 30m, 2h or 1h30m (a plain number means seconds)"
 
 

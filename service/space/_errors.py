@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Optional
 
 # Marks "no offending value" (a missing key, a file that cannot be read), as distinct from a value of None.
 NO_VALUE: Any = type("NoValue", (), {"__repr__": lambda self: "NO_VALUE"})()
+
+
+# How many errors of one file a SpaceError carries: enough to fix a file in one go, few enough to read.
+MAX_REPORTED = 10
 
 
 class SpaceError(Exception):
@@ -20,6 +24,10 @@ class SpaceError(Exception):
     (dotted path such as "params.lr.low", "" for the file as a whole), `value` (the offending value, or
     NO_VALUE), `message` (what is wrong, naming the value and the rule), `hint` (what would be valid), and
     `origin` ("--set KEY=VALUE" when an override supplied the value, else None).
+
+    When a file has several errors, `errors` holds each as its own SpaceError (in file order, at most
+    MAX_REPORTED; `omitted` counts the rest), the attributes above are the first one's, and `str(e)` is one
+    line per error. For a single error `errors` is `(e,)`.
     """
 
     def __init__(
@@ -40,9 +48,49 @@ class SpaceError(Exception):
         self.value = value
         self.hint = hint
         self.origin = origin
+        self._several: tuple[SpaceError, ...] = ()
+        self.omitted = 0
         super().__init__(str(self))
 
+    @classmethod
+    def from_errors(cls, errors: Sequence["SpaceError"]) -> "SpaceError":
+        """One exception for all of `errors` (already in the order to show): the error itself when there
+        is one, else an error carrying the first MAX_REPORTED of them."""
+        if not errors:
+            raise ValueError("from_errors needs at least one SpaceError")
+        if len(errors) == 1:
+            return errors[0]
+        first = errors[0]
+        combined = cls(
+            first.message,
+            file=first.file,
+            line=first.line,
+            field=first.field,
+            value=first.value,
+            hint=first.hint,
+            origin=first.origin,
+        )
+        combined._several = tuple(errors[:MAX_REPORTED])
+        combined.omitted = max(0, len(errors) - MAX_REPORTED)
+        combined.args = (str(combined),)
+        return combined
+
+    @property
+    def errors(self) -> tuple["SpaceError", ...]:
+        """Each error on its own: `(self,)` for a single one."""
+        return self._several or (self,)
+
+    def lines(self) -> list[str]:
+        """One line per error, and a last line saying how many more there were when some are left out."""
+        out = [e._line() for e in self.errors]
+        if self.omitted:
+            out.append(f"{self.file}: {self.omitted} more error(s) not shown; fix these first")
+        return out
+
     def __str__(self) -> str:
+        return "\n".join(self.lines()) if self._several else self._line()
+
+    def _line(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         if self.origin:
             where = f"{where} ({self.origin})"

@@ -1,41 +1,44 @@
-"""Reading a space: file → text → data with lines → `--set` overrides → validated SearchSpace.
+"""Reading a space: file → text → data with lines → `--set` overrides → SearchSpace → checks.
 
 Every failure is a SpaceError naming the file, the line (or the `--set` that caused it), the key path, the
-value and a fix. When several things are wrong, the one written first in the file is reported.
+value and a fix. A file that cannot be read as a mapping of keys (no such file, YAML syntax, a list at the
+top, a broken `--set`) stops at that one error; otherwise every error of the file is reported together
+(`SpaceError.errors`, in file order), from the model and from the checks that run on it.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from ._errors import NO_VALUE, Issue, SpaceError, did_you_mean, show
-from ._model import FILE_KEYS, LOADER_KEYS, SearchSpace
+from ._check import check_space
+from ._errors import Issue, SpaceError, did_you_mean, show
+from ._findings import CHECKS, RAW, Findings
+from ._model import FILE_KEYS, SearchSpace
+from ._trainable import TrainablePolicy
 from ._yaml import MAX_BYTES, Location, Locations, compose, dotted
 
-# Hints for required keys, by key path with params entries written as "*".
-_REQUIRED_HINTS = {
-    ("name",): "add name: my-study",
-    ("trainable",): "add trainable: cnn (built-ins: mlp, cnn) or your own package.module:function",
-    ("metric",): "add metric: val_acc (a metric the trainable reports)",
-    ("params",): "add params: with at least one parameter, e.g. lr: {type: float, low: 1.0e-4, high: 0.1, log: true}",
-    ("params", "*", "type"): "add type: float, int or categorical",
-}
 _OPTIONAL_SECTIONS = ("data", "budget", "resources", "sampler", "scheduler", "fixed")
-_MAPPING_HINTS = {
-    ("params", "*"): "write {type: float, low: ..., high: ...} (or {type: categorical, choices: [...]}); "
-    "constants go under fixed:",
-}
+# Stand-ins for required keys whose value is broken, so that the checks can still look at the rest of the
+# file; the checks that read a stood-in key are skipped (see `_check.check_space`).
+_STAND_INS = {"name": "unchecked", "trainable": "mlp", "metric": "val_acc"}
 
 
-def load_space(path: Union[str, os.PathLike], overrides: Sequence[str] = (), *, check_data: bool = True) -> SearchSpace:
+def load_space(
+    path: Union[str, os.PathLike],
+    overrides: Sequence[str] = (),
+    *,
+    check_data: bool = True,
+    trainables: Optional[TrainablePolicy] = None,
+) -> SearchSpace:
     """Read, override and validate the space file at `path`. `check_data=False` leaves the data files
-    unchecked (a space submitted to a cluster names files on the cluster, not here)."""
+    unchecked (a space submitted to a cluster names files on the cluster, not here). `trainables` decides
+    which user trainables the space may name (default `TrainablePolicy.local()`: any, imported to check it)."""
     file = os.fspath(path)
     where = Path(file)
     try:
@@ -68,7 +71,13 @@ def load_space(path: Union[str, os.PathLike], overrides: Sequence[str] = (), *, 
         ) from None
     absolute = where.resolve()
     return _parse(
-        text, file=file, source=str(absolute), overrides=overrides, base_dir=str(absolute.parent), check_data=check_data
+        text,
+        file=file,
+        source=str(absolute),
+        overrides=overrides,
+        base_dir=str(absolute.parent),
+        check_data=check_data,
+        trainables=trainables,
     )
 
 
@@ -79,15 +88,21 @@ def parse_space(
     base_dir: Optional[Union[str, os.PathLike]] = None,
     *,
     check_data: bool = True,
+    trainables: Optional[TrainablePolicy] = None,
 ) -> SearchSpace:
     """Validate a space given as YAML text.
 
     `source` names the text in errors and becomes `space.source`; relative data paths resolve against
     `base_dir` (default: the current directory). `check_data=False` skips asking the data code whether the
-    files exist (for tools that only inspect a space, such as a registry listing).
+    files exist (for tools that only inspect a space, such as a registry listing). `trainables` decides which
+    user trainables the space may name: the default, `TrainablePolicy.local()`, admits any module and imports
+    it to check the function; `TrainablePolicy.admitted(prefixes)` (or `.from_env()`) checks the name only and
+    never imports, for a service validating spaces that others send.
     """
     base = os.fspath(base_dir) if base_dir is not None else os.getcwd()
-    return _parse(text, file=source, source=source, overrides=overrides, base_dir=base, check_data=check_data)
+    return _parse(
+        text, file=source, source=source, overrides=overrides, base_dir=base, check_data=check_data, trainables=trainables
+    )
 
 
 def _parse(
@@ -98,6 +113,7 @@ def _parse(
     overrides: Sequence[str],
     base_dir: str,
     check_data: bool = True,
+    trainables: Optional[TrainablePolicy] = None,
 ) -> SearchSpace:
     if not isinstance(text, str):
         raise SpaceError(f"the space must be text, not {type(text).__name__}", file=file)
@@ -126,18 +142,61 @@ def _parse(
             del data[section]  # `budget:` with every line commented out means the defaults
     if "params" in data and data["params"] is None:
         data["params"] = {}  # reported as "searches nothing"
-    _reject_non_finite(data, (), locations, file)
-    for key in data:
-        if key not in FILE_KEYS:
-            _raise(Issue(f"unknown key {key!r}", did_you_mean(key, FILE_KEYS, "valid keys"), value=key), (key,), file, locations)
+    findings = Findings(file, locations)
+    for path, issue in _non_finite(data, ()):
+        findings.issue(RAW, issue, path)
+    for key in [k for k in data if k not in FILE_KEYS]:
+        findings.issue(RAW, Issue(f"unknown key {key!r}", did_you_mean(key, FILE_KEYS, "valid keys"), value=key), (key,))
+        del data[key]
     _resolve_data_paths(data, locations, base_dir)
+    payload = {**data, "source": source, "text": text, "overrides": overrides}
+
+    def check(space: SearchSpace, broken: frozenset[tuple] = frozenset()) -> None:
+        for issue in check_space(space, base_dir=base_dir, check_data=check_data, trainables=trainables, broken=broken):
+            findings.issue(CHECKS, issue)
+
     try:
-        return SearchSpace.model_validate(
-            {**data, "source": source, "text": text, "overrides": overrides},
-            context={"base_dir": base_dir, "check_data": check_data},
-        )
+        space = SearchSpace.model_validate(payload)
     except ValidationError as exc:
-        raise _first_error(exc, file, locations) from None
+        findings.validation_error(exc)
+        broken = _broken_parts(exc)
+        partial = _partial_space(payload, broken)
+        if partial is not None:
+            check(partial, broken)
+        raise findings.error() from None
+    check(space)
+    findings.raise_if_any()
+    return space
+
+
+def _broken_parts(exc: ValidationError) -> frozenset[tuple]:
+    """The parts of the file the model refused: ("budget",), ("params", "lr"), ("params",) for params itself."""
+    parts = set()
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        parts.add(loc[:2] if loc[:1] == ("params",) and len(loc) > 1 else loc[:1])
+    return frozenset(parts)
+
+
+def _partial_space(payload: dict, broken: frozenset[tuple]) -> Optional[SearchSpace]:
+    """The space without its broken parts (stand-ins or defaults in their place), for the checks to look at
+    the rest; None when too little is left to check."""
+    if ("params",) in broken or () in broken:
+        return None
+    data = dict(payload)
+    for part in broken:
+        if part[0] == "params":
+            data["params"] = {name: spec for name, spec in data["params"].items() if name != part[1]}
+        elif part[0] in _STAND_INS:
+            data[part[0]] = _STAND_INS[part[0]]
+        else:
+            data.pop(part[0], None)  # an optional key: its default stands in
+    if not data.get("params"):
+        return None
+    try:
+        return SearchSpace.model_validate(data)
+    except ValidationError:
+        return None
 
 
 def _kind(value: Any) -> str:
@@ -180,16 +239,16 @@ def _apply_override(data: dict, locations: Locations, item: Any, file: str) -> N
 
 
 # -- checks on the raw data -------------------------------------------------------------------------------
-def _reject_non_finite(value: Any, path: tuple, locations: Locations, file: str) -> None:
+def _non_finite(value: Any, path: tuple) -> Iterator[tuple[tuple, Issue]]:
     """.nan and .inf are never a useful setting, wherever they appear."""
     if isinstance(value, float) and not math.isfinite(value):
-        _raise(Issue(f"{show(value)} is not a finite number", "write a finite number", value=value), path, file, locations)
+        yield path, Issue(f"{show(value)} is not a finite number", "write a finite number", value=value)
     elif isinstance(value, dict):
         for key, child in value.items():
-            _reject_non_finite(child, path + (key,), locations, file)
+            yield from _non_finite(child, path + (key,))
     elif isinstance(value, list):
         for index, child in enumerate(value):
-            _reject_non_finite(child, path + (index,), locations, file)
+            yield from _non_finite(child, path + (index,))
 
 
 def _resolve_data_paths(data: dict, locations: Locations, base_dir: str) -> None:
@@ -204,77 +263,3 @@ def _resolve_data_paths(data: dict, locations: Locations, base_dir: str) -> None
             from_cli = locations.find(("data", key)).origin is not None
             start = os.getcwd() if from_cli else base_dir
             section[key] = os.path.normpath(os.path.join(start, os.path.expanduser(value.strip())))
-
-
-# -- pydantic errors → SpaceError -------------------------------------------------------------------------
-def _first_error(exc: ValidationError, file: str, locations: Locations) -> SpaceError:
-    candidates = [_convert(error, file, locations) for error in exc.errors(include_url=False)]
-    return min(candidates, key=lambda e: (e.line is None, e.line or 0))  # min() keeps the first of equals
-
-
-def _convert(error: dict, file: str, locations: Locations) -> SpaceError:
-    loc = tuple(error["loc"])
-    kind = error["type"]
-    given = error.get("input", NO_VALUE)
-    issue = (error.get("ctx") or {}).get("error")
-    if isinstance(issue, Issue):
-        value = issue.value if issue.value is not NO_VALUE else (given if not issue.at else NO_VALUE)
-        return _error(issue.message, issue.hint, loc + issue.at, value, file, locations)
-    pattern = tuple("*" if len(loc) > 1 and loc[0] == "params" and i == 1 else p for i, p in enumerate(loc))
-    if kind == "missing":
-        return _error("is required but missing", _REQUIRED_HINTS.get(pattern, f"add {loc[-1]}:"), loc, NO_VALUE, file, locations)
-    if kind == "extra_forbidden":
-        allowed = _input_names(loc[:-1])
-        return _error(f"unknown key {loc[-1]!r}", did_you_mean(loc[-1], allowed, "valid keys"), loc, loc[-1], file, locations)
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        hint = _MAPPING_HINTS.get(pattern, "write key: value pairs under it")
-        return _error(f"{show(given)} is not a mapping", hint, loc, given, file, locations)
-    if kind in ("list_type", "tuple_type"):
-        return _error(f"{show(given)} is not a list", "write a list such as [a, b]", loc, given, file, locations)
-    return _error(f"{show(given)}: {error['msg']}", "fix this value", loc, given, file, locations)
-
-
-def _error(message: str, hint: str, path: tuple, value: Any, file: str, locations: Locations) -> SpaceError:
-    where = locations.find(path)
-    return SpaceError(message, file=file, line=where.line, field=dotted(path), value=value, hint=hint, origin=where.origin)
-
-
-def _raise(issue: Issue, path: tuple, file: str, locations: Locations) -> None:
-    raise _error(issue.message, issue.hint, path + issue.at, issue.value, file, locations)
-
-
-def _input_names(loc: tuple) -> list[str]:
-    """The keys the model at `loc` accepts, for "did you mean"."""
-    model: Any = SearchSpace
-    index = 0
-    while index < len(loc):
-        field = _field(model, loc[index])
-        if field is None:
-            return []
-        annotation = _unwrap(field.annotation)
-        if getattr(annotation, "__origin__", None) is dict:
-            annotation = _unwrap(annotation.__args__[1])
-            index += 1  # skip the free key (a parameter's name)
-        model = annotation
-        index += 1
-    if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        return []
-    names = [f.alias or n for n, f in model.model_fields.items()]
-    return [n for n in names if n not in LOADER_KEYS] if model is SearchSpace else names
-
-
-def _field(model: Any, key: Any):
-    if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        return None
-    for name, field in model.model_fields.items():
-        if key in (name, field.alias):
-            return field
-    return None
-
-
-def _unwrap(annotation: Any) -> Any:
-    """Optional[X] → X."""
-    args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
-    if getattr(annotation, "__origin__", None) is Union and len(args) == 1:
-        return args[0]
-    return annotation

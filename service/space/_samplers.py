@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trainables._catalog import ParamRule
+from trainables import ParamRule
 
 
 @dataclass(frozen=True)

@@ -1,209 +1,117 @@
 """JSON Schema of the space format, for editor completion and hover help (e.g. the YAML language server:
 `# yaml-language-server: $schema=hpsearch-space.schema.json`).
 
-Built from the same tables the validator uses (models' fields and descriptions, the sampler registry, the
-dataset and scheduler names), so it cannot drift from what `load_space` accepts. It describes the shape;
-rules that relate values (low < high, names the trainable accepts) are only in the validator.
+Generated, not written: `SearchSpace.model_json_schema()` gives the keys, types, descriptions and defaults,
+plus what each type and model adds for what its validator accepts or checks (numeric text, bounds, which keys
+apply to which dataset, scheduler, sampler or parameter type). To that this module adds the rules between
+sections that a JSON Schema can state, built from the same tables the checks read: the built-in trainables'
+catalog (parameter names and values, metric names, image data), the samplers for one or several metrics, the
+grid's need for steps, reserved keys and MLflow's key rules. What no JSON Schema can state (low < high, the
+step grid, conditions, files on disk, importing a trainable) only `hpsearch validate` checks;
+tests/test_space_schema.py names each such case.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from trainables._catalog import BUILTIN_TRAINABLES
+from trainables import BUILTIN_TRAINABLES, IMAGE_DATASETS, RESERVED_CONFIG_KEYS, ParamRule, TrainableSpec
 
-from ._model import (
-    DATASETS,
-    MODES,
-    NAME_PATTERN,
-    PARAM_TYPES,
-    SCHEDULERS,
-    Budget,
-    DataSpec,
-    ParamSpec,
-    Resources,
-    SchedulerSpec,
-    SearchSpace,
-)
-from ._samplers import SAMPLERS
+from ._mlflow_keys import KEY_PATTERN, MAX_KEY_LENGTH, MAX_PARAM_VALUE_LENGTH
+from ._model import SearchSpace
+from ._samplers import MULTI_OBJECTIVE_SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS
+from ._types import if_equals, rule_schema
 
-_NUMBER: dict = {"type": "number"}
-_SCALAR: dict = {"type": ["string", "number", "boolean", "null"]}
-_DURATION = {
-    "oneOf": [
-        {"type": "number", "exclusiveMinimum": 0},
-        {"type": "string", "pattern": r"^\s*((\d+(\.\d*)?|\.\d+)\s*[dhms]\s*)+$|^\s*[0-9.]+\s*$|^none$"},
-        {"type": "null"},
-    ]
-}
-
-
-def _doc(model: Any, name: str) -> str:
-    return model.model_fields[name].description or ""
-
-
-def _prop(model: Any, name: str, schema: dict) -> dict:
-    field = model.model_fields[name]
-    out = {**schema, "description": field.description or ""}
-    if not field.is_required() and field.default_factory is None:
-        out["default"] = field.default
-    return out
+_MLFLOW_KEY = {"type": "string", "pattern": KEY_PATTERN, "maxLength": MAX_KEY_LENGTH}
 
 
 def json_schema() -> dict:
     """The JSON Schema (draft 2020-12) of a space file."""
-    data = {
-        "type": "object",
-        "description": _doc(SearchSpace, "data"),
-        "additionalProperties": False,
-        "properties": {
-            "dataset": _prop(DataSpec, "dataset", {"enum": list(DATASETS)}),
-            "val_fraction": _prop(DataSpec, "val_fraction", {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}),
-            "seed": _prop(DataSpec, "seed", {"type": "integer", "minimum": 0}),
-            "root": _prop(DataSpec, "root", {"type": "string"}),
-            "path": _prop(DataSpec, "path", {"type": "string"}),
-            "target": _prop(DataSpec, "target", {"type": "string"}),
-            "categorical": _prop(DataSpec, "categorical", {"enum": ["onehot", "ordinal"]}),
-        },
-        "allOf": [
-            {"if": {"properties": {"dataset": {"const": "csv"}}, "required": ["dataset"]}, "then": {"required": ["path", "target"]}},
-            {
-                "if": {"properties": {"dataset": {"enum": ["mnist", "fashion_mnist", "cifar10"]}}, "required": ["dataset"]},
-                "then": {"required": ["root"]},
-            },
-        ],
-    }
-    budget = {
-        "type": "object",
-        "description": _doc(SearchSpace, "budget"),
-        "additionalProperties": False,
-        "properties": {
-            "trials": _prop(Budget, "trials", {"type": "integer", "minimum": 1}),
-            "max_epochs": _prop(Budget, "max_epochs", {"type": "integer", "minimum": 1}),
-            "concurrency": _prop(Budget, "concurrency", {"type": "integer", "minimum": 1}),
-            "time": {**_DURATION, "description": _doc(Budget, "time_text"), "default": None},
-            "max_failed_trials": _prop(Budget, "max_failed_trials", {"type": ["integer", "null"], "minimum": 0}),
-        },
-    }
-    resources = {
-        "type": "object",
-        "description": _doc(SearchSpace, "resources"),
-        "additionalProperties": False,
-        "properties": {
-            "cpu": _prop(Resources, "cpu", {"type": "number", "exclusiveMinimum": 0}),
-            "gpu": _prop(Resources, "gpu", {"type": "number", "minimum": 0}),
-        },
-    }
-    return {
+    schema: dict[str, Any] = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **SearchSpace.model_json_schema(),
         "title": "hpsearch search space",
         "description": "What to search, on what, with how much: `hpsearch submit space.yaml`.",
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["name", "trainable", "metric", "params"],
-        "properties": {
-            "name": _prop(SearchSpace, "name", {"type": "string", "pattern": NAME_PATTERN}),
-            "description": _prop(SearchSpace, "description", {"type": ["string", "null"]}),
-            "trainable": _prop(
-                SearchSpace,
-                "trainable",
-                {"anyOf": [{"enum": list(BUILTIN_TRAINABLES)}, {"type": "string", "pattern": r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"}]},
-            ),
-            "data": data,
-            "metric": _prop(
-                SearchSpace,
-                "metric",
-                {"oneOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": {"type": "string"}, "minItems": 1, "uniqueItems": True}]},
-            ),
-            "mode": _prop(
-                SearchSpace, "mode", {"oneOf": [{"enum": list(MODES)}, {"type": "array", "items": {"enum": list(MODES)}, "minItems": 1}]}
-            ),
-            "budget": budget,
-            "resources": resources,
-            "sampler": _sampler_schema(),
-            "scheduler": _scheduler_schema(),
-            "params": {
-                "type": "object",
-                "description": _doc(SearchSpace, "params"),
-                "minProperties": 1,
-                "additionalProperties": _param_schema(),
-            },
-            "fixed": {"type": "object", "description": _doc(SearchSpace, "fixed")},
-        },
     }
+    schema["allOf"] = [_names(), *_objectives(), _grid(), *(_catalog(spec) for spec in BUILTIN_TRAINABLES.values())]
+    return schema
 
 
-def _sampler_schema() -> dict:
-    options: dict[str, dict] = {}
-    for info in SAMPLERS.values():
-        for name, rule in info.options.items():
-            options[name] = {**_rule_schema(rule), "description": rule.help}
-    per_type = [
-        {
-            "if": {"properties": {"type": {"const": name}}},
-            "then": {"propertyNames": {"enum": ["type", "seed", *info.options]}},
+def _names() -> dict:
+    """Keys every trial's config and MLflow run will hold: not reserved, and what MLflow accepts."""
+    key = {**_MLFLOW_KEY, "not": {"enum": list(RESERVED_CONFIG_KEYS)}}
+    return {
+        "properties": {
+            "params": {"propertyNames": key},
+            "fixed": {"propertyNames": key, "additionalProperties": {"maxLength": MAX_PARAM_VALUE_LENGTH}},
+            "metric": {"anyOf": [_MLFLOW_KEY, {"type": "array", "items": _MLFLOW_KEY}]},
         }
-        for name, info in SAMPLERS.items()
+    }
+
+
+def _objectives() -> list[dict]:
+    """Several metrics need a mode each, a sampler for several objectives, and no median scheduler; one
+    metric needs a single-objective sampler and one mode."""
+    several = {"properties": {"metric": {"type": "array", "minItems": 2}}, "required": ["metric"]}
+    return [
+        {
+            "if": several,
+            "then": {
+                "required": ["mode"],
+                "properties": {
+                    "mode": {"type": "array"},
+                    "sampler": {"properties": {"type": {"enum": list(MULTI_OBJECTIVE_SAMPLERS)}}},
+                    "scheduler": {"properties": {"type": {"not": {"const": "median"}}}},
+                },
+            },
+            "else": {"properties": {"sampler": {"properties": {"type": {"enum": list(SINGLE_OBJECTIVE_SAMPLERS)}}}}},
+        },
+        {
+            "if": {"properties": {"metric": {"type": "string"}}, "required": ["metric"]},
+            "then": {"properties": {"mode": {"not": {"type": "array"}}}},
+        },
     ]
+
+
+def _grid() -> dict:
+    """The grid sampler enumerates every parameter, so a float one needs a step."""
+    float_needs_step = {
+        "if": if_equals("type", "float", None),
+        "then": {"required": ["step"], "properties": {"step": {"not": {"type": "null"}}}},
+    }
     return {
-        "type": "object",
-        "description": "the Optuna sampler; other keys are options of its constructor. "
-        + "; ".join(f"{name}: {info.summary}" for name, info in SAMPLERS.items()),
-        "properties": {
-            "type": {"enum": list(SAMPLERS), "default": "tpe", "description": "which sampler"},
-            "seed": {"type": ["integer", "null"], "minimum": 0, "default": None, "description": "sampler seed; none = random"},
-            **options,
-        },
-        "additionalProperties": False,
-        "allOf": per_type,
+        "if": {"properties": {"sampler": {"properties": {"type": {"const": "grid"}}, "required": ["type"]}}, "required": ["sampler"]},
+        "then": {"properties": {"params": {"additionalProperties": float_needs_step}}},
     }
 
 
-def _rule_schema(rule) -> dict:
-    if rule.kind == "bool":
-        return {"type": "boolean"}
-    if rule.kind == "choice":
-        return {"enum": list(rule.choices)}
-    out: dict[str, Any] = {"type": "integer" if rule.kind == "int" else "number"}
-    if rule.low is not None:
-        out["exclusiveMinimum" if rule.low_open else "minimum"] = rule.low
-    if rule.high is not None:
-        out["exclusiveMaximum" if rule.high_open else "maximum"] = rule.high
-    return out
-
-
-def _scheduler_schema() -> dict:
-    return {
-        "type": "object",
-        "description": _doc(SearchSpace, "scheduler"),
-        "additionalProperties": False,
-        "properties": {
-            "type": _prop(SchedulerSpec, "type", {"enum": list(SCHEDULERS)}),
-            "grace_period": _prop(SchedulerSpec, "grace_period", {"type": "integer", "minimum": 1}),
-            "reduction_factor": _prop(SchedulerSpec, "reduction_factor", {"type": "number", "minimum": 2}),
-            "min_samples_required": _prop(SchedulerSpec, "min_samples_required", {"type": "integer", "minimum": 1}),
+def _catalog(spec: TrainableSpec) -> dict:
+    """With `trainable: <spec.name>`: only its parameters, each within what it accepts; only its metrics;
+    image data when it convolves."""
+    metrics = list(spec.metrics)
+    then: dict[str, Any] = {
+        "params": {
+            "propertyNames": {"enum": list(spec.params)},
+            "properties": {name: _searched(rule) for name, rule in spec.params.items()},
         },
-    }
-
-
-def _param_schema() -> dict:
-    scalar_or_list = {"oneOf": [_SCALAR, {"type": "array", "items": _SCALAR, "minItems": 1}]}
-    return {
-        "type": "object",
-        "description": "one searched hyperparameter (Optuna's vocabulary)",
-        "additionalProperties": False,
-        "required": ["type"],
-        "properties": {
-            "type": _prop(ParamSpec, "type", {"enum": list(PARAM_TYPES)}),
-            "low": _prop(ParamSpec, "low", _NUMBER),
-            "high": _prop(ParamSpec, "high", _NUMBER),
-            "log": _prop(ParamSpec, "log", {"type": "boolean"}),
-            "step": _prop(ParamSpec, "step", {"type": "number", "exclusiveMinimum": 0}),
-            "choices": _prop(ParamSpec, "choices", {"type": "array", "items": _SCALAR, "minItems": 1, "uniqueItems": True}),
-            "when": _prop(ParamSpec, "when", {"type": "object", "additionalProperties": scalar_or_list}),
+        "fixed": {
+            "propertyNames": {"enum": list(spec.params)},
+            "properties": {name: rule_schema(rule) for name, rule in spec.params.items()},
         },
-        "allOf": [
-            {"if": {"properties": {"type": {"const": "categorical"}}}, "then": {"required": ["choices"]}},
-            {"if": {"properties": {"type": {"enum": ["float", "int"]}}}, "then": {"required": ["low", "high"]}},
-        ],
+        "metric": {"anyOf": [{"enum": metrics}, {"type": "array", "items": {"enum": metrics}}]},
     }
+    if spec.needs_images:
+        then["data"] = {"properties": {"dataset": {"enum": list(IMAGE_DATASETS)}}}
+    return {"if": if_equals("trainable", spec.name, None), "then": {"properties": then}}
+
+
+def _searched(rule: ParamRule) -> dict:
+    """A parameter searched for a catalog rule: categorical for flags and names; bounds and choices within
+    the rule for numbers (bounds apply to numbers: numeric text is read by the validator)."""
+    choices = {"items": rule_schema(rule)}
+    if rule.kind in ("bool", "choice"):
+        return {"properties": {"type": {"const": "categorical"}, "choices": choices}}
+    value = rule_schema(rule)
+    bounds = {k: v for k, v in value.items() if k != "type"}
+    types = ["int", "categorical"] if rule.kind == "int" else ["float", "int", "categorical"]
+    return {"properties": {"type": {"enum": types}, "low": bounds, "high": bounds, "choices": choices}}

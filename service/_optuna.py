@@ -1,0 +1,147 @@
+"""The study's Optuna side: its storage, its own trials, counts and best, the Pareto front, reconciliation.
+
+Optuna's study is the source of truth for trials: every number shown by `hpsearch status`, written to the
+registry or to MLflow's parent run is computed here, from it. Optuna is imported inside the functions, so
+importing this module stays cheap (`hpsearch list` never needs Optuna).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
+from service._states import TrialLabel, trial_label
+
+if TYPE_CHECKING:
+    import optuna
+
+logger = logging.getLogger(__name__)
+
+TUNE_TRIAL_ID_ATTR = "tune_trial_id"  # user attribute linking an Optuna trial to its Tune trial
+WARM_START_SOURCE_ATTR = "warm_start.source"  # user attribute of a trial copied in from an earlier study
+STUDY_ID_ATTR = "hpsearch.study_id"  # study user attributes: the registry's id and the metric names
+METRICS_ATTR = "hpsearch.metrics"
+# Study user attributes per trial number (`<attr>.<number>`): Optuna's public API sets user attributes of a
+# running trial only through the Trial object its asker holds, so the driver's callbacks note these on the study.
+RETRIES_ATTR = "hpsearch.retries"  # how often the trial was restarted after its worker or node was lost
+LOST_ATTR = "hpsearch.lost"  # why it failed: its workers were lost more often than max_retries (not its fault)
+RECONCILED_ATTR = "hpsearch.reconciled"  # why a trial left running was failed when the study ended
+OUT_OF_TIME_ATTR = "hpsearch.out_of_time"  # the study ended because budget.time was spent
+
+
+def trial_note(study: "optuna.Study", attr: str, number: int, default: Any = None) -> Any:
+    return study.user_attrs.get(f"{attr}.{number}", default)
+
+
+@functools.lru_cache(maxsize=8)
+def open_storage(url: str) -> "optuna.storages.RDBStorage":
+    """Optuna's storage at `url`, one per URL for the life of the process (opening one checks Optuna's schema,
+    which costs more than reading a study; the API answers status from it).
+
+    On an empty database the first opening creates Optuna's tables; two processes doing that at once collide
+    (PostgreSQL: a duplicate `alembic_version` type), and the loser only has to open it again."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    from service._retry import retry
+
+    engine_kwargs: dict[str, Any] = (
+        {"connect_args": {"timeout": 30}} if url.startswith("sqlite")
+        # Few connections: the driver, the API and the trials of many studies share one PostgreSQL.
+        else {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 3}
+    )
+    return retry(lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs),
+                 on=(IntegrityError, ProgrammingError), attempts=5, what="opening Optuna's storage")
+
+
+def load_study(storage_url: str, study_name: str) -> Optional["optuna.Study"]:
+    """The study, or None when no driver has created it yet."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
+    except KeyError:  # "Record does not exist"
+        return None
+
+
+def own_trials(study: "optuna.Study") -> list["optuna.trial.FrozenTrial"]:
+    """The study's own trials, without those a warm start copied in from an earlier study."""
+    return [t for t in study.get_trials(deepcopy=False) if WARM_START_SOURCE_ATTR not in t.user_attrs]
+
+
+def optuna_number(study: "optuna.Study", tune_trial_id: str) -> Optional[int]:
+    """The Optuna number of a Tune trial (the searcher tags each trial it asks for with its Tune id)."""
+    for t in reversed(study.get_trials(deepcopy=False)):
+        if t.user_attrs.get(TUNE_TRIAL_ID_ATTR) == tune_trial_id:
+            return t.number
+    return None
+
+
+@dataclass(frozen=True)
+class TrialCounts:
+    """How many of a study's own trials are in each state."""
+
+    n_trials: int = 0
+    n_running: int = 0
+    n_completed: int = 0
+    n_pruned: int = 0
+    n_failed: int = 0
+
+    @classmethod
+    def of(cls, trials: list) -> "TrialCounts":
+        labels = [trial_label(t.state) for t in trials]
+        return cls(
+            n_trials=len(labels),
+            n_running=sum(label in (TrialLabel.RUNNING, TrialLabel.WAITING) for label in labels),
+            n_completed=labels.count(TrialLabel.COMPLETED),
+            n_pruned=labels.count(TrialLabel.PRUNED),
+            n_failed=labels.count(TrialLabel.FAILED),
+        )
+
+    def as_fields(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def best_trial(study: "optuna.Study", trials: list) -> Optional["optuna.trial.FrozenTrial"]:
+    """The best completed trial of a single-objective study (None for several objectives or none completed)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if len(study.directions) != 1:
+        return None
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not completed:
+        return None
+    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+    return pick(completed, key=lambda t: t.value)
+
+
+def pareto_front(study: "optuna.Study") -> Optional[list[dict]]:
+    """The study's own trials on the Pareto front, as `[{"trial", "values", "params"}]`; None for a single
+    objective or before the first completed trial."""
+    if len(study.directions) < 2:
+        return None
+    try:
+        front = [t for t in study.best_trials if WARM_START_SOURCE_ATTR not in t.user_attrs]
+    except ValueError:  # no completed trial yet
+        return None
+    return [{"trial": t.number, "values": list(t.values), "params": dict(t.params)} for t in front] or None
+
+
+def reconcile_running(study: "optuna.Study", reason: str = "left running by an interrupted driver") -> int:
+    """Tell FAIL every trial still RUNNING or WAITING (Optuna's heartbeat does not cover ask/tell); returns how
+    many. Only call when no driver can still tell them."""
+    from optuna.trial import TrialState
+
+    count = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        study.set_user_attr(f"{RECONCILED_ATTR}.{t.number}", reason)
+        try:
+            study.tell(t.number, state=TrialState.FAIL)
+            count += 1
+        except Exception as exc:  # noqa: BLE001 - raced with a live tell; that tell wins
+            logger.warning("could not reconcile trial %s: %s", t.number, exc)
+    return count

@@ -1,0 +1,225 @@
+"""One MLflow run per trial, nested under the study's run: a Tune callback in the driver.
+
+The trainables never talk to MLflow. Runs are written through `MlflowClient` (no fluent "active run" state),
+so several studies can share one driver process. The callback is pickled into Tune's experiment state and
+unpickled on resume, so it keeps only plain values and finds a resumed trial's run again by its
+`hpsearch.tune_trial_id` tag.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+from ray.tune import Callback
+from ray.tune.result import AUTO_RESULT_KEYS
+
+from service._context import StudyContext
+from service._optuna import load_study, optuna_number
+from service._outcome import FAULT_TRACE_KEY, epochs_reached, is_fault, trial_outcome
+from service._states import TrialLabel
+from service._tracking import (
+    PARENT_TAG,
+    TAG_RETRIES,
+    TAG_GPU_IDS,
+    TAG_NODE,
+    TAG_NODE_IP,
+    TAG_REASON,
+    TAG_RUNG,
+    TAG_STATE,
+    TAG_STUDY,
+    TAG_TRIAL,
+    TAG_TUNE_ID,
+    client_for,
+    log_params,
+    log_study_report,
+    trial_params,
+    trial_run_name,
+)
+
+_NOT_METRICS = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint", "epoch"}
+
+
+def result_metrics(result: dict) -> dict[str, float]:
+    """The trainable's own numbers from a Tune result, without Tune's bookkeeping."""
+    return {
+        k: float(v)
+        for k, v in result.items()
+        if k not in _NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+
+
+def failure_reason(trial) -> str:
+    """The last line of the trial's error: 'TrialDiverged: train_loss became nan in epoch 3; ...'.
+
+    Ray wraps errors as "ray.exceptions.RayTaskError(X): ..."; the last line is the original message."""
+    text = ""
+    error_file = getattr(trial, "error_file", None)
+    if error_file and os.path.exists(error_file):
+        text = Path(error_file).read_text(errors="replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return "the trial raised an error (no message was recorded)"
+    return lines[-1][:500]
+
+
+class MlflowTrialLogger(Callback):
+    """Tune callback: one MLflow child run per trial, with every epoch's metrics and the trial's end state."""
+
+    def __init__(self, ctx: StudyContext, *, report_interval_s: float = 120.0):
+        self.ctx = ctx
+        self.report_interval_s = report_interval_s  # how often the parent's plots are redrawn while running
+        self.name_params = tuple(list(ctx.space.params)[:3])
+        self._last_report = time.time()
+        self._best: Optional[float] = None  # best completed value so far (single objective)
+        self._n_completed = 0
+        self._runs: dict[str, str] = {}  # Tune trial id -> MLflow run id
+        self._retries: dict[str, int] = {}  # Tune trial id -> restarts after a lost worker
+        self._client = None
+        self._study = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_client"] = state["_study"] = None
+        return state
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = client_for(self.ctx.stores.tracking_uri)
+        return self._client
+
+    @property
+    def study(self):
+        """The study's Optuna study (None until the searcher has made it)."""
+        if self._study is None:
+            self._study = load_study(self.ctx.optuna_storage, self.ctx.study_id)
+        return self._study
+
+    # Tune saves and restores callback state with the experiment checkpoint.
+    def get_state(self) -> Optional[dict]:
+        return {"runs": dict(self._runs), "best": self._best, "n_completed": self._n_completed,
+                "retries": dict(self._retries)}
+
+    def set_state(self, state: dict) -> None:
+        self._runs.update(state.get("runs", {}))
+        self._retries.update(state.get("retries", {}))
+        self._best = state.get("best")
+        self._n_completed = state.get("n_completed", 0)
+
+    def run_id_for(self, trial_id: str) -> Optional[str]:
+        return self._runs.get(trial_id)
+
+    # -- Tune's calls --------------------------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        run_id = self._runs.get(trial.trial_id) or self._find_run(trial.trial_id)
+        if run_id is not None:  # a resumed or restarted trial keeps its run
+            self._runs[trial.trial_id] = run_id
+            self.client.update_run(run_id, status="RUNNING")
+            self.client.set_tag(run_id, TAG_STATE, TrialLabel.RUNNING.value)
+            return
+        number = optuna_number(self.study, trial.trial_id) if self.study is not None else None
+        number = len(self._runs) if number is None else number
+        run = self.client.create_run(
+            self.ctx.experiment_id,
+            run_name=trial_run_name(number, trial.config, self.name_params),
+            tags={
+                PARENT_TAG: self.ctx.parent_run_id,
+                TAG_STUDY: self.ctx.study_id,
+                TAG_TRIAL: str(number),
+                TAG_TUNE_ID: trial.trial_id,
+                TAG_STATE: TrialLabel.RUNNING.value,
+            },
+        )
+        self._runs[trial.trial_id] = run.info.run_id
+        log_params(self.client, run.info.run_id, trial_params(trial.config))
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        run_id = self._runs.get(trial.trial_id)
+        if run_id is None or is_fault(result):
+            return
+        step = int(result.get("training_iteration", 0))
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, step) for k, v in result_metrics(result).items()]
+        tags = [RunTag(TAG_RUNG, str(step))]
+        # Where the trial ran: `node_ip` is Tune's; `node_id` and `gpu_ids` the Tuner's (see service/_tuner.py).
+        for tag, key in ((TAG_NODE, "node_id"), (TAG_NODE_IP, "node_ip"), (TAG_GPU_IDS, "gpu_ids")):
+            if result.get(key):
+                tags.append(RunTag(tag, str(result[key])))
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        run_id = self._runs.get(trial.trial_id)
+        if run_id is None:
+            return
+        result = trial.last_result or {}
+        outcome = trial_outcome(result, False, self.ctx.space.metrics, self.ctx.space.budget.max_epochs)
+        self.client.set_tag(run_id, TAG_STATE, outcome.label.value)
+        self.client.set_tag(run_id, TAG_RUNG, str(epochs_reached(result)))
+        if outcome.label == TrialLabel.FAILED:
+            self.client.set_tag(run_id, TAG_REASON, outcome.reason[:5000])
+        if result.get(FAULT_TRACE_KEY):
+            _log_text(self.client, run_id, "error.txt", str(result[FAULT_TRACE_KEY]))
+        self.client.set_terminated(run_id, status="FAILED" if outcome.label == TrialLabel.FAILED else "FINISHED")
+        if outcome.label == TrialLabel.COMPLETED and not self.ctx.space.is_multi_objective:
+            self._log_best_so_far(outcome.values[0])
+        self._refresh_report()
+
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
+        """A lost worker or node: the trial restarts from its checkpoint, in the same run."""
+        run_id = self._runs.get(trial.trial_id)
+        if run_id is not None:
+            self._retries[trial.trial_id] = self._retries.get(trial.trial_id, 0) + 1
+            self.client.set_tag(run_id, TAG_RETRIES, str(self._retries[trial.trial_id]))
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        """Tune gave up on the trial after its worker or node was lost more often than max_retries."""
+        run_id = self._runs.get(trial.trial_id)
+        if run_id is None:
+            return
+        self.client.set_tag(run_id, TAG_STATE, TrialLabel.FAILED.value)
+        self.client.set_tag(run_id, TAG_REASON, f"its worker was lost more often than max_retries="
+                                                f"{self.ctx.space.budget.max_retries}: {failure_reason(trial)}")
+        self.client.set_tag(run_id, TAG_RUNG, str((trial.last_result or {}).get("training_iteration", 0)))
+        error_file = getattr(trial, "error_file", None)
+        if error_file and os.path.exists(error_file):
+            self.client.log_artifact(run_id, error_file)
+        self.client.set_terminated(run_id, status="FAILED")
+        self._refresh_report()
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    def _refresh_report(self) -> None:
+        """Redraw the study's plots every `report_interval_s` while it runs (the runner draws the last)."""
+        if time.time() - self._last_report < self.report_interval_s or self.study is None:
+            return
+        self._last_report = time.time()
+        log_study_report(self.client, self.ctx.parent_run_id, self.study, self.ctx.space.metrics)
+
+    def _log_best_so_far(self, value: float) -> None:
+        """The parent's chart of `best_<metric>_so_far` over completed trials shows the search converging."""
+        self._n_completed += 1
+        if self._best is None or (value > self._best if self.ctx.mode == "max" else value < self._best):
+            self._best = value
+        self.client.log_metric(self.ctx.parent_run_id, f"best_{self.ctx.metric}_so_far", self._best,
+                               step=self._n_completed)
+
+    def _find_run(self, tune_trial_id: str) -> Optional[str]:
+        runs = self.client.search_runs(
+            [self.ctx.experiment_id],
+            filter_string=f"tags.`{TAG_TUNE_ID}` = '{tune_trial_id}' and tags.`{TAG_STUDY}` = '{self.ctx.study_id}'",
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
+
+def _log_text(client, run_id: str, name: str, text: str) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(text)
+        client.log_artifact(run_id, str(path))

@@ -1,0 +1,142 @@
+"""MlflowTrialLogger against a real MLflow store (SQLite): one nested run per trial, its params, its curves,
+its end state and reason — and the same run again after Tune pickles and restores the callback."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from service._context import StudyContext
+from service._settings import resolve_settings
+from service._tracking import get_or_create_experiment, start_parent_run
+from service._tracking import trial_run_name
+from service._trial_runs import MlflowTrialLogger
+from service.space import parse_space
+
+from support import FakeTrial
+
+SPACE = """\
+name: runs
+trainable: mlp
+metric: val_acc
+budget: {trials: 4, max_epochs: 3}
+params:
+  lr: {type: float, low: 0.001, high: 0.1, log: true}
+  optimizer: {type: categorical, choices: [sgd, adam]}
+fixed: {units: 32}
+"""
+
+
+
+@pytest.fixture(scope="module")
+def tracking_uri(tmp_path_factory):
+    """One MLflow store for the module (making its schema takes seconds); each test has its own experiment."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def logger(tmp_path, tracking_uri, request):
+    space = parse_space(SPACE.replace("name: runs", f"name: runs-{request.node.name[:40]}"), check_data=False)
+    stores = resolve_settings(home=str(tmp_path), tracking_uri=tracking_uri,
+                              optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    client = MlflowClient(stores.tracking_uri)
+    experiment_id = get_or_create_experiment(client, space.name)
+    parent = start_parent_run(client, experiment_id, "study-1", space)
+    ctx = StudyContext(study_id="study-1", space=space, stores=stores, experiment_id=experiment_id,
+                       parent_run_id=parent, tune_path=tmp_path / "tune")
+    return MlflowTrialLogger(ctx, report_interval_s=1e9)
+
+
+def _train(logger, trial: FakeTrial, values: list) -> None:
+    logger.on_trial_start(0, [], trial)
+    for epoch, value in enumerate(values, start=1):
+        trial.last_result = {"val_acc": value, "train_loss": 1 - (value if math.isfinite(value) else 0),
+                             "training_iteration": epoch, "node_ip": "10.0.0.1", "node_id": "n1", "gpu_ids": ""}
+        logger.on_trial_result(0, [], trial, trial.last_result)
+
+
+def test_trial_runs_one_nested_run_with_params_curves_and_state(logger):
+    trial = FakeTrial("t1", {"lr": 0.01, "optimizer": "adam", "units": 32, "max_epochs": 3, "data": {"dataset": "digits"}})
+    _train(logger, trial, [0.5, 0.7, 0.9])
+    logger.on_trial_complete(0, [], trial)
+
+    client = logger.client
+    run = client.get_run(logger.run_id_for("t1"))
+    assert run.info.status == "FINISHED" and run.info.run_name == "trial-0000 lr=0.01 optimizer=adam"
+    assert run.data.tags["mlflow.parentRunId"] == logger.ctx.parent_run_id
+    assert run.data.tags["hpsearch.state"] == "completed" and run.data.tags["hpsearch.rung"] == "3"
+    assert run.data.tags["hpsearch.node"] == "n1" and "hpsearch.gpu_ids" not in run.data.tags
+    assert run.data.params == {"lr": "0.01", "optimizer": "adam", "units": "32"}  # data and max_epochs are not params
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_acc")] == [(1, 0.5), (2, 0.7), (3, 0.9)]
+    assert "training_iteration" not in run.data.metrics
+    best = client.get_metric_history(logger.ctx.parent_run_id, "best_val_acc_so_far")
+    assert [(m.step, m.value) for m in best] == [(1, 0.9)]
+
+
+def test_trial_runs_pruned_and_non_finite_trials(logger):
+    pruned = FakeTrial("p", {"lr": 0.05, "optimizer": "sgd"})
+    _train(logger, pruned, [0.3])
+    logger.on_trial_complete(0, [], pruned)
+    diverged = FakeTrial("d", {"lr": 0.09, "optimizer": "sgd"})
+    _train(logger, diverged, [0.3, 0.4, math.nan])
+    logger.on_trial_complete(0, [], diverged)
+
+    pruned_run = logger.client.get_run(logger.run_id_for("p"))
+    assert (pruned_run.info.status, pruned_run.data.tags["hpsearch.state"]) == ("FINISHED", "pruned")
+    diverged_run = logger.client.get_run(logger.run_id_for("d"))
+    assert (diverged_run.info.status, diverged_run.data.tags["hpsearch.state"]) == ("FAILED", "failed")
+    assert diverged_run.data.tags["hpsearch.fail_reason"] == "val_acc was nan in epoch 3"
+
+
+def test_trial_runs_a_trials_own_error_is_the_reason_and_an_artifact(logger):
+    trial = FakeTrial("e", {"lr": 0.1, "optimizer": "sgd"})
+    _train(logger, trial, [0.2, 0.3])
+    trial.last_result = {"hpsearch_fault": "ValueError: lr too high", "training_iteration": 3,
+                         "hpsearch_fault_trace": "Traceback (most recent call last):\n  ...\nValueError: lr too high\n"}
+    logger.on_trial_result(0, [], trial, trial.last_result)
+    logger.on_trial_complete(0, [], trial)
+    run = logger.client.get_run(logger.run_id_for("e"))
+    assert run.info.status == "FAILED" and run.data.tags["hpsearch.fail_reason"] == "ValueError: lr too high"
+    assert run.data.tags["hpsearch.rung"] == "2"  # the epochs it trained, not the fault result's step
+    assert [m.step for m in logger.client.get_metric_history(run.info.run_id, "val_acc")] == [1, 2]
+    assert [a.path for a in logger.client.list_artifacts(run.info.run_id)] == ["error.txt"]
+
+
+def test_trial_runs_lost_workers_are_retries_then_the_reason(logger, tmp_path):
+    error = tmp_path / "error.txt"
+    error.write_text("Failure # 1\nray.exceptions.ActorDiedError: The actor died unexpectedly\n")
+    trial = FakeTrial("lost", {"lr": 0.1, "optimizer": "sgd"}, error_file=str(error))
+    _train(logger, trial, [0.2])
+    logger.on_trial_recover(0, [], trial)
+    logger.on_trial_start(0, [], trial)
+    logger.on_trial_recover(0, [], trial)
+    run = logger.client.get_run(logger.run_id_for("lost"))
+    assert run.info.status == "RUNNING" and run.data.tags["hpsearch.retries"] == "2"
+    logger.on_trial_error(0, [], trial)  # Tune gave up after max_retries
+    run = logger.client.get_run(logger.run_id_for("lost"))
+    assert run.info.status == "FAILED"
+    assert run.data.tags["hpsearch.fail_reason"] == (
+        "its worker was lost more often than max_retries=3: ray.exceptions.ActorDiedError: The actor died unexpectedly")
+
+
+def test_trial_runs_a_resumed_trial_keeps_its_run(logger):
+    trial = FakeTrial("r", {"lr": 0.02, "optimizer": "adam"})
+    _train(logger, trial, [0.5])
+    restored = pickle.loads(pickle.dumps(logger))  # what Tune's experiment state holds
+    restored.set_state(logger.get_state())
+    restored.on_trial_start(0, [], trial)
+    assert restored.run_id_for("r") == logger.run_id_for("r")
+
+    fresh = pickle.loads(pickle.dumps(logger))  # no saved state: found again by its tags
+    fresh.on_trial_start(0, [], trial)
+    assert fresh.run_id_for("r") == logger.run_id_for("r")
+    runs = logger.client.search_runs([logger.ctx.experiment_id], "tags.`hpsearch.tune_trial_id` = 'r'")
+    assert len(runs) == 1 and runs[0].data.tags["hpsearch.state"] == "running"
+
+
+def test_trial_run_name_rounds_floats():
+    assert trial_run_name(7, {"lr": 0.0031234, "optimizer": "adam", "maps": 32}, ("lr", "optimizer", "maps")) == \
+        "trial-0007 lr=0.00312 optimizer=adam maps=32"
