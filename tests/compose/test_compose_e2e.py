@@ -144,7 +144,9 @@ def test_gpu_switch_adds_the_cuda_image_and_a_gpu_reservation(checkout):
     cpu = json.loads(checkout.engine.docker("compose", "--file", "docker-compose.yml", "config", "--format",
                                             "json", cwd=checkout.dir, env=checkout.env(), timeout=120).stdout)
     devices = gpu["services"]["ray-worker"]["deploy"]["resources"]["reservations"]["devices"]
-    assert [(d["driver"], d["capabilities"], d.get("count")) for d in devices] == [("nvidia", ["gpu"], -1)]
+    # `all` GPUs: Compose 2.24 writes it as is, 2.40 as -1.
+    assert [(d["driver"], d["capabilities"], d.get("count")) for d in devices] in (
+        [("nvidia", ["gpu"], -1)], [("nvidia", ["gpu"], "all")])
     for name in ("mlflow", "ray-head", "ray-worker", "api"):
         assert gpu["services"][name]["image"] == "hpsearch:latest-cuda"
         assert cpu["services"][name]["image"] == "hpsearch:latest"
