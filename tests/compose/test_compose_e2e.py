@@ -151,8 +151,12 @@ def test_gpu_switch_adds_the_cuda_image_and_a_gpu_reservation(checkout):
         assert gpu["services"][name]["image"] == "hpsearch:latest-cuda"
         assert cpu["services"][name]["image"] == "hpsearch:latest"
         assert "deploy" not in cpu["services"][name]
-    assert gpu["services"]["ray-head"]["build"]["args"]["TORCH_INDEX_URL"] == "https://pypi.org/simple"
-    assert cpu["services"]["ray-head"]["build"]["args"]["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    def args(config: dict) -> dict:  # Compose 2.24 writes build args as a list of KEY=VALUE, 2.40 as a map
+        given = config["services"]["ray-head"]["build"]["args"]
+        return dict(a.split("=", 1) for a in given) if isinstance(given, list) else given
+
+    assert args(gpu)["TORCH_INDEX_URL"] == "https://pypi.org/simple"
+    assert args(cpu)["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
     # The CPU file reserves no device anywhere: `up` works on a host without the NVIDIA runtime.
     assert "nvidia" not in json.dumps(cpu)
 
