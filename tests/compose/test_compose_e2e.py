@@ -248,7 +248,7 @@ def test_down_then_up_keeps_the_studies_and_their_runs(checkout, state):
     checkout.sh(UP, timeout=UP_TIMEOUT_S, what="up again")
     _healthy(checkout)
     listed = checkout.sh(f"{checkout.client_env_line()}\nhpsearch list --json", timeout=120)
-    studies = {s["id"]: s for s in json.loads(listed.stdout)}
+    studies = {s["id"]: s for s in json.loads(listed.stdout)["studies"]}
     for study_id, (experiment_id, run_ids) in state["studies"].items():
         assert studies[study_id]["status"] == "succeeded", studies.get(study_id)
         status = json.loads(checkout.sh(f"{checkout.client_env_line()}\nhpsearch status {study_id} --json",
