@@ -22,6 +22,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
+GPU_FILE = REPO / "docker-compose.gpu.yml"  # the GPU switch: added to COMPOSE_FILE
+README = REPO / "README.md"
 ENV_EXAMPLE = REPO / ".env.example"
 DOCKERFILE = REPO / "Dockerfile"
 CLUSTER_SCRIPTS = REPO / "scripts" / "cluster"
@@ -39,6 +41,24 @@ URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/@\s:]*:([^@\s]+)@")
 
 def _compose() -> dict:
     return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def _gpu() -> dict:
+    return yaml.safe_load(GPU_FILE.read_text())
+
+
+def _seconds(duration: str) -> float:
+    """A compose duration such as 90s, 5m or 1m30s."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", str(duration))
+    assert parts and "".join(n + u for n, u in parts) == str(duration), f"not a duration: {duration!r}"
+    return sum(float(n) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[u] for n, u in parts)
+
+
+def _bytes(size: str) -> int:
+    """Docker's size notation (1g, 512m, 1gb) in bytes."""
+    match = re.fullmatch(r"(\d+)([bkmg])b?", size.strip().lower())
+    assert match, f"not a size: {size!r}"
+    return int(match.group(1)) * 1024 ** "bkmg".index(match.group(2))
 
 
 def _resolve(value: str) -> str:
@@ -154,15 +174,44 @@ def test_compose_internal_services_publish_nothing(name):
     assert service.get("network_mode") != "host", f"{name} shares the host's network"
 
 
-def test_compose_ray_worker_reserves_gpus_and_scales():
-    worker = _compose()["services"]["ray-worker"]
-    devices = worker["deploy"]["resources"]["reservations"]["devices"]
-    assert any(d.get("driver") == "nvidia" and "gpu" in d.get("capabilities", []) for d in devices), devices
-    count = _resolve(str(devices[0].get("count", "")))
-    assert count == "all" or count.isdigit(), f"GPU count {count!r}"
+def test_compose_workers_reserve_no_device_so_up_works_without_a_gpu_and_scale():
+    compose = _compose()
+    worker = compose["services"]["ray-worker"]
+    assert "nvidia" not in COMPOSE_FILE.read_text(), "a device reservation fails `up` on a host without one"
+    assert "deploy" not in worker
     # `--scale ray-worker=N` needs replicas without a fixed name or host port.
     assert "container_name" not in worker
     assert not worker.get("ports")
+
+
+def test_compose_one_service_builds_the_image_the_others_run():
+    """Several services building one tag each write an image of their own; a later `up` then recreates the
+    containers whose image is no longer the tag's (a `--scale` would restart the whole cluster)."""
+    services = _compose()["services"]
+    built = [name for name, service in services.items() if "build" in service]
+    assert built == ["ray-head"], built
+    image = services["ray-head"]["image"]
+    assert {name for name, s in services.items() if s.get("image") == image} == {"mlflow", "ray-head", "ray-worker", "api"}
+
+
+def test_compose_gpu_file_gives_workers_gpus_and_every_service_of_the_image_the_cuda_build():
+    gpu = _gpu()["services"]
+    devices = gpu["ray-worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d.get("driver") == "nvidia" and "gpu" in d.get("capabilities", []) for d in devices), devices
+    count = _resolve(str(devices[0].get("count", "")))
+    assert count == "all" or count.isdigit(), f"GPU count {count!r}"
+    cpu = _compose()["services"]
+    image = cpu["ray-head"]["image"]
+    users = {name for name, service in cpu.items() if service.get("image") == image}
+    assert set(gpu) == users, f"the GPU file changes {set(gpu)}; the image runs in {users}"
+    for name in users:
+        assert _resolve(gpu[name]["image"]) == _resolve(image) + "-cuda", "the CUDA image must not replace the CPU one"
+    assert [name for name, service in gpu.items() if "build" in service] == ["ray-head"]
+    assert _resolve(gpu["ray-head"]["build"]["args"]["TORCH_INDEX_URL"]) == "https://pypi.org/simple"
+    # The switch README.md and .env.example name, letter for letter.
+    switch = "COMPOSE_FILE=docker-compose.yml:docker-compose.gpu.yml"
+    assert f"# {switch}" in ENV_EXAMPLE.read_text() and switch in GPU_FILE.read_text()
+    assert switch in _readme_with_docker()
 
 
 def test_compose_ray_nodes_and_api_mount_the_shared_storage_at_one_path():
@@ -214,10 +263,10 @@ def test_compose_has_no_literal_secrets():
 
 
 def test_compose_variables_are_documented_in_env_example():
-    used = {match.group(1) for match in REFERENCE.finditer(COMPOSE_FILE.read_text())}
+    used = {match.group(1) for f in (COMPOSE_FILE, GPU_FILE) for match in REFERENCE.finditer(f.read_text())}
     documented = set(re.findall(r"^([A-Za-z_][A-Za-z0-9_]*)=", ENV_EXAMPLE.read_text(), re.MULTILINE))
     assert used - documented == set(), f"not in .env.example: {sorted(used - documented)}"
-    assert documented - used == set(), f"in .env.example but unused by docker-compose.yml: {documented - used}"
+    assert documented - used == set(), f"in .env.example but unused by the compose files: {documented - used}"
 
 
 def test_compose_env_example_holds_no_secret_values():
@@ -325,13 +374,155 @@ def test_compose_healthcheck_script_is_valid_python():
     assert run.returncode == 2 and "usage" in run.stderr
 
 
+def _stages() -> list[list[str]]:
+    """The Dockerfile's stages, each a list of its instructions (comments and continuations folded)."""
+    text = re.sub(r"\\\n(?:\s*#.*\n)*", " ", DOCKERFILE.read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    stages: list[list[str]] = []
+    for line in lines:
+        if line.startswith("FROM "):
+            stages.append([])
+        stages[-1].append(line)
+    return stages
+
+
 def test_compose_dockerfile_installs_the_project_and_copies_the_scripts():
-    lines = [line.strip() for line in DOCKERFILE.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    assert lines[0].startswith("FROM python:3.11-slim")
-    assert "WORKDIR /app" in lines  # the compose commands name /app/scripts/cluster/...
-    assert any(re.match(r"COPY scripts/? scripts/?$", line) for line in lines)
-    # The project with its `cluster` extra: PostgreSQL's driver for the registry and Optuna storage.
-    assert 'RUN pip install ".[cluster]"' in lines
-    assert any(re.match(r"ARG TORCH_SPEC=", line) for line in lines)
-    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    stages = _stages()
+    assert all(stage[0].startswith("FROM python:3.11-slim") for stage in stages), [s[0] for s in stages]
+    final = stages[-1]
+    assert "WORKDIR /app" in final  # the compose commands name /app/scripts/cluster/...
+    assert any(re.match(r"COPY scripts/? scripts/?$", line) for line in final)
+    assert any(re.match(r"ARG TORCH_SPEC=", line) for stage in stages for line in stage)
+    users = [line.split()[1] for line in final if line.startswith("USER ")]
     assert users and users[-1] not in ("root", "0"), "the image runs as root"
+
+
+def test_compose_dockerfile_installs_dependencies_apart_from_the_code_and_the_project_last():
+    """A code change must not reinstall the dependencies: they are installed in a stage that sees only
+    the dependency list, and the project goes in last, without dependencies and without the network."""
+    *earlier, final = _stages()
+    for stage in earlier:
+        copies = [line for line in stage if line.startswith("COPY ")]
+        for line in copies:
+            assert "--from=" in line or line.split()[1] == "pyproject.toml", f"{stage[0]}: {line}"
+    assert any("pip install -r" in line for stage in earlier for line in stage)
+    installs = [i for i, line in enumerate(final) if "pip install" in line]
+    assert len(installs) == 1, final
+    install = final[installs[0]]
+    assert "--no-deps" in install and "--no-build-isolation" in install
+    assert re.search(r"pip install( --[a-z-]+)* \.(\s|$)", install), f"not the project itself: {install}"
+    code = [i for i, line in enumerate(final) if re.match(r"COPY (service|trainables)/", line)]
+    venv = [i for i, line in enumerate(final) if line.startswith("COPY --from=")]
+    assert venv and code and max(venv) < min(code) < installs[0], "dependencies, then code, then the project"
+    # The cluster extra (PostgreSQL's driver) is among the dependencies the deps stage installs.
+    requirements = " ".join(line for stage in earlier for line in stage)
+    assert "'optional-dependencies']['cluster']" in requirements
+
+
+def test_compose_ray_object_store_and_shm_come_from_one_variable(fake_tools):
+    services = _compose()["services"]
+    for name in ("ray-head", "ray-worker"):
+        assert services[name]["shm_size"] == "${HPSEARCH_RAY_SHM_SIZE:-1gb}", services[name].get("shm_size")
+        assert _env(services[name])["HPSEARCH_RAY_OBJECT_STORE_MEMORY"] == "90%"
+    # The role script turns the share into bytes of the /dev/shm it finds (here, this machine's).
+    env = {k: _resolve(v) for k, v in _env(services["ray-worker"]).items()}
+    argv = _run_role("ray-worker", fake_tools, **env).stdout.splitlines()
+    shm = os.statvfs("/dev/shm")
+    assert int(_option(argv, "--object-store-memory")) == shm.f_blocks * shm.f_frsize * 90 // 100
+
+
+@pytest.mark.parametrize("value", ["0%", "101%", "lots", "1.5g"])
+@pytest.mark.parametrize("role", ["ray-head", "ray-worker"])
+def test_compose_ray_scripts_refuse_an_object_store_size_they_cannot_read(role, value, fake_tools):
+    run = _run_role(role, fake_tools, RAY_AUTH_TOKEN="t" * 64, HPSEARCH_RAY_HEAD_ADDRESS="ray-head:6379",
+                    HPSEARCH_RAY_OBJECT_STORE_MEMORY=value)
+    assert run.returncode == 2 and f"'{value}'" in run.stderr and not run.stdout
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_compose_every_service_has_a_memory_limit_set_in_env():
+    documented = dict(re.findall(r"^([A-Z_]+)=(.*)$", ENV_EXAMPLE.read_text(), re.M))
+    for name, service in _compose()["services"].items():
+        match = re.fullmatch(r"\$\{(HPSEARCH_[A-Z_]+_MEMORY):-([0-9]+[bkmg])\}", str(service.get("mem_limit")))
+        assert match, f"{name}: mem_limit {service.get('mem_limit')!r}"
+        assert documented[match.group(1)] == match.group(2), f"{match.group(1)}: .env.example and the default differ"
+    # A worker's /dev/shm counts towards its limit: the default limit must leave room for its trials.
+    worker = _compose()["services"]["ray-worker"]
+    assert _bytes(_resolve(worker["mem_limit"])) >= 3 * _bytes(_resolve(worker["shm_size"]))
+
+
+@pytest.mark.parametrize("name, at_least", [("postgres", 60), ("mlflow", 240), ("ray-head", 240),
+                                            ("ray-worker", 240), ("api", 120)])
+def test_compose_healthchecks_wait_out_a_slow_first_start(name, at_least):
+    """A first start on a loaded 2-core host took 140 s for MLflow (its schema) and timed Ray out: failures
+    in the start period do not count, and the first success ends it, so a long one costs nothing."""
+    check = _compose()["services"][name]["healthcheck"]
+    assert _seconds(check["start_period"]) >= at_least
+    assert _seconds(check["interval"]) * int(check["retries"]) >= 30, "a healthy service must survive a hiccup"
+
+
+def test_compose_ray_start_waits_hold_on_a_busy_host():
+    for name in ("ray-head", "ray-worker"):
+        env = _env(_compose()["services"][name])
+        assert int(env["RAY_gcs_server_port_wait_time_s"]) >= 120
+        assert int(env["RAY_DASHBOARD_STARTUP_TIMEOUT_S"]) >= 120
+
+
+def test_compose_override_file_is_ignored_by_git():
+    check = subprocess.run(["git", "check-ignore", "-q", "docker-compose.override.yml"], cwd=REPO)
+    assert check.returncode == 0, "docker-compose.override.yml, where users put local changes, is not ignored"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# README.md's "With Docker" is what the compose stage (tests/compose) runs
+
+
+def _readme_with_docker() -> str:
+    return README.read_text().split("### With Docker", 1)[1].split("\n### ", 1)[0]
+
+
+def _compose_stage():
+    sys.path.insert(0, str(REPO / "tests" / "compose"))
+    try:
+        import _cluster
+        import _engine
+    finally:
+        sys.path.pop(0)
+    return _cluster, _engine
+
+
+def test_readme_with_docker_shows_the_commands_the_compose_stage_runs():
+    cluster, _ = _compose_stage()
+    block = cluster.readme_docker_block()
+    missing = [command for command in cluster.README_COMMANDS if command not in block]
+    assert not missing, f"README.md's With Docker block lacks {missing}"
+    # Nothing in the block that the stage does not run: each line is one of its commands (or part of one).
+    for line in block.splitlines():
+        command = line.split("  #")[0].strip()
+        assert any(command in run for run in cluster.README_COMMANDS), f"README runs {command!r}, the test does not"
+
+
+def test_readme_with_docker_states_the_minimum_compose_version_the_stage_requires():
+    _, engine = _compose_stage()
+    version = ".".join(map(str, engine.MIN_COMPOSE[:2]))
+    assert f"Docker Compose v{version} or later" in _readme_with_docker()
+    assert f"Docker Compose v{version} or later" in COMPOSE_FILE.read_text()
+    assert f"Docker Compose v{version} or later" in ENV_EXAMPLE.read_text()
+
+
+def test_readme_with_docker_names_every_sizing_variable():
+    sizing = [name for name in re.findall(r"^([A-Z_]+)=", ENV_EXAMPLE.read_text(), re.M)
+              if name.endswith(("_MEMORY", "_SHM_SIZE"))]
+    assert sizing and all(f"`{name}`" in _readme_with_docker() for name in sizing), sizing
+
+
+@pytest.mark.parametrize("docker_cli", [True, False])
+def test_compose_stage_skips_with_its_reason_where_docker_cannot_run(docker_cli, monkeypatch, tmp_path):
+    """Not root and no engine running: the stage cannot start one, and says so (pytest skips with this)."""
+    _, engine = _compose_stage()
+    monkeypatch.setattr(engine, "_server_version", lambda env: "")
+    monkeypatch.setattr(engine, "_which", lambda name: f"/usr/bin/{name}" if docker_cli and name == "docker" else None)
+    monkeypatch.setattr(engine.os, "geteuid", lambda: 1000)
+    with pytest.raises(engine.EngineUnavailable) as raised:
+        engine.Engine.acquire(cache=tmp_path)
+    assert "root" in str(raised.value) and "\n" not in str(raised.value)
