@@ -66,6 +66,7 @@ def cluster():
     root = Path(tempfile.mkdtemp(prefix="hpc-", dir="/tmp"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "HPSEARCH_", "MLFLOW_"))}
     env["PYTHONPATH"] = str(USER_TRAINABLES)  # the users' trainables, importable on every node and the API
+    env["HPSEARCH_TRAINABLE_MODULES"] = "where,slow,flaky"  # and admitted by the cluster's admin
     up = subprocess.run([sys.executable, str(LOCAL_CLUSTER), "up", "--dir", str(root / "c"), "--workers", "2"],
                         env=env, capture_output=True, text=True, timeout=300)
     try:
