@@ -44,7 +44,7 @@ test-compose: $(STAMP)
 	exit $$status
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not e2e" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n auto -m "not slow and not e2e" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

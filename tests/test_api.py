@@ -50,7 +50,8 @@ ENDPOINTS = [
 
 
 @pytest.mark.parametrize("method,path", ENDPOINTS)
-@pytest.mark.parametrize("header", [None, "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x", "Bearer "])
+@pytest.mark.parametrize("header", [None, "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x", "Bearer "],
+                         ids=["none", "wrong", "basic-scheme", "token-plus-one", "empty"])  # ids without the token
 def test_api_refuses_missing_or_wrong_token(tmp_path, method, path, header):
     api = TestClient(_app(tmp_path, f"sqlite:///{tmp_path / 'r.db'}"))
     headers = {"Authorization": header} if header is not None else {}

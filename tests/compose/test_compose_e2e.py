@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from _cluster import (CLIENT_ENV, DOWN, DOWN_VOLUMES, PROJECT, SCALE_2, SERVICES, SUBMIT_SMALL, UP, UP_BUILD,
+from _cluster import (DOWN, DOWN_VOLUMES, PROJECT, SCALE_2, SERVICES, SUBMIT_SMALL, UP, UP_BUILD,
                       Checkout)
 
 pytestmark = pytest.mark.e2e
