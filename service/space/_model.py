@@ -96,7 +96,7 @@ class SearchSpace(Frozen):
     )
     description: Optional[Text] = Field(None, description="free text shown with the study")
     trainable: Annotated[Text, WithJsonSchema(_TRAINABLE_SCHEMA)] = Field(
-        description="a built-in trainable (mlp, cnn) or package.module:function"
+        description="a built-in trainable (mlp, cnn, synthetic) or package.module:function"
     )
     data: DataSpec = Field(default_factory=DataSpec, description="the dataset every trial trains on")
     metric: Annotated[Union[str, list[str]], BeforeValidator(_metric), WithJsonSchema(_METRIC_SCHEMA)] = Field(
