@@ -10,6 +10,11 @@ one) and never hands Optuna the result a trial ended on. Here:
 - a trial ends as `service._outcome.trial_outcome` judges it: COMPLETE, PRUNED (stopped before max_epochs), or
   FAIL (raised, or a metric missing or not finite);
 - a grid that has tried every point ends the study (Searcher.FINISHED) instead of repeating points.
+
+With `sampler.deterministic` (and a seed) a study is the same on every run at any concurrency c: the k-th trial
+is asked for only once trials 0..k-c have finished, and the sampler has then been told exactly those, in trial
+order (their learning curves and outcomes are held back until then), whatever order Tune finished them in. At
+c = 1 this is what always happens; above, a worker may wait for an older trial to finish.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ logger = logging.getLogger(__name__)
 
 
 class StudySearcher(Searcher):
-    def __init__(self, *, study_name: str, storage_url: str, space: "SearchSpace", seed_trials: list = ()):
+    def __init__(self, *, study_name: str, storage_url: Optional[str], space: "SearchSpace", seed_trials: list = ()):
+        """`storage_url` None keeps the Optuna study in memory (benchmarks/search_quality.py replays studies so)."""
         metric, mode = (list(space.metrics), list(space.modes)) if space.is_multi_objective else (space.metrics[0], space.modes[0])
         super().__init__(metric=metric, mode=mode)
         self.space = space
@@ -43,6 +49,11 @@ class StudySearcher(Searcher):
         self._trials: dict[str, "optuna.trial.Trial"] = {}  # Tune trial id -> its Optuna trial
         self._reported: dict[str, int] = {}  # Tune trial id -> last step told to Optuna
         self._finished: set[str] = set()
+        # deterministic mode: Tune trial ids in the order they were asked for, each one's held-back curve and
+        # end, and how many of them (a prefix of the order) Optuna has been told
+        self._order: list[str] = []
+        self._held: dict[str, dict] = {}
+        self._told = 0
         self.study = self._create_study(seed_trials)
 
     def _create_study(self, seed_trials: list) -> "optuna.Study":
@@ -52,7 +63,7 @@ class StudySearcher(Searcher):
 
         study = optuna.create_study(
             study_name=self.study_name,
-            storage=open_storage(self.storage_url),
+            storage=open_storage(self.storage_url) if self.storage_url else None,
             sampler=build_sampler(self.space),
             directions=["maximize" if m == "max" else "minimize" for m in self.space.modes],
             load_if_exists=True,
@@ -70,11 +81,16 @@ class StudySearcher(Searcher):
     def suggest(self, trial_id: str) -> Optional[dict]:
         from service.space import suggest_params
 
+        if self._deterministic:
+            self._tell_held()
+            if self._told < len(self._order) - self.space.budget.concurrency + 1:
+                return None  # an older trial is still running: Tune asks again later
         if self._grid_exhausted():
             return Searcher.FINISHED
         trial = self.study.ask()
         trial.set_user_attr(TUNE_TRIAL_ID_ATTR, trial_id)
         self._trials[trial_id] = trial
+        self._order.append(trial_id)
         return {**suggest_params(self.space, trial), **self.space.trial_constants()}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -88,12 +104,36 @@ class StudySearcher(Searcher):
         # on_trial_complete: it is the learning curve's last point.
         if result:
             self._report(trial_id, result)
+        self._finished.add(trial_id)
+        if self._deterministic:
+            self._held.setdefault(trial_id, {"curve": []})["end"] = (result, error)
+            self._tell_held()
+        else:
+            self._tell(trial, result, error)
+
+    def _tell(self, trial: "optuna.trial.Trial", result: Optional[dict], error: bool) -> None:
         outcome = trial_outcome(result, error, self.space.metrics, self.space.budget.max_epochs)
         try:
             self.study.tell(trial, outcome.told_values(self.space.is_multi_objective), state=outcome.optuna_state)
         except Exception as exc:  # noqa: BLE001 - finished meanwhile by a reconciliation; Tune goes on
             logger.warning("could not tell Optuna trial %s as %s: %s", trial.number, outcome.label, exc)
-        self._finished.add(trial_id)
+
+    @property
+    def _deterministic(self) -> bool:
+        return self.space.sampler.deterministic
+
+    def _tell_held(self) -> None:
+        """Deterministic mode: tell Optuna, in trial order, every finished trial that the next trial to be
+        asked for must see (k sees 0..k-c), and all of them once no trial is left to ask for."""
+        no_more_asks = len(self._order) >= self.space.budget.trials or self._grid_exhausted()
+        visible = len(self._order) if no_more_asks else len(self._order) - self.space.budget.concurrency + 1
+        while self._told < visible and self._order[self._told] in self._finished:
+            trial_id = self._order[self._told]
+            trial, held = self._trials[trial_id], self._held.pop(trial_id, {"curve": []})
+            for value, step in held["curve"]:
+                self._report_now(trial, value, step)
+            self._tell(trial, *held.get("end", (None, True)))
+            self._told += 1
 
     def save(self, checkpoint_path: str) -> None:
         # The trials keep the study (its storage and sampler state) by reference: pickled once, restored shared.
@@ -114,11 +154,18 @@ class StudySearcher(Searcher):
         if (trial is None or trial_id in self._finished or self.space.is_multi_objective
                 or step <= self._reported.get(trial_id, 0) or not _finite(value)):
             return
+        if self._deterministic:  # told with the trial's end, in trial order
+            self._held.setdefault(trial_id, {"curve": []})["curve"].append((float(value), step))
+        else:
+            self._report_now(trial, float(value), step)
+        self._reported[trial_id] = step
+
+    @staticmethod
+    def _report_now(trial: "optuna.trial.Trial", value: float, step: int) -> None:
         try:
-            trial.report(float(value), step)
+            trial.report(value, step)
         except RuntimeError as exc:  # finished meanwhile by a reconciliation
             logger.warning("could not report to Optuna trial %s: %s", trial.number, exc)
-        self._reported[trial_id] = step
 
     def _grid_exhausted(self) -> bool:
         is_exhausted = getattr(self.study.sampler, "is_exhausted", None)  # GridSampler's
