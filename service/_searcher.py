@@ -13,8 +13,10 @@ one) and never hands Optuna the result a trial ended on. Here:
 
 With `sampler.deterministic` (and a seed) a study is the same on every run at any concurrency c: the k-th trial
 is asked for only once trials 0..k-c have finished, and the sampler has then been told exactly those, in trial
-order (their learning curves and outcomes are held back until then), whatever order Tune finished them in. At
-c = 1 this is what always happens; above, a worker may wait for an older trial to finish.
+order (how a trial ended is held back until then), whatever order Tune finished them in. Learning curves are
+reported as they come: the samplers read intermediate values of finished (pruned) trials only. At c = 1 this is
+what always happens; above, a worker may wait for an older trial to finish. A study that ends before a held
+trial's turn (time budget, failures) tells it at the end (`service._optuna.tell_held`).
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from ray.tune.search import Searcher
 
-from service._optuna import METRICS_ATTR, STUDY_ID_ATTR, TUNE_TRIAL_ID_ATTR, open_storage
+from service._optuna import HELD_ATTR, METRICS_ATTR, STUDY_ID_ATTR, TUNE_TRIAL_ID_ATTR, open_storage
 from service._outcome import trial_outcome
 
 if TYPE_CHECKING:
     import optuna
 
+    from service._outcome import TrialOutcome
     from service.space import SearchSpace
 
 logger = logging.getLogger(__name__)
@@ -49,10 +52,10 @@ class StudySearcher(Searcher):
         self._trials: dict[str, "optuna.trial.Trial"] = {}  # Tune trial id -> its Optuna trial
         self._reported: dict[str, int] = {}  # Tune trial id -> last step told to Optuna
         self._finished: set[str] = set()
-        # deterministic mode: Tune trial ids in the order they were asked for, each one's held-back curve and
-        # end, and how many of them (a prefix of the order) Optuna has been told
+        # deterministic mode: Tune trial ids in the order they were asked for, how each finished one ended (held
+        # back until its turn), and how many of them (a prefix of the order) Optuna has been told
         self._order: list[str] = []
-        self._held: dict[str, dict] = {}
+        self._held: dict[str, "TrialOutcome"] = {}
         self._told = 0
         self.study = self._create_study(seed_trials)
 
@@ -105,14 +108,17 @@ class StudySearcher(Searcher):
         if result:
             self._report(trial_id, result)
         self._finished.add(trial_id)
+        outcome = trial_outcome(result, error, self.space.metrics, self.space.budget.max_epochs)
         if self._deterministic:
-            self._held.setdefault(trial_id, {"curve": []})["end"] = (result, error)
+            self._held[trial_id] = outcome
+            # kept on the trial too, so that a study ending before its turn still records it (tell_held)
+            trial.set_user_attr(HELD_ATTR, {"state": outcome.optuna_state.name,
+                                            "values": outcome.told_values(self.space.is_multi_objective)})
             self._tell_held()
         else:
-            self._tell(trial, result, error)
+            self._tell(trial, outcome)
 
-    def _tell(self, trial: "optuna.trial.Trial", result: Optional[dict], error: bool) -> None:
-        outcome = trial_outcome(result, error, self.space.metrics, self.space.budget.max_epochs)
+    def _tell(self, trial: "optuna.trial.Trial", outcome) -> None:
         try:
             self.study.tell(trial, outcome.told_values(self.space.is_multi_objective), state=outcome.optuna_state)
         except Exception as exc:  # noqa: BLE001 - finished meanwhile by a reconciliation; Tune goes on
@@ -129,10 +135,7 @@ class StudySearcher(Searcher):
         visible = len(self._order) if no_more_asks else len(self._order) - self.space.budget.concurrency + 1
         while self._told < visible and self._order[self._told] in self._finished:
             trial_id = self._order[self._told]
-            trial, held = self._trials[trial_id], self._held.pop(trial_id, {"curve": []})
-            for value, step in held["curve"]:
-                self._report_now(trial, value, step)
-            self._tell(trial, *held.get("end", (None, True)))
+            self._tell(self._trials[trial_id], self._held.pop(trial_id))
             self._told += 1
 
     def save(self, checkpoint_path: str) -> None:
@@ -154,18 +157,11 @@ class StudySearcher(Searcher):
         if (trial is None or trial_id in self._finished or self.space.is_multi_objective
                 or step <= self._reported.get(trial_id, 0) or not _finite(value)):
             return
-        if self._deterministic:  # told with the trial's end, in trial order
-            self._held.setdefault(trial_id, {"curve": []})["curve"].append((float(value), step))
-        else:
-            self._report_now(trial, float(value), step)
-        self._reported[trial_id] = step
-
-    @staticmethod
-    def _report_now(trial: "optuna.trial.Trial", value: float, step: int) -> None:
         try:
-            trial.report(value, step)
+            trial.report(float(value), step)
         except RuntimeError as exc:  # finished meanwhile by a reconciliation
             logger.warning("could not report to Optuna trial %s: %s", trial.number, exc)
+        self._reported[trial_id] = step
 
     def _grid_exhausted(self) -> bool:
         is_exhausted = getattr(self.study.sampler, "is_exhausted", None)  # GridSampler's

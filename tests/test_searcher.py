@@ -174,3 +174,17 @@ def test_searcher_deterministic_gives_the_same_trials_whatever_order_trials_fini
     oldest_first = study("oldest", lambda item: int(item[0][1:]))
     newest_first = study("newest", lambda item: -int(item[0][1:]))
     assert oldest_first == newest_first
+
+
+def test_searcher_deterministic_trials_held_when_the_study_ends_are_told_by_tell_held(tmp_path):
+    from service._optuna import tell_held
+
+    searcher = _deterministic(tmp_path, concurrency=2)
+    searcher.suggest("t0"), searcher.suggest("t1")
+    searcher.on_trial_result("t1", {"val_acc": 0.4, "training_iteration": 1})
+    searcher.on_trial_complete("t1", {"val_acc": 0.9, "training_iteration": 3})  # held: t0 has not finished
+    assert _states(searcher) == ["RUNNING", "RUNNING"]
+    assert tell_held(searcher.study) == 1  # the study ended (time budget): t1 is recorded as it ended
+    t0, t1 = searcher.study.get_trials()
+    assert t0.state == TrialState.RUNNING  # never finished: reconcile_running fails it at close
+    assert (t1.state, t1.value, t1.intermediate_values) == (TrialState.COMPLETE, 0.9, {1: 0.4, 3: 0.9})
