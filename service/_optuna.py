@@ -29,6 +29,9 @@ RETRIES_ATTR = "hpsearch.retries"  # how often the trial was restarted after its
 LOST_ATTR = "hpsearch.lost"  # why it failed: its workers were lost more often than max_retries (not its fault)
 RECONCILED_ATTR = "hpsearch.reconciled"  # why a trial left running was failed when the study ended
 OUT_OF_TIME_ATTR = "hpsearch.out_of_time"  # the study ended because budget.time was spent
+# deterministic mode: how a finished trial ended ({"state", "values"}), held back from the sampler until its turn
+# (trial order); told by `tell_held` when the study ends before that turn came
+HELD_ATTR = "hpsearch.held"
 
 
 def trial_note(study: "optuna.Study", attr: str, number: int, default: Any = None) -> Any:
@@ -131,6 +134,24 @@ def pareto_front(study: "optuna.Study") -> Optional[list[dict]]:
     except ValueError:  # no completed trial yet
         return None
     return [{"trial": t.number, "values": list(t.values), "params": dict(t.params)} for t in front] or None
+
+
+def tell_held(study: "optuna.Study") -> int:
+    """Tell every trial the deterministic searcher held back (finished, not yet told when the study ended) as it
+    ended. Only call when no driver can still tell them."""
+    from optuna.trial import TrialState
+
+    count = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        held = t.user_attrs.get(HELD_ATTR)
+        if not held:
+            continue
+        try:
+            study.tell(t.number, held["values"], state=TrialState[held["state"]])
+            count += 1
+        except Exception as exc:  # noqa: BLE001 - raced with a live tell; that tell wins
+            logger.warning("could not tell held trial %s: %s", t.number, exc)
+    return count
 
 
 def reconcile_running(study: "optuna.Study", reason: str = "left running by an interrupted driver") -> int:

@@ -215,6 +215,7 @@ def run_study(
         tuner = build_tuner(ctx, resume=resume, seed_trials=list(seed_trials))
         started = time.monotonic()
         results = tuner.fit()
+        _tell_held(ctx)
         checkpoints = _checkpoints_by_trial(results)
         outcome = _judge(ctx, fit_seconds=time.monotonic() - started)
     except KeyboardInterrupt:
@@ -226,6 +227,15 @@ def run_study(
         logger.exception("study %s failed", ctx.study_id)
         outcome = StudyOutcome(StudyStatus.FAILED, f"{type(exc).__name__}: {exc}")
     return close_records(ctx, registry, outcome, checkpoints)
+
+
+def _tell_held(ctx) -> None:
+    """Deterministic mode: trials that finished but whose turn to be told never came (the study ended first)."""
+    from service._optuna import load_study, tell_held
+
+    study = load_study(ctx.optuna_storage, ctx.study_id) if ctx.space.sampler.deterministic else None
+    if study is not None:
+        tell_held(study)
 
 
 def _judge(ctx, *, fit_seconds: float) -> StudyOutcome:

@@ -10,6 +10,13 @@ one) and never hands Optuna the result a trial ended on. Here:
 - a trial ends as `service._outcome.trial_outcome` judges it: COMPLETE, PRUNED (stopped before max_epochs), or
   FAIL (raised, or a metric missing or not finite);
 - a grid that has tried every point ends the study (Searcher.FINISHED) instead of repeating points.
+
+With `sampler.deterministic` (and a seed) a study is the same on every run at any concurrency c: the k-th trial
+is asked for only once trials 0..k-c have finished, and the sampler has then been told exactly those, in trial
+order (how a trial ended is held back until then), whatever order Tune finished them in. Learning curves are
+reported as they come: the samplers read intermediate values of finished (pruned) trials only. At c = 1 this is
+what always happens; above, a worker may wait for an older trial to finish. A study that ends before a held
+trial's turn (time budget, failures) tells it at the end (`service._optuna.tell_held`).
 """
 
 from __future__ import annotations
@@ -22,19 +29,21 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from ray.tune.search import Searcher
 
-from service._optuna import METRICS_ATTR, STUDY_ID_ATTR, TUNE_TRIAL_ID_ATTR, open_storage
+from service._optuna import HELD_ATTR, METRICS_ATTR, STUDY_ID_ATTR, TUNE_TRIAL_ID_ATTR, open_storage
 from service._outcome import trial_outcome
 
 if TYPE_CHECKING:
     import optuna
 
+    from service._outcome import TrialOutcome
     from service.space import SearchSpace
 
 logger = logging.getLogger(__name__)
 
 
 class StudySearcher(Searcher):
-    def __init__(self, *, study_name: str, storage_url: str, space: "SearchSpace", seed_trials: list = ()):
+    def __init__(self, *, study_name: str, storage_url: Optional[str], space: "SearchSpace", seed_trials: list = ()):
+        """`storage_url` None keeps the Optuna study in memory (benchmarks/search_quality.py replays studies so)."""
         metric, mode = (list(space.metrics), list(space.modes)) if space.is_multi_objective else (space.metrics[0], space.modes[0])
         super().__init__(metric=metric, mode=mode)
         self.space = space
@@ -43,6 +52,11 @@ class StudySearcher(Searcher):
         self._trials: dict[str, "optuna.trial.Trial"] = {}  # Tune trial id -> its Optuna trial
         self._reported: dict[str, int] = {}  # Tune trial id -> last step told to Optuna
         self._finished: set[str] = set()
+        # deterministic mode: Tune trial ids in the order they were asked for, how each finished one ended (held
+        # back until its turn), and how many of them (a prefix of the order) Optuna has been told
+        self._order: list[str] = []
+        self._held: dict[str, "TrialOutcome"] = {}
+        self._told = 0
         self.study = self._create_study(seed_trials)
 
     def _create_study(self, seed_trials: list) -> "optuna.Study":
@@ -52,7 +66,7 @@ class StudySearcher(Searcher):
 
         study = optuna.create_study(
             study_name=self.study_name,
-            storage=open_storage(self.storage_url),
+            storage=open_storage(self.storage_url) if self.storage_url else None,
             sampler=build_sampler(self.space),
             directions=["maximize" if m == "max" else "minimize" for m in self.space.modes],
             load_if_exists=True,
@@ -70,11 +84,16 @@ class StudySearcher(Searcher):
     def suggest(self, trial_id: str) -> Optional[dict]:
         from service.space import suggest_params
 
+        if self._deterministic:
+            self._tell_held()
+            if self._told < len(self._order) - self.space.budget.concurrency + 1:
+                return None  # an older trial is still running: Tune asks again later
         if self._grid_exhausted():
             return Searcher.FINISHED
         trial = self.study.ask()
         trial.set_user_attr(TUNE_TRIAL_ID_ATTR, trial_id)
         self._trials[trial_id] = trial
+        self._order.append(trial_id)
         return {**suggest_params(self.space, trial), **self.space.trial_constants()}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -88,12 +107,36 @@ class StudySearcher(Searcher):
         # on_trial_complete: it is the learning curve's last point.
         if result:
             self._report(trial_id, result)
+        self._finished.add(trial_id)
         outcome = trial_outcome(result, error, self.space.metrics, self.space.budget.max_epochs)
+        if self._deterministic:
+            self._held[trial_id] = outcome
+            # kept on the trial too, so that a study ending before its turn still records it (tell_held)
+            trial.set_user_attr(HELD_ATTR, {"state": outcome.optuna_state.name,
+                                            "values": outcome.told_values(self.space.is_multi_objective)})
+            self._tell_held()
+        else:
+            self._tell(trial, outcome)
+
+    def _tell(self, trial: "optuna.trial.Trial", outcome) -> None:
         try:
             self.study.tell(trial, outcome.told_values(self.space.is_multi_objective), state=outcome.optuna_state)
         except Exception as exc:  # noqa: BLE001 - finished meanwhile by a reconciliation; Tune goes on
             logger.warning("could not tell Optuna trial %s as %s: %s", trial.number, outcome.label, exc)
-        self._finished.add(trial_id)
+
+    @property
+    def _deterministic(self) -> bool:
+        return self.space.sampler.deterministic
+
+    def _tell_held(self) -> None:
+        """Deterministic mode: tell Optuna, in trial order, every finished trial that the next trial to be
+        asked for must see (k sees 0..k-c), and all of them once no trial is left to ask for."""
+        no_more_asks = len(self._order) >= self.space.budget.trials or self._grid_exhausted()
+        visible = len(self._order) if no_more_asks else len(self._order) - self.space.budget.concurrency + 1
+        while self._told < visible and self._order[self._told] in self._finished:
+            trial_id = self._order[self._told]
+            self._tell(self._trials[trial_id], self._held.pop(trial_id))
+            self._told += 1
 
     def save(self, checkpoint_path: str) -> None:
         # The trials keep the study (its storage and sampler state) by reference: pickled once, restored shared.

@@ -73,18 +73,26 @@ def build_tuner(ctx: StudyContext, *, resume: bool, seed_trials: list) -> "Tuner
 
 
 def scheduler_for(ctx: StudyContext):
-    """ASHA, the median rule or FIFO, acting on the primary metric with epochs as time."""
+    """ASHA, the median rule or FIFO, acting on the primary metric with epochs as time. With
+    `sampler.deterministic`, ASHA judges each trial against the trials that finished before it started
+    (service/_asha.py), so that its decisions do not depend on timing either."""
     from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, MedianStoppingRule
 
+    from service._asha import DeterministicAsha
+
     s = ctx.space.scheduler
+    if s.type == "asha" and ctx.space.sampler.deterministic:
+        return DeterministicAsha(metric=ctx.metric, mode=ctx.mode, max_epochs=ctx.space.budget.max_epochs,
+                                 grace_period=ctx.space.grace_epochs, reduction_factor=s.reduction_factor,
+                                 concurrency=ctx.space.budget.concurrency)
     if s.type == "asha":
         return AsyncHyperBandScheduler(
             time_attr="training_iteration", metric=ctx.metric, mode=ctx.mode, max_t=ctx.space.budget.max_epochs,
-            grace_period=s.grace_period, reduction_factor=s.reduction_factor,
+            grace_period=ctx.space.grace_epochs, reduction_factor=s.reduction_factor,
         )
     if s.type == "median":
         return MedianStoppingRule(
-            time_attr="training_iteration", metric=ctx.metric, mode=ctx.mode, grace_period=s.grace_period,
+            time_attr="training_iteration", metric=ctx.metric, mode=ctx.mode, grace_period=ctx.space.grace_epochs,
             min_samples_required=s.min_samples_required,
         )
     return FIFOScheduler()

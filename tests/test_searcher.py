@@ -114,3 +114,77 @@ def test_searcher_seed_trials_come_before_the_first_ask(tmp_path):
     searcher.suggest("a")
     first, second = searcher.study.get_trials()
     assert first.user_attrs["warm_start.source"] == "old" and second.user_attrs["tune_trial_id"] == "a"
+
+
+def _deterministic(tmp_path, concurrency: int, trials: int = 10) -> StudySearcher:
+    text = SPACE.format(sampler="{type: tpe, seed: 0, deterministic: true, n_startup_trials: 2}").replace(
+        "{trials: 10, max_epochs: 3}", f"{{trials: {trials}, max_epochs: 3, concurrency: {concurrency}}}")
+    return StudySearcher(study_name="d", storage_url=f"sqlite:///{tmp_path / 'd.db'}",
+                         space=parse_space(text, check_data=False))
+
+
+def _states(searcher: StudySearcher) -> list[str]:
+    return [t.state.name for t in searcher.study.get_trials()]
+
+
+def test_searcher_deterministic_asks_for_trial_k_only_after_trials_up_to_k_minus_c_finished(tmp_path):
+    searcher = _deterministic(tmp_path, concurrency=2)
+    assert searcher.suggest("t0") is not None and searcher.suggest("t1") is not None
+    assert searcher.suggest("t2") is None  # t0 is still running
+    searcher.on_trial_complete("t1", {"val_acc": 0.9, "training_iteration": 3})
+    assert _states(searcher) == ["RUNNING", "RUNNING"]  # t1 is held back: t2 must not see it
+    assert searcher.suggest("t2") is None
+    searcher.on_trial_result("t0", {"val_acc": 0.3, "training_iteration": 1})
+    searcher.on_trial_complete("t0", {"val_acc": 0.5, "training_iteration": 3})
+    assert _states(searcher) == ["COMPLETE", "RUNNING"]  # t0 told: t2 must see it; t1 still held back
+    assert searcher.suggest("t2") is not None
+    assert _states(searcher) == ["COMPLETE", "RUNNING", "RUNNING"]
+    assert searcher.study.get_trials()[0].intermediate_values == {1: 0.3, 3: 0.5}
+    assert searcher.suggest("t3") is not None  # t1 had finished: told now, in trial order
+    assert _states(searcher) == ["COMPLETE", "COMPLETE", "RUNNING", "RUNNING"]
+
+
+def test_searcher_deterministic_tells_everything_once_no_trial_is_left_to_ask_for(tmp_path):
+    searcher = _deterministic(tmp_path, concurrency=3, trials=3)
+    for trial_id in ("a", "b", "c"):
+        searcher.suggest(trial_id)
+    for trial_id in ("c", "a", "b"):
+        searcher.on_trial_complete(trial_id, {"val_acc": 0.5, "training_iteration": 3})
+    assert _states(searcher) == ["COMPLETE"] * 3
+
+
+def test_searcher_deterministic_gives_the_same_trials_whatever_order_trials_finish_in(tmp_path):
+    def study(name: str, finish_order_key) -> list[dict]:
+        (tmp_path / name).mkdir()
+        searcher = _deterministic(tmp_path / name, concurrency=3, trials=9)
+        running, asked = [], 0
+        while asked < 9 or running:
+            while asked < 9 and len(running) < 3:
+                config = searcher.suggest(f"t{asked}")
+                if config is None:
+                    break
+                running.append((f"t{asked}", config))
+                asked += 1
+            running.sort(key=finish_order_key)
+            trial_id, config = running.pop(0)
+            value = 0.6 if config["optimizer"] == "adam" else 0.4 + config["momentum"] / 2
+            searcher.on_trial_complete(trial_id, {"val_acc": value, "training_iteration": 3})
+        return [t.params for t in searcher.study.get_trials()]
+
+    oldest_first = study("oldest", lambda item: int(item[0][1:]))
+    newest_first = study("newest", lambda item: -int(item[0][1:]))
+    assert oldest_first == newest_first
+
+
+def test_searcher_deterministic_trials_held_when_the_study_ends_are_told_by_tell_held(tmp_path):
+    from service._optuna import tell_held
+
+    searcher = _deterministic(tmp_path, concurrency=2)
+    searcher.suggest("t0"), searcher.suggest("t1")
+    searcher.on_trial_result("t1", {"val_acc": 0.4, "training_iteration": 1})
+    searcher.on_trial_complete("t1", {"val_acc": 0.9, "training_iteration": 3})  # held: t0 has not finished
+    assert _states(searcher) == ["RUNNING", "RUNNING"]
+    assert tell_held(searcher.study) == 1  # the study ended (time budget): t1 is recorded as it ended
+    t0, t1 = searcher.study.get_trials()
+    assert t0.state == TrialState.RUNNING  # never finished: reconcile_running fails it at close
+    assert (t1.state, t1.value, t1.intermediate_values) == (TrialState.COMPLETE, 0.9, {1: 0.4, 3: 0.9})

@@ -200,7 +200,7 @@ def test_schema_sampler_lists_every_option_a_file_may_write():
 
     sampler = json_schema()["$defs"]["SamplerSpec"]
     options = {name for info in SAMPLERS.values() for name in info.options}
-    assert set(sampler["properties"]) == {"type", "seed"} | options
+    assert set(sampler["properties"]) == {"type", "seed", "deterministic"} | options
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ def _parse(trainable: str, policy: TrainablePolicy, **kwargs):
     return parse_space(SPACE.format(trainable=trainable), source="space.yaml", trainables=policy, **kwargs)
 
 
-@pytest.mark.parametrize("builtin", ["mlp", "cnn"])
+@pytest.mark.parametrize("builtin", ["mlp", "cnn", "synthetic"])
 def test_trainable_policy_admitted_always_passes_builtins(builtin):
     assert _parse(builtin, TrainablePolicy.admitted([])).trainable == builtin
 

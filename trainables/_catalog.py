@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 from trainables._defaults import CNNArch, DataConfig, MLPArch, TrainConfig
+from trainables.synthetic import SyntheticConfig
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,22 @@ BUILTIN_TRAINABLES: dict[str, TrainableSpec] = {
         },
         defaults={**asdict(TrainConfig()), **asdict(CNNArch())},
         needs_images=True,
+    ),
+    "synthetic": TrainableSpec(
+        name="synthetic",
+        target="trainables.synthetic:train",
+        description="learning curves from a formula with a known optimum (val_acc 0.99), microseconds per epoch; "
+                    "for measuring search strategies (trainables/synthetic.py); ignores data",
+        params={
+            "lr": ParamRule("float", "learning rate (its best value grows with warmup)", low=0, low_open=True, high=10),
+            "width": ParamRule("int", "units: wider learns slower and ends higher (best 1024)", low=16, high=1024),
+            "warmup": ParamRule("float", "fraction of max_epochs spent warming up", low=0, high=0.5),
+            "optimizer": ParamRule("choice", "adam starts faster and ends lower", choices=("sgd", "adam")),
+            "seed": ParamRule("int", "seed of the noise", low=0),
+            "epoch_seconds": ParamRule("float", "sleep per epoch at width 1024, to mimic training time", low=0),
+        },
+        metrics=("val_acc", "val_loss", "epoch_time_s"),
+        defaults=asdict(SyntheticConfig()),
     ),
 }
 

@@ -21,6 +21,7 @@ from ._load import load_space, parse_space
 from ._model import SearchSpace
 from ._param import ParamSpec
 from ._preview import preview
+from ._rungs import asha_rungs, judged_epochs, rung_cutoff
 from ._samplers import SAMPLERS, SamplerInfo
 from ._schema import json_schema
 from ._sections import Budget, DataSpec, Resources, SamplerSpec, SchedulerSpec
@@ -39,16 +40,19 @@ __all__ = [
     "SearchSpace",
     "SpaceError",
     "TrainablePolicy",
+    "asha_rungs",
     "build_sampler",
     "conditions_hold",
     "define_by_run",
     "dependency_order",
     "grid_search_space",
     "json_schema",
+    "judged_epochs",
     "load_space",
     "parse_duration",
     "parse_space",
     "preview",
+    "rung_cutoff",
     "sample_config",
     "suggest_params",
     "value_key",

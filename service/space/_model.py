@@ -11,7 +11,7 @@ Defaults (also given in `json_schema()`):
     mode:      max                                               required as a list for several metrics
     budget:    {trials: 20, max_epochs: 10, concurrency: 2, time: none, max_failed_trials: none, max_retries: 3}
     resources: {cpu: 1, gpu: 0}                                  per trial
-    sampler:   {type: tpe, seed: none}
+    sampler:   {type: tpe, seed: none, deterministic: false}
     scheduler: {type: asha, grace_period: 1, reduction_factor: 3}   median: min_samples_required 3
 """
 
@@ -96,7 +96,7 @@ class SearchSpace(Frozen):
     )
     description: Optional[Text] = Field(None, description="free text shown with the study")
     trainable: Annotated[Text, WithJsonSchema(_TRAINABLE_SCHEMA)] = Field(
-        description="a built-in trainable (mlp, cnn) or package.module:function"
+        description="a built-in trainable (mlp, cnn, synthetic) or package.module:function"
     )
     data: DataSpec = Field(default_factory=DataSpec, description="the dataset every trial trains on")
     metric: Annotated[Union[str, list[str]], BeforeValidator(_metric), WithJsonSchema(_METRIC_SCHEMA)] = Field(
@@ -153,6 +153,11 @@ class SearchSpace(Frozen):
         """The catalog entry of a built-in trainable; None for a user's package.module:function."""
         return BUILTIN_TRAINABLES.get(self.trainable)
 
+    @property
+    def grace_epochs(self) -> int:
+        """scheduler.grace_period in epochs (a percentage or fraction of budget.max_epochs resolved)."""
+        return self.scheduler.grace_epochs(self.budget.max_epochs)
+
     def trial_constants(self) -> dict:
         """What every trial's config holds besides the searched values."""
         return {**copy.deepcopy(self.fixed), "data": self.data.model_dump(), "max_epochs": self.budget.max_epochs}
@@ -169,6 +174,8 @@ class SearchSpace(Frozen):
         out["budget"] = self.budget.model_dump(by_alias=True)
         out["resources"] = self.resources.model_dump()
         out["sampler"] = {"type": self.sampler.type, "seed": self.sampler.seed, **self.sampler.options}
+        if self.sampler.deterministic:
+            out["sampler"]["deterministic"] = True
         out["scheduler"] = {"type": self.scheduler.type}
         out["scheduler"].update({k: getattr(self.scheduler, k) for k in SCHEDULER_KEYS[self.scheduler.type]})
         out["params"] = {name: p.to_dict() for name, p in self.params.items()}

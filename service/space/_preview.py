@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._errors import num, show
+from ._rungs import judged_epochs
 
 if TYPE_CHECKING:
     from ._model import SearchSpace
@@ -62,17 +63,35 @@ def _budget(space: "SearchSpace") -> str:
 def _sampler(space: "SearchSpace") -> str:
     sampler = space.sampler
     details = [f"seed {sampler.seed}" if sampler.seed is not None else "unseeded"]
+    if sampler.deterministic:
+        details.append(f"deterministic: trial k starts after trials 0..k-{space.budget.concurrency} finished")
     details += [f"{k}={_plain(v)}" for k, v in sampler.options.items()]
     return f"{sampler.type} ({', '.join(details)})"
 
 
 def _scheduler(space: "SearchSpace") -> str:
     s = space.scheduler
+    grace = _grace(space)
     if s.type == "asha":
-        return f"asha (grace_period {s.grace_period}, reduction_factor {num(s.reduction_factor)}, on {space.metrics[0]})"
+        max_epochs = space.budget.max_epochs
+        judged = judged_epochs(max_epochs, space.grace_epochs, s.reduction_factor)
+        rungs = (f"judged at epoch{'s' if len(judged) > 1 else ''} {', '.join(map(str, judged))}, keeping the best "
+                 f"1/{num(s.reduction_factor)} at each; survivors run to {max_epochs}") if judged else (
+                 f"no rung before max_epochs {max_epochs}: no trial is stopped")
+        return (f"asha (grace_period {grace}, reduction_factor {num(s.reduction_factor)}, on {space.metrics[0]})"
+                f"\n           rungs: {rungs}")
     if s.type == "median":
-        return f"median (grace_period {s.grace_period}, min_samples_required {s.min_samples_required})"
+        return f"median (grace_period {grace}, min_samples_required {s.min_samples_required})"
     return "fifo (every trial runs max_epochs)"
+
+
+def _grace(space: "SearchSpace") -> str:
+    given = space.scheduler.grace_period
+    epochs = space.grace_epochs
+    if isinstance(given, int):
+        return str(given)
+    share = given if isinstance(given, str) else num(given)
+    return f"{share} of {space.budget.max_epochs} = {epochs} epoch{'s' if epochs > 1 else ''}"
 
 
 def _samples(space: "SearchSpace", n: int) -> list[dict[str, Any]]:

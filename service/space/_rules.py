@@ -101,10 +101,18 @@ def scheduler(space: SearchSpace) -> Iterator[Issue]:
             at=("scheduler", "type"),
             value=spec.type,
         )
-    if spec.type in ("asha", "median") and spec.grace_period > space.budget.max_epochs:
+    if spec.type == "median" and space.sampler.deterministic:
+        yield Issue(
+            "the median scheduler judges trials in the order their results arrive, which sampler.deterministic "
+            "cannot fix",
+            "use asha or fifo, or drop deterministic",
+            at=("scheduler", "type"),
+            value=spec.type,
+        )
+    if spec.type in ("asha", "median") and isinstance(spec.grace_period, int) and spec.grace_period > space.budget.max_epochs:
         yield Issue(
             f"{spec.grace_period} is more than budget.max_epochs ({space.budget.max_epochs})",
-            f"make grace_period <= {space.budget.max_epochs}, or raise max_epochs",
+            f"make grace_period <= {space.budget.max_epochs}, write it as a share of max_epochs (\"25%\"), or raise max_epochs",
             at=("scheduler", "grace_period"),
             value=spec.grace_period,
         )

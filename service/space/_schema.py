@@ -33,7 +33,8 @@ def json_schema() -> dict:
         "title": "hpsearch search space",
         "description": "What to search, on what, with how much: `hpsearch submit space.yaml`.",
     }
-    schema["allOf"] = [_names(), _searches_something(), *_objectives(), _grid(), *(_catalog(spec) for spec in BUILTIN_TRAINABLES.values())]
+    schema["allOf"] = [_names(), _searches_something(), *_objectives(), _grid(), _deterministic(),
+                       *(_catalog(spec) for spec in BUILTIN_TRAINABLES.values())]
     return schema
 
 
@@ -78,6 +79,13 @@ def _searches_something() -> dict:
     trials_one = {"properties": {"budget": {"properties": {"trials": {"const": 1}}, "required": ["trials"]}},
                   "required": ["budget"]}
     return {"if": trials_one, "else": {"properties": {"params": {"minProperties": 1}}}}
+
+
+def _deterministic() -> dict:
+    """The median rule judges trials in arrival order, which the deterministic mode cannot fix."""
+    deterministic = {"properties": {"sampler": {"properties": {"deterministic": {"const": True}}, "required": ["deterministic"]}},
+                     "required": ["sampler"]}
+    return {"if": deterministic, "then": {"properties": {"scheduler": {"properties": {"type": {"not": {"const": "median"}}}}}}}
 
 
 def _grid() -> dict:

@@ -8,9 +8,9 @@ also writes it into its JSON Schema (`json_schema_extra`), from the same table t
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, Union
 
-from pydantic import ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from trainables import CATEGORICAL_ENCODINGS, COMMON_DATA_KEYS, DATASET_KEYS, DATASETS, DataConfig, required_data_keys
 
@@ -19,8 +19,10 @@ from ._errors import Issue, SpaceError, did_you_mean, num, show
 from ._samplers import SAMPLERS
 from ._types import (
     NONE_WORD_PATTERN,
+    NUMERIC_TEXT_PATTERN,
     AtLeast,
     Between,
+    Flag,
     Float,
     Frozen,
     Int,
@@ -195,13 +197,15 @@ def _sampler_json_schema(schema: dict) -> None:
         for name, rule in info.options.items():
             properties.setdefault(name, {"description": rule.help})
         then: dict[str, Any] = {
-            "propertyNames": {"enum": ["type", "seed", *info.options]},
+            "propertyNames": {"enum": ["type", "seed", "deterministic", *info.options]},
             "properties": {name: rule_schema(rule, numeric_text=True) for name, rule in info.options.items()},
         }
         conflicts = _OPTION_CONFLICTS.get(kind)
         if conflicts:
             then["not"] = {"anyOf": conflicts}
         rules.append({"if": if_equals("type", kind, "tpe"), "then": then})
+    needs_seed = {"required": ["seed"], "properties": {"seed": {"not": {"type": "null"}}}}
+    rules.append({"if": {"properties": {"deterministic": {"const": True}}, "required": ["deterministic"]}, "then": needs_seed})
     schema["allOf"] = rules
 
 
@@ -222,6 +226,12 @@ class SamplerSpec(Frozen):
 
     type: SamplerType = Field("tpe", description="which Optuna sampler")
     seed: Optional[Annotated[Int, AtLeast(0)]] = Field(None, description="sampler seed; none = random")
+    deterministic: Flag = Field(
+        False,
+        description="the same trials on every run at any concurrency: trial k is suggested only after trials "
+                    "0..k-concurrency finished, and the sampler and ASHA judge it against exactly those (results "
+                    "reach the sampler in trial order, never in timing order); needs seed; costs idle workers",
+    )
     options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -229,12 +239,22 @@ class SamplerSpec(Frozen):
     def _collect_options(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        base = {k: v for k, v in data.items() if k in ("type", "seed")}
-        options = {k: v for k, v in data.items() if k not in ("type", "seed")}
+        base = {k: v for k, v in data.items() if k in _SAMPLER_KEYS}
+        options = {k: v for k, v in data.items() if k not in _SAMPLER_KEYS}
         kind = base.get("type", "tpe")
         if kind in SAMPLERS:
             options = _check_sampler_options(kind, options)
         return {**base, "options": options}
+
+    @model_validator(mode="after")
+    def _deterministic_needs_seed(self) -> "SamplerSpec":
+        if self.deterministic and self.seed is None:
+            raise Issue("true needs sampler.seed (an unseeded sampler differs on every run)",
+                        "add seed: 0 to sampler", at=("deterministic",), value=True)
+        return self
+
+
+_SAMPLER_KEYS = ("type", "seed", "deterministic")  # the sampler's own keys; every other one is a constructor option
 
 
 def _check_sampler_options(kind: str, options: dict) -> dict:
@@ -247,7 +267,7 @@ def _check_sampler_options(kind: str, options: dict) -> dict:
                 raise Issue(f"option {name!r} of the {kind} sampler {info.not_settable[name]}", "remove it", at=(name,))
             raise Issue(
                 f"unknown option {name!r} for the {kind} sampler",
-                did_you_mean(name, ["type", "seed", *info.options], f"{kind} takes"),
+                did_you_mean(name, [*_SAMPLER_KEYS, *info.options], f"{kind} takes"),
                 at=(name,),
                 value=name,
             )
@@ -283,6 +303,40 @@ def _scheduler_json_schema(schema: dict) -> None:
     ]
 
 
+# a percentage in (0, 100]: not 0, 0.0 or .0; at most 100
+_PERCENT_PATTERN = r"^\s*(?!0*\.?0*\s*%)(?:100(?:\.0*)?|\d{1,2}(?:\.\d*)?|\.\d+)\s*%\s*$"
+_GRACE_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1},
+        {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        {"type": "string", "pattern": _PERCENT_PATTERN},
+        {"type": "string", "pattern": NUMERIC_TEXT_PATTERN},
+    ]
+}
+
+
+def _grace_period(value: Any) -> Union[int, float, str]:
+    """Epochs (a whole number >= 1), a percentage of max_epochs ("25%": 0 < p <= 100) or a fraction (0 < f < 1)."""
+    hint = "give a whole number of epochs (at least 1), a percentage of max_epochs such as \"25%\", or a fraction such as 0.25"
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            percent = to_number(value.strip()[:-1])
+        except Issue:
+            raise Issue(f"{show(value)} is not a percentage", hint, value=value) from None
+        if not 0 < percent <= 100:
+            raise Issue(f"{show(value)} is not a percentage in (0, 100]", hint, value=value)
+        return f"{num(percent)}%"
+    number = to_number(value)
+    if isinstance(number, float) and 0 < number < 1:
+        return number
+    if isinstance(number, float) and not number.is_integer():
+        raise Issue(f"{show(value)} is neither a whole number of epochs nor a fraction below 1", hint, value=value)
+    if number < 1:
+        raise Issue(f"{show(value)} is not >= 1", "give at least 1 epoch, a percentage of max_epochs such as \"25%\", "
+                    "or a fraction such as 0.25", value=value)
+    return int(number)
+
+
 class SchedulerSpec(Frozen):
     """The Tune trial scheduler; epochs are its time unit."""
 
@@ -291,8 +345,10 @@ class SchedulerSpec(Frozen):
     type: SchedulerType = Field(
         "asha", description="asha (stop weak trials at rungs), median (stop below the median), fifo (never stop)"
     )
-    grace_period: Annotated[Int, AtLeast(1, hint="give at least 1 epoch")] = Field(
-        1, description="epochs every trial runs before it may be stopped (asha, median)"
+    grace_period: Annotated[Union[int, float, str], BeforeValidator(_grace_period), WithJsonSchema(_GRACE_SCHEMA)] = Field(
+        1, description="epochs every trial runs before it may be stopped (asha, median): a whole number of epochs, "
+                       "or a share of budget.max_epochs as a percentage (\"25%\") or a fraction below 1 (0.25), "
+                       "rounded to the nearest epoch, at least 1"
     )
     reduction_factor: Annotated[Number, AtLeast(2, hint="use 2 or more (3 is common)")] = Field(
         3, description="asha: keep 1/reduction_factor of trials at each rung"
@@ -300,6 +356,13 @@ class SchedulerSpec(Frozen):
     min_samples_required: Annotated[Int, AtLeast(1, hint="use 1 or more")] = Field(
         3, description="median: trials needed at an epoch before comparing"
     )
+
+    def grace_epochs(self, max_epochs: int) -> int:
+        """grace_period in epochs for a study of `max_epochs` epochs."""
+        if isinstance(self.grace_period, int):
+            return self.grace_period
+        share = float(self.grace_period.rstrip("%")) / 100 if isinstance(self.grace_period, str) else self.grace_period
+        return min(max_epochs, max(1, int(share * max_epochs + 0.5)))
 
     @model_validator(mode="after")
     def _options(self) -> "SchedulerSpec":

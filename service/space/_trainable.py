@@ -36,7 +36,7 @@ class TrainablePolicy:
 
     `modules` is None for the local policy (any module, imported to check it), else the admitted module
     prefixes: `mylab.models` admits `mylab.models` and `mylab.models.x`, not `mylab.modelsx`. The built-in
-    trainables (mlp, cnn) pass under every policy.
+    trainables (mlp, cnn, synthetic) pass under every policy.
     """
 
     modules: Optional[tuple[str, ...]] = None
