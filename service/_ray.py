@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -93,7 +94,8 @@ def _start_embedded(kwargs: dict) -> None:
     def start() -> None:
         if ray.is_initialized():
             ray.shutdown()
-        ray.init(**kwargs, address="local", include_dashboard=False)
+        with loopback_node():
+            ray.init(**kwargs, address="local", include_dashboard=False)
 
     try:
         retry(start, on=(Exception,), attempts=2, first_pause_s=1.0, what="starting an embedded Ray")
@@ -103,6 +105,37 @@ def _start_embedded(kwargs: dict) -> None:
             f"under {os.environ.get('RAY_TMPDIR') or '/tmp'} (RAY_TMPDIR moves it) and that no firewall or "
             f"container limit blocks local ports, or run on a cluster with --ray-address"
         ) from None
+
+
+# Ray 2.60 binds its gRPC servers (GCS, raylet, object manager, every worker, the dashboard agent) and its
+# metrics exporters to every interface unless the node's address is loopback, and it replaces a loopback address
+# (`_node_ip_address="127.0.0.1"` included) by the machine's own unless multi-node clusters are switched off, as
+# they are by default on macOS and Windows. This variable switches them off on Linux too.
+SINGLE_MACHINE_RAY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextmanager
+def loopback_node():
+    """While it lasts, a Ray node started by this process takes 127.0.0.1 as its address, so every listener of
+    an embedded Ray stays on loopback (tests/test_security_e2e.py lists them during a study).
+
+    The second use of a private Ray name in hpsearch, checked against Ray 2.60.0 (tests/test_ray.py fails when it
+    moves): Ray reads the variable once, when it is imported, into `ray_constants.ENABLE_RAY_CLUSTER`, so the
+    constant is set too. The node's processes read the variable from the environment they inherit. Both are put
+    back afterwards: a later driver of a real cluster in this process must find the machine's address again."""
+    from ray._private import ray_constants
+
+    saved_env, saved_constant = os.environ.get(SINGLE_MACHINE_RAY), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[SINGLE_MACHINE_RAY] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_constant
+        if saved_env is None:
+            os.environ.pop(SINGLE_MACHINE_RAY, None)
+        else:
+            os.environ[SINGLE_MACHINE_RAY] = saved_env
 
 
 def present_cluster_token() -> None:

@@ -350,7 +350,7 @@ def test_compose_ray_scripts_refuse_to_run_without_token_auth(role, fake_tools):
 def test_compose_role_scripts_keep_secrets_off_the_command_line(role, fake_tools):
     env = {k: _resolve(v) for k, v in _env(_compose()["services"][role]).items()}
     secrets = {"POSTGRES_PASSWORD": "pg-secret-1234", "HPSEARCH_RAY_TOKEN": "ray-secret-5678",
-               "HPSEARCH_TOKEN": "api-secret-9012"}
+               "HPSEARCH_TOKEN": "api-secret-9012", "HPSEARCH_MLFLOW_PASSWORD": "mlflow-secret-3456"}
     env = {k: re.sub(r"<(\w+)>", lambda m: secrets.get(m.group(1), m.group(0)), v) for k, v in env.items()}
     run = _run_role(role, fake_tools, **env)
     assert run.returncode == 0, run.stderr

@@ -75,7 +75,11 @@ def cluster():
         client_env = dict(env)
         client_env.update(json.loads((root / "c" / "env.json").read_text()))
         info = json.loads((root / "c" / "cluster.json").read_text())
-        yield {"env": client_env, "info": info, "dir": root / "c", "root": root}
+        with pytest.MonkeyPatch.context() as patch:
+            # MLflow asks for its login; the MlflowClient of this process reads it from the environment.
+            for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+                patch.setenv(name, client_env[name])
+            yield {"env": client_env, "info": info, "dir": root / "c", "root": root}
     finally:
         down = subprocess.run([sys.executable, str(LOCAL_CLUSTER), "down", "--dir", str(root / "c")],
                               env=env, capture_output=True, text=True, timeout=120)

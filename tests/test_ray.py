@@ -1,4 +1,4 @@
-"""Connecting to Ray: the one private Ray API hpsearch uses, and the address checks that answer in seconds."""
+"""Connecting to Ray: the two private Ray names hpsearch uses, and the address checks that answer in seconds."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from service._errors import StudyError
-from service._ray import check_reachable
+from service._ray import check_reachable, loopback_node
 
 
 def test_ray_private_token_helper_still_does_what_we_rely_on(tmp_path):
@@ -23,6 +23,19 @@ def test_ray_private_token_helper_still_does_what_we_rely_on(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "token"
+
+
+def test_ray_private_single_machine_switch_still_keeps_a_node_on_loopback():
+    """`loopback_node` sets Ray's private `ray_constants.ENABLE_RAY_CLUSTER` (checked against Ray 2.60.0), which
+    Ray's own choice of a node's address consults; if Ray moves it, this fails loudly. Afterwards both the
+    constant and the environment are as they were."""
+    from ray._private import ray_constants, services
+
+    before = (ray_constants.ENABLE_RAY_CLUSTER, os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"))
+    with loopback_node():
+        assert services.resolve_ip_for_localhost("127.0.0.1") == "127.0.0.1"
+        assert os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"
+    assert (ray_constants.ENABLE_RAY_CLUSTER, os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")) == before
 
 
 @pytest.mark.parametrize("address, message", [

@@ -33,7 +33,7 @@ SERVICES = ("postgres", "mlflow", "ray-head", "ray-worker", "api")
 
 # The README's commands, as the test and the benchmark run them (test_readme_... checks each is there).
 FILL_SECRETS = """\
-for name in POSTGRES_PASSWORD HPSEARCH_TOKEN HPSEARCH_RAY_TOKEN; do
+for name in POSTGRES_PASSWORD HPSEARCH_TOKEN HPSEARCH_RAY_TOKEN HPSEARCH_MLFLOW_PASSWORD; do
   sed -i "s/^$name=\\$/$name=$(python3 -c 'import secrets; print(secrets.token_hex(32))')/" .env
 done"""
 COPY_ENV = "cp .env.example .env"

@@ -4,7 +4,7 @@ The steps are README.md's "With Docker" commands, word for word (tests/test_comp
 there), run with bash in a fresh copy of the repository, in this order; each test is one step of the same
 session and leaves the cluster for the next:
 
-  cp .env.example .env, three generated secrets     what Compose makes of the GPU switch
+  cp .env.example .env, four generated secrets      what Compose makes of the GPU switch
   up -d --build --wait: five services healthy        only 127.0.0.1:8000 (API) and :5000 (MLflow) listen
   sizing: object store in /dev/shm, memory limits    a small study: its trials ran on the worker
   --scale ray-worker=2: a study spread over both     down, up: studies and runs are still there
@@ -23,6 +23,7 @@ every line of the Dockerfile with it but the torch index.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -70,9 +71,12 @@ def _submit(checkout: Checkout, *extra: str) -> dict:
 
 
 def _mlflow(checkout: Checkout):
-    """MLflow's own client on the published port (imported here: collecting this file stays cheap)."""
+    """MLflow's own client on the published port (imported here: collecting this file stays cheap), logged in
+    as the service account of .env (MLflow's client reads the login from the environment)."""
     from mlflow.tracking import MlflowClient
 
+    password = re.search(r"^HPSEARCH_MLFLOW_PASSWORD=(.+)$", (checkout.dir / ".env").read_text(), re.M).group(1)
+    os.environ.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=password)
     return MlflowClient(tracking_uri=checkout.mlflow_url)
 
 
