@@ -114,3 +114,19 @@ def test_searcher_seed_trials_come_before_the_first_ask(tmp_path):
     searcher.suggest("a")
     first, second = searcher.study.get_trials()
     assert first.user_attrs["warm_start.source"] == "old" and second.user_attrs["tune_trial_id"] == "a"
+
+
+def test_searcher_restored_fails_trials_asked_for_after_its_last_save_as_lost(tmp_path):
+    # A driver asks for two trials, Tune saves its state between the two asks, then the driver dies.
+    searcher = _searcher(tmp_path)
+    searcher.suggest("saved")
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    searcher.suggest("unsaved")
+
+    restored = _searcher(tmp_path)  # the resumed driver's
+    restored.restore(str(tmp_path / "searcher.pkl"))
+
+    saved, unsaved = restored.study.get_trials()
+    assert saved.state == TrialState.RUNNING  # Tune continues it from its checkpoint
+    assert unsaved.state == TrialState.FAIL  # Tune never heard of it: a new trial takes its place
+    assert restored.study.user_attrs[f"hpsearch.lost.{unsaved.number}"].startswith("its driver died before")
