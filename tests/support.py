@@ -146,7 +146,8 @@ def assert_records_agree(study_id: str, env: dict) -> dict:
         if trial.state.name == "FAIL":
             assert run.data.tags.get("hpsearch.fail_reason"), f"trial {number} failed without a reason in MLflow"
         retries = int(study.user_attrs.get(f"hpsearch.retries.{number}", 0))
-        assert int(run.data.tags.get("hpsearch.retries", 0)) == retries, f"trial {number}: retries disagree"
+        assert int(run.data.tags.get("hpsearch.retries", 0)) == retries, \
+            f"trial {number}: {run.data.tags.get('hpsearch.retries', 0)} retries in MLflow, {retries} in Optuna"
 
     counts = {name: sum(t.state.name == name for t in trials.values()) for name in ("COMPLETE", "PRUNED", "FAIL")}
     assert (record.n_trials, record.n_completed, record.n_pruned, record.n_failed) == (
