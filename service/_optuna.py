@@ -38,6 +38,20 @@ def trial_note(study: "optuna.Study", attr: str, number: int, default: Any = Non
     return study.user_attrs.get(f"{attr}.{number}", default)
 
 
+def noted_trials(study: "optuna.Study", attr: str) -> frozenset[int]:
+    """The numbers of the trials the driver noted `attr` for (e.g. LOST_ATTR: failed because their workers
+    were lost, which the failure budget does not count)."""
+    prefix = f"{attr}."
+    return frozenset(int(key[len(prefix):]) for key in study.user_attrs
+                     if key.startswith(prefix) and key[len(prefix):].isdigit())
+
+
+def ran_out_of_time(study: "optuna.Study") -> bool:
+    """Whether the study ended because `budget.time` was spent, in this run of its driver or an earlier one
+    (the budget counts the trial time of every run)."""
+    return bool(study.user_attrs.get(OUT_OF_TIME_ATTR))
+
+
 @functools.lru_cache(maxsize=8)
 def open_storage(url: str) -> "optuna.storages.RDBStorage":
     """Optuna's storage at `url`, one per URL for the life of the process (opening one checks Optuna's schema,

@@ -24,6 +24,7 @@ from service._optuna import (
     load_study,
     own_trials,
     pareto_front,
+    ran_out_of_time,
     reconcile_running,
     trial_note,
 )
@@ -117,7 +118,8 @@ def close_records(
         return _close(ctx, registry, client, StudyOutcome(status, outcome.error or "the study ended before its first trial"),
                       TrialCounts(), {})
     if outcome.status != StudyStatus.STOPPED:
-        reconcile_running(study, f"the study ended before it did ({outcome.error or outcome.status})")
+        reconcile_running(study, "budget.time was spent before it ended" if ran_out_of_time(study)
+                          else f"the study ended before it did ({outcome.error or outcome.status})")
     trials = own_trials(study)
     close_trial_runs(client, ctx.experiment_id, ctx.parent_run_id, ctx.study_id, study, ctx.space)
     counts = TrialCounts.of(trials)

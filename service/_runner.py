@@ -239,7 +239,7 @@ def _tell_held(ctx) -> None:
 
 
 def _judge(ctx, *, fit_seconds: float) -> StudyOutcome:
-    from service._optuna import load_study, own_trials
+    from service._optuna import LOST_ATTR, load_study, noted_trials, own_trials, ran_out_of_time
 
     from service.space import build_sampler
 
@@ -252,9 +252,13 @@ def _judge(ctx, *, fit_seconds: float) -> StudyOutcome:
         trials,
         planned=budget.trials,
         max_failed_trials=budget.max_failed_trials,
-        out_of_time=bool(budget.time_s) and fit_seconds >= budget.time_s * 0.98,
+        # budget.time counts every run's trial time: the progress callback notes on the study when it is spent.
+        out_of_time=bool(budget.time_s) and (
+            fit_seconds >= budget.time_s * 0.98 or (study is not None and ran_out_of_time(study))),
         grid_exhausted=grid_exhausted,
         study_id=ctx.study_id,
+        # Trials failed because their workers were lost more often than max_retries: not their own fault.
+        lost=noted_trials(study, LOST_ATTR) if study is not None else frozenset(),
     )
 
 

@@ -29,7 +29,15 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from ray.tune.search import Searcher
 
-from service._optuna import HELD_ATTR, METRICS_ATTR, STUDY_ID_ATTR, TUNE_TRIAL_ID_ATTR, open_storage
+from service._optuna import (
+    HELD_ATTR,
+    LOST_ATTR,
+    METRICS_ATTR,
+    STUDY_ID_ATTR,
+    TUNE_TRIAL_ID_ATTR,
+    WARM_START_SOURCE_ATTR,
+    open_storage,
+)
 from service._outcome import trial_outcome
 
 if TYPE_CHECKING:
@@ -146,6 +154,25 @@ class StudySearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as fh:
             self.__dict__.update(pickle.load(fh))
+        self._fail_unsaved_trials()
+
+    def _fail_unsaved_trials(self) -> None:
+        """Trials the Optuna study holds as running that this restored searcher never asked for: a driver that
+        died asked for them after Tune last saved its state, so Tune does not know them and asks for new trials
+        in their place. They are failed as lost (LOST_ATTR: not their fault, outside the failure budget), or
+        they would stay running until the study ends and then count as failures."""
+        from optuna.trial import TrialState
+
+        known = {trial.number for trial in self._trials.values()}
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.number in known or WARM_START_SOURCE_ATTR in t.user_attrs:
+                continue
+            self.study.set_user_attr(f"{LOST_ATTR}.{t.number}", "its driver died before the trial was saved; "
+                                                                "a new trial took its place")
+            try:
+                self.study.tell(t.number, state=TrialState.FAIL)
+            except Exception as exc:  # noqa: BLE001 - finished meanwhile; that tell wins
+                logger.warning("could not fail unsaved trial %s: %s", t.number, exc)
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _report(self, trial_id: str, result: dict) -> None:

@@ -135,6 +135,8 @@ class MlflowTrialLogger(Callback):
         )
         self._runs[trial.trial_id] = run.info.run_id
         log_params(self.client, run.info.run_id, trial_params(trial.config))
+        if self._retries.get(trial.trial_id):  # its worker was lost before the trial first started
+            self.client.set_tag(run.info.run_id, TAG_RETRIES, str(self._retries[trial.trial_id]))
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         from mlflow.entities import Metric, RunTag
@@ -170,10 +172,12 @@ class MlflowTrialLogger(Callback):
         self._refresh_report()
 
     def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
-        """A lost worker or node: the trial restarts from its checkpoint, in the same run."""
+        """A lost worker or node: the trial restarts from its checkpoint, in the same run. Counted also when
+        the worker was lost before the trial started (no run yet: the run gets the count when it is made), as
+        the progress callback counts it on the Optuna study."""
+        self._retries[trial.trial_id] = self._retries.get(trial.trial_id, 0) + 1
         run_id = self._runs.get(trial.trial_id)
         if run_id is not None:
-            self._retries[trial.trial_id] = self._retries.get(trial.trial_id, 0) + 1
             self.client.set_tag(run_id, TAG_RETRIES, str(self._retries[trial.trial_id]))
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:

@@ -1,11 +1,21 @@
 """What several test files share: the API's token, a small space and an app on real stores whose Ray head is
-down; a stand-in for Tune's Trial with the attributes the callbacks read."""
+down; a stand-in for Tune's Trial with the attributes the callbacks read; a `scripts/local-cluster` for a test
+module, and the check that a study's three stores agree trial by trial."""
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
+import shutil
 import socket
+import subprocess
+import sys
+import tempfile
+
+import pytest
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 from service._settings import resolve_settings
@@ -48,3 +58,107 @@ class FakeTrial:
     config: dict = field(default_factory=dict)
     last_result: dict = field(default_factory=dict)
     error_file: Optional[str] = None
+
+
+# -- a local cluster ------------------------------------------------------------------------------------------
+REPO = Path(__file__).resolve().parent.parent
+LOCAL_CLUSTER = REPO / "scripts" / "local-cluster"
+USER_TRAINABLES = Path(__file__).parent / "user_trainables"
+# The users' trainables the cluster's admin admits (HPSEARCH_TRAINABLE_MODULES).
+TEST_TRAINABLE_MODULES = "where,slow,flaky,chaos"
+
+
+def local_cluster(workers: int = 2):
+    """`scripts/local-cluster up`, then {"env": its DIR/env.json over this environment, "info": cluster.json,
+    "dir", "root", "script_env"}; `down` at the end, whatever happened. For a module-scoped fixture:
+    `yield from local_cluster()`. Nothing of the caller's Ray, hpsearch or MLflow settings reaches it."""
+    # Short: the Ray nodes' unix sockets live under it.
+    root = Path(tempfile.mkdtemp(prefix="hpc-", dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "HPSEARCH_", "MLFLOW_"))}
+    # The users' trainables, importable on every node and the API, and this checkout's hpsearch (whatever
+    # checkout the virtualenv's editable install points at).
+    env["PYTHONPATH"] = os.pathsep.join([str(USER_TRAINABLES), str(REPO)])
+    env["HPSEARCH_TRAINABLE_MODULES"] = TEST_TRAINABLE_MODULES  # and admitted by the cluster's admin
+    up = subprocess.run([sys.executable, str(LOCAL_CLUSTER), "up", "--dir", str(root / "c"), "--workers",
+                         str(workers)], env=env, capture_output=True, text=True, timeout=300)
+    try:
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-5000:]
+        client_env = dict(env)
+        client_env.update(json.loads((root / "c" / "env.json").read_text()))
+        info = json.loads((root / "c" / "cluster.json").read_text())
+        with pytest.MonkeyPatch.context() as patch:
+            # MLflow asks for its login; the MlflowClient of this process reads it from the environment.
+            for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+                patch.setenv(name, client_env[name])
+            yield {"env": client_env, "info": info, "dir": root / "c", "root": root, "script_env": env}
+    finally:
+        down = subprocess.run([sys.executable, str(LOCAL_CLUSTER), "down", "--dir", str(root / "c")],
+                              env=env, capture_output=True, text=True, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
+        assert down.returncode == 0, down.stderr[-3000:]
+
+
+def cluster_script(cluster: dict, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """`scripts/local-cluster VERB ... --dir DIR` on the fixture's cluster, in the environment `up` had."""
+    return subprocess.run([sys.executable, str(LOCAL_CLUSTER), *args, "--dir", str(cluster["dir"])],
+                          env=cluster["script_env"], capture_output=True, text=True, timeout=timeout)
+
+
+# -- the three stores agree -----------------------------------------------------------------------------------
+# What each Optuna state of a finished study's trial must be in MLflow: (run status, hpsearch.state). A trial
+# still RUNNING in Optuna belongs to a stopped or crashed study that `resume` continues: interrupted, KILLED.
+MLFLOW_FOR_OPTUNA = {"COMPLETE": ("FINISHED", "completed"), "PRUNED": ("FINISHED", "pruned"),
+                     "FAIL": ("FAILED", "failed"), "RUNNING": ("KILLED", "interrupted")}
+PARENT_STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "stopped": "KILLED", "crashed": "KILLED"}
+
+
+def assert_records_agree(study_id: str, env: dict) -> dict:
+    """A finished study's registry row, Optuna study and MLflow runs tell the same story, trial by trial:
+    every Optuna trial has exactly one MLflow child run (and no run lacks a trial) whose status and
+    `hpsearch.state` match its Optuna state, a failed one says why, the retries agree, and the registry's
+    counts are Optuna's. Returns {"record", "trials" (Optuna, by number), "runs" (MLflow, by number)}."""
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    from service._registry import Registry
+
+    registry = Registry(env["HPSEARCH_REGISTRY_URL"])
+    try:
+        record = registry.find_by_id(study_id)
+    finally:
+        registry.dispose()
+    assert record is not None, f"study {study_id} is not in the registry"
+    assert record.status.finished, f"study {study_id} is still {record.status}"
+    study = optuna.load_study(study_name=record.optuna_study_name, storage=env["HPSEARCH_OPTUNA_STORAGE"])
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    parent = client.get_run(record.mlflow_parent_run_id)
+    assert parent.info.status == PARENT_STATUS[record.status.value], (record.status, parent.info.status)
+    assert parent.data.tags["hpsearch.status"] == record.status.value
+    children = client.search_runs([record.mlflow_experiment_id],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{record.mlflow_parent_run_id}'",
+                                  max_results=5000)
+    numbers = [int(r.data.tags["hpsearch.trial"]) for r in children]
+    assert sorted(numbers) == sorted(trials), f"MLflow child runs {sorted(numbers)} != Optuna trials {sorted(trials)}"
+    runs = {int(r.data.tags["hpsearch.trial"]): r for r in children}
+
+    for number, trial in trials.items():
+        run = runs[number]
+        status, state = MLFLOW_FOR_OPTUNA[trial.state.name]
+        assert (run.info.status, run.data.tags.get("hpsearch.state")) == (status, state), \
+            f"trial {number}: Optuna {trial.state.name}, MLflow {run.info.status} {run.data.tags.get('hpsearch.state')}"
+        assert run.info.end_time is not None, f"trial {number}: its MLflow run never ended"
+        if trial.state.name == "FAIL":
+            assert run.data.tags.get("hpsearch.fail_reason"), f"trial {number} failed without a reason in MLflow"
+        retries = int(study.user_attrs.get(f"hpsearch.retries.{number}", 0))
+        assert int(run.data.tags.get("hpsearch.retries", 0)) == retries, \
+            f"trial {number}: {run.data.tags.get('hpsearch.retries', 0)} retries in MLflow, {retries} in Optuna"
+
+    counts = {name: sum(t.state.name == name for t in trials.values()) for name in ("COMPLETE", "PRUNED", "FAIL")}
+    assert (record.n_trials, record.n_completed, record.n_pruned, record.n_failed) == (
+        len(trials), counts["COMPLETE"], counts["PRUNED"], counts["FAIL"]), record
+    if record.status.value in ("succeeded", "failed"):
+        assert record.n_running == 0 and not [t for t in trials.values() if t.state.name == "RUNNING"]
+    assert record.retries == sum(int(study.user_attrs.get(f"hpsearch.retries.{n}", 0)) for n in trials), record
+    return {"record": record, "trials": trials, "runs": runs}

@@ -188,3 +188,17 @@ def test_searcher_deterministic_trials_held_when_the_study_ends_are_told_by_tell
     t0, t1 = searcher.study.get_trials()
     assert t0.state == TrialState.RUNNING  # never finished: reconcile_running fails it at close
     assert (t1.state, t1.value, t1.intermediate_values) == (TrialState.COMPLETE, 0.9, {1: 0.4, 3: 0.9})
+def test_searcher_restored_fails_trials_asked_for_after_its_last_save_as_lost(tmp_path):
+    # A driver asks for two trials, Tune saves its state between the two asks, then the driver dies.
+    searcher = _searcher(tmp_path)
+    searcher.suggest("saved")
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    searcher.suggest("unsaved")
+
+    restored = _searcher(tmp_path)  # the resumed driver's
+    restored.restore(str(tmp_path / "searcher.pkl"))
+
+    saved, unsaved = restored.study.get_trials()
+    assert saved.state == TrialState.RUNNING  # Tune continues it from its checkpoint
+    assert unsaved.state == TrialState.FAIL  # Tune never heard of it: a new trial takes its place
+    assert restored.study.user_attrs[f"hpsearch.lost.{unsaved.number}"].startswith("its driver died before")

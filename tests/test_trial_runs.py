@@ -122,6 +122,15 @@ def test_trial_runs_lost_workers_are_retries_then_the_reason(logger, tmp_path):
         "its worker was lost more often than max_retries=3: ray.exceptions.ActorDiedError: The actor died unexpectedly")
 
 
+def test_trial_runs_a_worker_lost_before_the_trial_started_is_a_retry_on_its_run(logger):
+    # Tune placed the trial on a node that died before the trial's first start: it recovers it at once.
+    trial = FakeTrial("early", {"lr": 0.1, "optimizer": "sgd"})
+    logger.on_trial_recover(0, [], trial)
+    logger.on_trial_start(0, [], trial)
+    run = logger.client.get_run(logger.run_id_for("early"))
+    assert run.data.tags["hpsearch.retries"] == "1"
+
+
 def test_trial_runs_a_resumed_trial_keeps_its_run(logger):
     trial = FakeTrial("r", {"lr": 0.02, "optimizer": "adam"})
     _train(logger, trial, [0.5])

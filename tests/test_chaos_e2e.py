@@ -1,0 +1,331 @@
+"""Faults injected on purpose into the cluster of docker-compose.yml (`scripts/local-cluster up --workers 2`:
+the MLflow server and the registry on PostgreSQL, a Ray head, two worker nodes, the API), used through the
+API as a user does. Each test ends with the same check: the registry, Optuna and MLflow agree trial by trial
+(tests/support.py: assert_records_agree).
+
+The trials are the user trainable tests/user_trainables/chaos.py: it checkpoints every epoch and writes down
+every epoch it starts, and on which node, in a journal folder under the cluster's directory (one machine, so
+every node sees it), which tells which trials a killed node was running and how many epochs each redid.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from support import assert_records_agree, cluster_script, local_cluster
+
+pytestmark = pytest.mark.e2e
+
+CHAOS_SPACE = """
+name: {name}
+trainable: "chaos:train"
+metric: score
+mode: max
+budget: {{trials: {trials}, max_epochs: {epochs}, concurrency: {concurrency}{budget}}}
+sampler: {{type: random, seed: {seed}}}
+scheduler: {{type: fifo}}
+resources: {{cpu: 1, gpu: 0.5}}
+params:
+  x: {{type: float, low: 0.0, high: 1.0}}
+fixed: {{sleep: {sleep}, journal: "{journal}"{fixed}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """`scripts/local-cluster up --workers 2`; `down` at the end, whatever happened."""
+    yield from local_cluster(workers=2)
+
+
+# -- helpers --------------------------------------------------------------------------------------------------
+def _hpsearch(cluster, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "service.cli", *args], env=cluster["env"], cwd=cluster["root"],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _space(cluster, tmp_path: Path, name: str, *, trials: int, epochs: int, sleep: float, seed: int,
+           concurrency: int = 4, budget: str = "", fixed: str = "") -> tuple[Path, Path]:
+    """A chaos space file and its journal folder."""
+    journal = cluster["root"] / f"journal-{name}"
+    journal.mkdir()
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(CHAOS_SPACE.format(name=name, trials=trials, epochs=epochs, concurrency=concurrency, seed=seed,
+                                       sleep=sleep, journal=journal, budget=budget, fixed=fixed))
+    return path, journal
+
+
+def _api(cluster, method: str, path: str, body: Optional[dict] = None) -> dict:
+    """One call to the hpsearch API, as `hpsearch --server` makes it (polling through the CLI would start a
+    Python process per look, which a small machine running a cluster feels)."""
+    request = urllib.request.Request(
+        cluster["env"]["HPSEARCH_SERVER"].rstrip("/") + path, method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {cluster['env']['HPSEARCH_TOKEN']}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response)
+
+
+def _submit(cluster, space: Path) -> str:
+    """POST /studies, which is what `hpsearch submit SPACE` does with a server."""
+    return _api(cluster, "POST", "/studies", {"space": space.read_text(), "filename": space.name})["id"]
+
+
+def _status(cluster, study_id: str) -> dict:
+    """GET /studies/ID: what `hpsearch status ID --json` prints with a server."""
+    return _api(cluster, "GET", f"/studies/{study_id}")
+
+
+def _ended(cluster, study_id: str, timeout: float) -> dict:
+    return _wait_for(lambda: (s := _status(cluster, study_id))["status"] not in ("queued", "running") and s,
+                     timeout, f"study {study_id} to end")
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.time() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.5)
+
+
+def _journal(folder: Path) -> dict[str, list[tuple[int, str, float]]]:
+    """Tune trial id -> the epochs it started, in order: (epoch, node, when)."""
+    found = {}
+    for path in folder.iterdir():
+        lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
+        found[path.name] = [(int(e), node, float(t)) for e, node, t in lines]
+    return found
+
+
+def _logged_at(line: str) -> float:
+    """The time of a line of a study's log ("2026-11-30 12:41:35 ...")."""
+    return datetime.strptime(line[:19], "%Y-%m-%d %H:%M:%S").timestamp()
+
+
+def _resumed_from_checkpoints(started: list[int]) -> bool:
+    """Epochs started in this order went on from the last checkpoint after every interruption: each epoch is
+    the next one, or the one in flight again (never further back)."""
+    return started[0] == 1 and all(b in (a, a + 1) for a, b in zip(started, started[1:]))
+
+
+def _tune_ids(study_id: str, env: dict) -> dict[int, str]:
+    study = optuna.load_study(study_name=study_id, storage=env["HPSEARCH_OPTUNA_STORAGE"])
+    return {t.number: t.user_attrs["tune_trial_id"] for t in study.get_trials(deepcopy=False)}
+
+
+# -- lost worker nodes ----------------------------------------------------------------------------------------
+def test_three_lost_workers_fail_no_trial_and_each_resumes_from_its_checkpoint(cluster, tmp_path):
+    epochs = 5
+    space, journal = _space(cluster, tmp_path, "chaos-lost-workers", trials=12, epochs=epochs, sleep=1.5, seed=11)
+    study_id = _submit(cluster, space)
+
+    hit: set[str] = set()  # trials running on a node when it was killed
+    back_since = {1: 0.0, 2: 0.0}  # when each worker last came back
+    for worker in (1, 2, 1):
+        node = f"ray-worker-{worker}"
+
+        def running_there() -> set[str]:
+            # Trials whose last epoch began on this node since it came back, with a checkpoint behind them
+            # (epoch >= 2) and epochs still to go.
+            return {trial for trial, lines in _journal(journal).items()
+                    if lines[-1][1] == node and lines[-1][2] > back_since[worker] and 2 <= lines[-1][0] < epochs}
+
+        hit |= _wait_for(running_there, 240, f"a trial with a checkpoint running on {node}")
+        killed = cluster_script(cluster, "kill-worker", str(worker), "--raylet")
+        assert killed.returncode == 0, killed.stderr
+        restarted = cluster_script(cluster, "restart", f"worker-{worker}")
+        assert restarted.returncode == 0, restarted.stderr[-3000:]
+        back_since[worker] = time.time()
+
+    status = _ended(cluster, study_id, 600)
+
+    # Every trial reached its end, none failed for the kills: all twelve completed every epoch.
+    assert (status["status"], status["n_trials"], status["n_completed"], status["n_failed"]) == ("succeeded", 12, 12, 0)
+    records = assert_records_agree(study_id, cluster["env"])
+    assert all(run.data.tags["hpsearch.rung"] == str(epochs) for run in records["runs"].values())
+    # The kills are visible: retries on the registry row, on the trials' runs, in the study's log.
+    assert records["record"].retries >= 3
+    retries = {tune_id: int(records["runs"][n].data.tags.get("hpsearch.retries", 0))
+               for n, tune_id in _tune_ids(study_id, cluster["env"]).items()}
+    assert all(retries[trial] >= 1 for trial in hit), (hit, retries)
+    log = _hpsearch(cluster, "logs", study_id, timeout=60).stdout
+    assert log.count("lost its worker") == records["record"].retries and "from its last checkpoint" in log
+    # Each interrupted trial went on from its last checkpoint: it redid at most the epoch it was in, once per
+    # time its node was lost.
+    for trial, lines in _journal(journal).items():
+        started = [epoch for epoch, _, _ in lines]
+        assert _resumed_from_checkpoints(started) and set(started) == set(range(1, epochs + 1)), (trial, lines)
+        assert len(started) - epochs <= retries[trial], (trial, lines, retries[trial])
+
+
+# -- a killed driver ------------------------------------------------------------------------------------------
+def _driver_pid(study_id: str) -> int:
+    """The process running the study's driver on the head (`python -m service.cli run --study ID`)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"service.cli" in argv and b"run" in argv and study_id.encode() in argv:
+            return int(entry.name)
+    raise AssertionError(f"no driver process of study {study_id}")
+
+
+def test_a_killed_driver_is_noticed_and_the_study_resumes_through_the_server(cluster, tmp_path):
+    epochs = 4
+    space, journal = _space(cluster, tmp_path, "chaos-driver", trials=6, epochs=epochs, sleep=1.0, seed=3,
+                            concurrency=2)
+    study_id = _submit(cluster, space)
+    _wait_for(lambda: sum(t["state"] == "completed" for t in _status(cluster, study_id)["trials"]) >= 2, 240,
+              "two completed trials")
+    time.sleep(2.5)  # past the 1 s experiment-state snapshot period
+
+    os.kill(_driver_pid(study_id), signal.SIGKILL)
+
+    # The service notices the driver's Ray job ended and closes the study as crashed in every store.
+    crashed = _wait_for(lambda: (s := _status(cluster, study_id))["status"] == "crashed" and s, 120,
+                        "the study to be marked crashed")
+    assert f"hpsearch resume {study_id}" in crashed["error"]
+    before = assert_records_agree(study_id, cluster["env"])
+    finished_before = {n: run.info.run_id for n, run in before["runs"].items()
+                       if run.data.tags["hpsearch.state"] == "completed"}
+    assert len(finished_before) >= 2
+
+    resumed = _hpsearch(cluster, "resume", study_id, "--wait", "--json", timeout=400)
+
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    summary = json.loads(resumed.stdout)
+    assert (summary["status"], summary["n_completed"]) == ("succeeded", 6), summary
+    after = assert_records_agree(study_id, cluster["env"])
+    # A trial asked for after Tune's last save (in the second before the kill) is not Tune's to continue: it
+    # is failed as lost, never as its own fault, and a new trial takes its place.
+    for number, trial in after["trials"].items():
+        if trial.state.name == "FAIL":
+            reason = after["runs"][number].data.tags["hpsearch.fail_reason"]
+            assert reason.startswith("its driver died before the trial was saved"), (number, reason)
+    client = MlflowClient(cluster["env"]["MLFLOW_TRACKING_URI"])
+    for number, run_id in finished_before.items():
+        # Not run again: the same MLflow run, one value per epoch.
+        assert after["runs"][number].info.run_id == run_id
+        assert [m.step for m in client.get_metric_history(run_id, "score")] == list(range(1, epochs + 1))
+    # The trials the crash interrupted went on from their checkpoints: each redid at most the epoch it was in.
+    for trial, lines in _journal(journal).items():
+        started = [epoch for epoch, _, _ in lines]
+        assert _resumed_from_checkpoints(started) and len(started) - epochs <= 1, (trial, lines)
+
+
+# -- budgets and bad numbers ----------------------------------------------------------------------------------
+def test_time_budget_ends_hanging_trials_and_closes_their_records(cluster, tmp_path):
+    # seed 5 draws x = 0.22, 0.87, 0.21, 0.92: two trials finish, two hang in epoch 2 for an hour.
+    space, _ = _space(cluster, tmp_path, "chaos-time", trials=4, epochs=3, sleep=0.5, seed=5, budget=", time: 20s",
+                      fixed=", hang_above: 0.5")
+    study_id = _submit(cluster, space)
+    summary = _ended(cluster, study_id, 400)["summary"]
+
+    # The hanging trials were ended soon after the budget was spent (Tune waits 5 s, then kills their actors).
+    log = _api(cluster, "GET", f"/studies/{study_id}/logs")["text"].splitlines()
+    spent = _logged_at(next(line for line in log if "the time budget (20s) is spent" in line))
+    ended = _logged_at(next(line for line in log if f"study {study_id} succeeded" in line))
+    assert ended - spent < 60, f"the study ended {ended - spent:.0f}s after its time budget was spent"
+    records = assert_records_agree(summary["study_id"], cluster["env"])
+    hanging = {n for n, t in records["trials"].items() if t.params["x"] > 0.5}
+    assert len(hanging) == 2 and summary["status"] == "succeeded" and summary["n_completed"] == 2, summary
+    for number in hanging:
+        trial, run_ = records["trials"][number], records["runs"][number]
+        assert trial.state.name != "RUNNING" and run_.info.status != "RUNNING"
+        assert run_.data.tags["hpsearch.rung"] == "1"  # the epoch it finished before it hung
+        assert run_.data.tags["hpsearch.fail_reason"] == "budget.time was spent before it ended"
+
+
+def test_nan_in_the_middle_of_a_trial_fails_it_and_it_is_never_best(cluster, tmp_path):
+    # seed 5 draws x = 0.22, 0.87, 0.21, 0.92: the two above 0.5 report NaN in epoch 2, finite values after.
+    space, _ = _space(cluster, tmp_path, "chaos-nan", trials=4, epochs=3, sleep=0.3, seed=5, fixed=", nan_above: 0.5")
+    summary = _ended(cluster, _submit(cluster, space), 400)["summary"]
+
+    records = assert_records_agree(summary["study_id"], cluster["env"])
+    diverged = {n for n, t in records["trials"].items() if t.params["x"] > 0.5}
+    assert len(diverged) == 2
+    for number in diverged:
+        assert records["trials"][number].state.name == "FAIL"
+        assert records["runs"][number].data.tags["hpsearch.fail_reason"] == "score was nan in epoch 2"
+    completed = [t for t in records["trials"].values() if t.state.name == "COMPLETE"]
+    assert summary["best_trial"] not in diverged and math.isfinite(summary["best_value"])
+    assert summary["best_value"] == pytest.approx(max(t.value for t in completed))
+
+
+# -- a busy cluster -------------------------------------------------------------------------------------------
+class ConnectionSampler(threading.Thread):
+    """Counts the PostgreSQL connections to each of the cluster's databases every 0.2 s; keeps the peaks."""
+
+    def __init__(self, pg_base: str, databases: dict):
+        super().__init__(daemon=True)
+        self.pg_base, self.databases = pg_base, databases
+        self.peak: dict[str, int] = {name: 0 for name in databases}
+        self.peak_total = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        import psycopg2
+
+        connection = psycopg2.connect(self.pg_base + "/postgres")
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                while not self.done.is_set():
+                    cursor.execute("SELECT datname, count(*) FROM pg_stat_activity WHERE datname = ANY(%s) "
+                                   "GROUP BY datname", (list(self.databases.values()),))
+                    counts = dict(cursor.fetchall())
+                    for name, database in self.databases.items():
+                        self.peak[name] = max(self.peak[name], counts.get(database, 0))
+                    self.peak_total = max(self.peak_total, sum(counts.values()))
+                    time.sleep(0.2)
+        finally:
+            connection.close()
+
+
+def test_ten_studies_at_once_all_finish_and_every_store_agrees(cluster, tmp_path):
+    spaces = [_space(cluster, tmp_path, f"chaos-busy-{i}", trials=2, epochs=2, sleep=0.2, seed=i,
+                     concurrency=2)[0] for i in range(10)]
+    sampler = ConnectionSampler(cluster["info"]["postgres"], cluster["info"]["databases"])
+    sampler.start()
+    try:
+        with ThreadPoolExecutor(10) as pool:
+            study_ids = list(pool.map(lambda space: _submit(cluster, space), spaces))
+
+        def all_ended():
+            studies = {s["id"]: s for s in _api(cluster, "GET", "/studies?limit=100")["studies"] if s["id"] in study_ids}
+            return all(s["status"] not in ("queued", "running") for s in studies.values()) and studies
+
+        studies = _wait_for(all_ended, 900, "ten studies to end")
+    finally:
+        sampler.done.set()
+        sampler.join(timeout=10)
+
+    print(f"\npeak PostgreSQL connections with 10 studies at once: {sampler.peak} (both: {sampler.peak_total})")
+    assert {s["status"] for s in studies.values()} == {"succeeded"}, studies
+    for study_id in study_ids:
+        assert_records_agree(study_id, cluster["env"])
+    # Ten drivers, the API and the MLflow server stay inside PostgreSQL's default max_connections of 100 (43
+    # to 58 at the peak when measured: README, Reliability).
+    assert sampler.peak_total <= 75, sampler.peak

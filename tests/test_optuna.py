@@ -1,0 +1,46 @@
+"""The study's Optuna side: the notes the driver leaves on a study and what the end of a study reads from them."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from service._optuna import LOST_ATTR, OUT_OF_TIME_ATTR, RETRIES_ATTR, noted_trials, ran_out_of_time
+from service._outcome import study_outcome
+
+
+@pytest.fixture
+def study():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(direction="maximize")
+
+
+def test_noted_trials_reads_the_numbers_of_one_note(study):
+    study.set_user_attr(f"{LOST_ATTR}.3", "its worker was lost 4 times")
+    study.set_user_attr(f"{LOST_ATTR}.12", "its worker was lost 4 times")
+    study.set_user_attr(f"{RETRIES_ATTR}.5", 2)
+    study.set_user_attr(LOST_ATTR + "x.7", "another note whose name only starts the same")
+
+    assert noted_trials(study, LOST_ATTR) == {3, 12}
+    assert noted_trials(study, RETRIES_ATTR) == {5}
+
+
+@pytest.mark.parametrize("noted, expected", [(None, False), (True, True)])
+def test_ran_out_of_time_reads_the_note_of_any_run(study, noted, expected):
+    if noted is not None:
+        study.set_user_attr(OUT_OF_TIME_ATTR, noted)
+    assert ran_out_of_time(study) is expected
+
+
+def test_trials_lost_to_dead_workers_do_not_spend_the_failure_budget(study):
+    # Two trials failed after their workers were lost more often than max_retries, one completed: with
+    # max_failed_trials 0 the study still succeeds, as the driver judges it from the notes.
+    for value in (None, None, 1.0):
+        trial = study.ask()
+        study.tell(trial, value, state=optuna.trial.TrialState.FAIL if value is None else None)
+    for number in (0, 1):
+        study.set_user_attr(f"{LOST_ATTR}.{number}", "its worker was lost 4 times")
+    kwargs = dict(planned=3, max_failed_trials=0, out_of_time=False, grid_exhausted=False, study_id="s")
+
+    assert study_outcome(study.trials, **kwargs).status == "failed"  # without the notes, as before
+    assert study_outcome(study.trials, lost=noted_trials(study, LOST_ATTR), **kwargs).status == "succeeded"
