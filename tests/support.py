@@ -70,7 +70,7 @@ TEST_TRAINABLE_MODULES = "where,slow,flaky,chaos"
 
 def local_cluster(workers: int = 2):
     """`scripts/local-cluster up`, then {"env": its DIR/env.json over this environment, "info": cluster.json,
-    "dir", "root", "script_env"}; `down` at the end, whatever happened. For a module-scoped fixture:
+    "dir", "root", "script_env", "secrets": the three secrets of DIR}; `down` at the end, whatever happened. For a module-scoped fixture:
     `yield from local_cluster()`. Nothing of the caller's Ray, hpsearch or MLflow settings reaches it."""
     # Short: the Ray nodes' unix sockets live under it.
     root = Path(tempfile.mkdtemp(prefix="hpc-", dir="/tmp"))
@@ -90,7 +90,9 @@ def local_cluster(workers: int = 2):
             # MLflow asks for its login; the MlflowClient of this process reads it from the environment.
             for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
                 patch.setenv(name, client_env[name])
-            yield {"env": client_env, "info": info, "dir": root / "c", "root": root, "script_env": env}
+            yield {"env": client_env, "info": info, "dir": root / "c", "root": root, "script_env": env,
+                   "secrets": [(root / "c" / name).read_text().strip()
+                               for name in ("api_token", "ray_token", "mlflow_password")]}
     finally:
         down = subprocess.run([sys.executable, str(LOCAL_CLUSTER), "down", "--dir", str(root / "c")],
                               env=env, capture_output=True, text=True, timeout=120)

@@ -11,17 +11,17 @@ import base64
 import ipaddress
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from support import local_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -244,26 +244,8 @@ def test_security_embedded_study_listens_on_loopback_only(tmp_path):
 
 @pytest.fixture(scope="module")
 def cluster():
-    """`scripts/local-cluster up --workers 1` admitting the test module `where`; `down` at the end."""
-    root = Path(tempfile.mkdtemp(prefix="hps-", dir="/tmp"))  # short: the Ray nodes' unix sockets live under it
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "HPSEARCH_", "MLFLOW_"))}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(USER_TRAINABLES)])
-    env["HPSEARCH_TRAINABLE_MODULES"] = "where"
-    up = subprocess.run([sys.executable, str(LOCAL_CLUSTER), "up", "--dir", str(root / "c"), "--workers", "1"],
-                        env=env, capture_output=True, text=True, timeout=480)  # MLflow alone may take 240 s
-    try:
-        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-5000:]
-        directory = root / "c"
-        client_env = {**env, **json.loads((directory / "env.json").read_text())}
-        info = json.loads((directory / "cluster.json").read_text())
-        yield {"env": client_env, "info": info, "dir": directory, "root": root,
-               "secrets": [(directory / name).read_text().strip()
-                           for name in ("api_token", "ray_token", "mlflow_password")]}
-    finally:
-        down = subprocess.run([sys.executable, str(LOCAL_CLUSTER), "down", "--dir", str(root / "c")],
-                              env=env, capture_output=True, text=True, timeout=120)
-        shutil.rmtree(root, ignore_errors=True)
-        assert down.returncode == 0, down.stderr[-3000:]
+    """`scripts/local-cluster up --workers 1` admitting the test modules (tests/user_trainables); `down` at the end."""
+    yield from local_cluster(workers=1)
 
 
 def _http(url: str, body=None, token=None, method=None, raw: bytes = None, login=None) -> tuple[int, str]:
