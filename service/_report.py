@@ -1,4 +1,5 @@
-"""Report of an Optuna study: plots as HTML and PNG, every trial in `trials.csv`, and `report_notes.txt`.
+"""Report of an Optuna study: plots as HTML and PNG, every trial in `trials.csv`, and `report_notes.txt`
+(the two tables: service/_report_tables.py).
 
 The driver logs the folder as artifacts of the study's MLflow parent run, at the end of a study and
 periodically while it runs. A report may therefore be asked for an empty study, one whose trials all failed,
@@ -13,18 +14,17 @@ plotly to PNG needs kaleido and Chrome, which the driver machines do not have.
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import math
 import warnings
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from service._report_tables import param_names, write_notes, write_trials_csv
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +71,8 @@ def write_study_report(
     for name, kwargs in _plan_plots(study, trials, metric_names, top_params, notes):
         written += _draw(study, name, kwargs, out, notes, sections)
     written.append(_write_html(study, sections, out / HTML_FILE))
-    written.append(_write_trials_csv(trials, metric_names, out / TRIALS_FILE))
-    written.append(_write_notes(study, trials, notes, out / NOTES_FILE))
+    written.append(write_trials_csv(trials, metric_names, out / TRIALS_FILE))
+    written.append(write_notes(study, trials, notes, out / NOTES_FILE))
     return written
 
 
@@ -198,7 +198,7 @@ def _plan_importances(s: _Scope):
 def _plan_parallel(s: _Scope):
     if not s.scored:
         return s.no_result
-    return s.common if _param_names(s.scored) else "the completed trials have no params"
+    return s.common if param_names(s.scored) else "the completed trials have no params"
 
 
 def _plan_intermediate(s: _Scope):
@@ -253,14 +253,9 @@ def _is_finite(value: Optional[float]) -> bool:
     return value is not None and math.isfinite(value)
 
 
-def _param_names(trials: list[FrozenTrial]) -> list[str]:
-    """Every param of `trials`, in the order they were first suggested."""
-    return list(dict.fromkeys(name for t in trials for name in t.params))
-
-
 def _common_params(trials: list[FrozenTrial]) -> list[str]:
     """Params suggested in every one of `trials`: the only ones fANOVA ranks."""
-    return [p for p in _param_names(trials) if all(p in t.params for t in trials)]
+    return [p for p in param_names(trials) if all(p in t.params for t in trials)]
 
 
 def _varies(trials: list[FrozenTrial], param: str) -> bool:
@@ -280,7 +275,7 @@ def _rank_params(trials: list[FrozenTrial], importances: dict[str, float]) -> li
         n_trials_with_param = sum(param in t.params for t in trials)
         return (-importances.get(param, 0.0), not _varies(trials, param), -n_trials_with_param)
 
-    return sorted(_param_names(trials), key=key)
+    return sorted(param_names(trials), key=key)
 
 
 def _seen_together(trials: list[FrozenTrial], params: list[str]) -> bool:
@@ -372,68 +367,3 @@ def _save_png(study: optuna.Study, name: str, kwargs: dict[str, Any], path: Path
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
-
-
-# ------------------------------------------------------------------------------------------ trials & notes
-
-
-def _write_trials_csv(trials: list[FrozenTrial], metric_names: list[str], path: Path) -> Path:
-    params = _param_names(trials)
-    attrs = list(dict.fromkeys(key for t in trials for key in t.user_attrs))
-    columns = [
-        "number",
-        "state",
-        *metric_names,
-        "epochs",
-        *(f"param.{p}" for p in params),
-        "duration_s",
-        "datetime_start",
-        "datetime_complete",
-        *(f"attr.{a}" for a in attrs),
-    ]
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        for t in trials:
-            writer.writerow(_trial_row(t, metric_names, params, attrs))
-    return path
-
-
-def _trial_row(
-    t: FrozenTrial, metric_names: list[str], params: list[str], attrs: list[str]
-) -> dict[str, Any]:
-    """One CSV row; a missing value (no result, a conditional param that did not apply) is an empty cell."""
-    values = t.values or [None] * len(metric_names)
-    return {
-        "number": t.number,
-        "state": t.state.name,
-        **dict(zip(metric_names, values)),
-        "epochs": max(t.intermediate_values, default=None),
-        **{f"param.{p}": t.params.get(p) for p in params},
-        "duration_s": t.duration.total_seconds() if t.duration is not None else None,
-        "datetime_start": _iso(t.datetime_start),
-        "datetime_complete": _iso(t.datetime_complete),
-        **{f"attr.{a}": _cell(t.user_attrs.get(a)) for a in attrs},
-    }
-
-
-def _iso(when: Any) -> Optional[str]:
-    return when.isoformat() if when is not None else None
-
-
-def _cell(value: Any) -> Any:
-    # Lists and dicts as JSON, so a spreadsheet or `json.loads` can read them back.
-    return json.dumps(value, default=str) if isinstance(value, (list, dict, tuple)) else value
-
-
-def _write_notes(study: optuna.Study, trials: list[FrozenTrial], notes: list[str], path: Path) -> Path:
-    counts = Counter(t.state.name for t in trials)
-    by_state = ", ".join(f"{counts[s.name]} {s.name}" for s in TrialState if counts[s.name])
-    summary = f"Study {study.study_name!r}: {len(trials)} trial(s)" + (f" ({by_state})" if by_state else "")
-    lines = [summary + "."]
-    if notes:
-        lines += ["Plots not drawn:", *(f"- {note}" for note in notes)]
-    else:
-        lines.append("All plots were drawn.")
-    path.write_text("\n".join(lines) + "\n")
-    return path
