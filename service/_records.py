@@ -26,6 +26,7 @@ from service._optuna import (
     pareto_front,
     ran_out_of_time,
     reconcile_running,
+    tell_held,
     trial_note,
 )
 from service._outcome import StudyOutcome
@@ -118,6 +119,8 @@ def close_records(
         return _close(ctx, registry, client, StudyOutcome(status, outcome.error or "the study ended before its first trial"),
                       TrialCounts(), {})
     if outcome.status != StudyStatus.STOPPED:
+        if ctx.space.sampler.deterministic:
+            tell_held(study)  # finished trials held back for their turn (the study failed before it came)
         reconcile_running(study, "budget.time was spent before it ended" if ran_out_of_time(study)
                           else f"the study ended before it did ({outcome.error or outcome.status})")
     trials = own_trials(study)

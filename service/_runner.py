@@ -215,9 +215,11 @@ def run_study(
         tuner = build_tuner(ctx, resume=resume, seed_trials=list(seed_trials))
         started = time.monotonic()
         results = tuner.fit()
-        _tell_held(ctx)
+        fit_seconds = time.monotonic() - started
         checkpoints = _checkpoints_by_trial(results)
-        outcome = _judge(ctx, fit_seconds=time.monotonic() - started)
+        outcome = _judge(ctx, fit_seconds=fit_seconds)
+        if outcome.status != StudyStatus.STOPPED and _tell_held(ctx):  # a stopped study tells them on resume
+            outcome = _judge(ctx, fit_seconds=fit_seconds)  # the trials held back count now
     except KeyboardInterrupt:
         outcome = StudyOutcome(StudyStatus.STOPPED, "interrupted")
     except StudyError as exc:
@@ -229,13 +231,13 @@ def run_study(
     return close_records(ctx, registry, outcome, checkpoints)
 
 
-def _tell_held(ctx) -> None:
-    """Deterministic mode: trials that finished but whose turn to be told never came (the study ended first)."""
+def _tell_held(ctx) -> int:
+    """Deterministic mode: tell the trials that finished but whose turn to be told never came (the study ended
+    first); how many. Only for a study that ends here: a stopped one's resumed searcher tells them in turn."""
     from service._optuna import load_study, tell_held
 
     study = load_study(ctx.optuna_storage, ctx.study_id) if ctx.space.sampler.deterministic else None
-    if study is not None:
-        tell_held(study)
+    return tell_held(study) if study is not None else 0
 
 
 def _judge(ctx, *, fit_seconds: float) -> StudyOutcome:

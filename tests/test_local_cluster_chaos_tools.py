@@ -6,6 +6,7 @@ The chaos tests (tests/test_chaos_e2e.py) use the same verbs while studies run."
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from support import cluster_script, local_cluster
 
@@ -111,6 +113,11 @@ def test_restarted_mlflow_and_api_answer_at_the_same_address(cluster):
     assert json.loads(listed.stdout) == {"studies": []}
     with urllib.request.urlopen(f"{cluster['env']['MLFLOW_TRACKING_URI']}/health", timeout=10) as response:
         assert response.status == 200
+    # The restarted MLflow still takes the service account's login (its password read back from DIR) ...
+    assert MlflowClient(cluster["env"]["MLFLOW_TRACKING_URI"]).search_experiments()
+    # ... and what the restarts wrote is as private as what `up` wrote.
+    for path in [cluster["dir"] / "cluster.json", *(cluster["dir"] / "logs").iterdir()]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
 def test_unknown_roles_and_workers_are_usage_errors(cluster):
