@@ -103,7 +103,7 @@ def test_registry_holds_few_postgresql_connections(database_url, admin, monkeypa
     assert _settles(lambda: _connections(admin, name) == 0)
 
 
-def _settles(condition, within_s: float = 5.0) -> bool:
+def _settles(condition, within_s: float = 30.0) -> bool:  # a loaded machine ends server processes late
     deadline = time.monotonic() + within_s
     while not condition():
         if time.monotonic() > deadline:

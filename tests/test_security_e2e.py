@@ -244,8 +244,8 @@ def test_security_embedded_study_listens_on_loopback_only(tmp_path):
 
 @pytest.fixture(scope="module")
 def cluster():
-    """`scripts/local-cluster up --workers 1` admitting the test modules (tests/user_trainables); `down` at the end."""
-    yield from local_cluster(workers=1)
+    """`scripts/local-cluster up --workers 1 --mlflow-login` admitting the test modules (tests/user_trainables); `down` at the end."""
+    yield from local_cluster(workers=1, mlflow_login=True)
 
 
 def _http(url: str, body=None, token=None, method=None, raw: bytes = None, login=None) -> tuple[int, str]:
