@@ -58,7 +58,9 @@ def _connections(admin, application_name: str) -> int:
 def test_registry_holds_few_postgresql_connections(database_url, admin, monkeypatch, pool_size, bound):
     """One Registry holds one connection after sequential use, at most 2 x the pool size during a burst of
     16 threads, the pool size after it, and none once disposed. HPSEARCH_DB_POOL_SIZE sets the pool size."""
-    if pool_size is not None:
+    if pool_size is None:
+        monkeypatch.delenv("HPSEARCH_DB_POOL_SIZE", raising=False)  # `hpsearch serve` sets it in its process
+    else:
         monkeypatch.setenv("HPSEARCH_DB_POOL_SIZE", pool_size)
     name = f"hps-test-{secrets.token_hex(4)}"
     registry = Registry(f"{database_url}?application_name={name}")
