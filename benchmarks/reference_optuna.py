@@ -12,7 +12,6 @@ bookkeeping alone. Prints one JSON line: wall seconds and trials finished.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -22,17 +21,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from reference_tune import define_space  # noqa: E402  (the one statement of the space for both references)
+from reference_tune import define_space, parse_study_arguments  # noqa: E402  (one statement for both)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=30)
-    parser.add_argument("--max-epochs", type=int, default=12)
-    parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--noop", action="store_true")
-    args = parser.parse_args()
+    args = parse_study_arguments(__doc__)
 
     started = time.perf_counter()
     import mlflow

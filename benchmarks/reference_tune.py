@@ -49,14 +49,19 @@ def train_cnn(config: dict) -> None:
     train(config)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_study_arguments(doc: str) -> argparse.Namespace:
+    """The flags both reference scripts take: the study's size, the seed, and --noop."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--max-epochs", type=int, default=12)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noop", action="store_true")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_study_arguments(__doc__)
 
     started = time.perf_counter()
     import ray
