@@ -163,15 +163,16 @@ def test_registry_gives_up_on_a_full_server_after_the_connect_wait(one_connectio
         started = time.monotonic()
         with pytest.raises(RegistryUnavailable, match="too many connections"):
             Registry(one_connection_url)
-        assert 1 <= time.monotonic() - started < 5
+        assert 1 <= time.monotonic() - started < 60  # gave up after its 1 s wait, not the default's minutes
     other.dispose()
 
 
-def test_registry_reports_a_wrong_address_at_once():
+def test_registry_reports_a_wrong_address_at_once(monkeypatch):
+    monkeypatch.setenv("HPSEARCH_DB_CONNECT_WAIT_S", "300")  # a refused address is not waited for at all
     started = time.monotonic()
     with pytest.raises(RegistryUnavailable, match="Connection refused"):
         Registry(f"postgresql+psycopg2://postgres@127.0.0.1:{_free_port()}/nothing")
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 60
 
 
 class _Relay:
