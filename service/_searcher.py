@@ -9,7 +9,12 @@ one) and never hands Optuna the result a trial ended on. Here:
   whole learning curve of every trial (what the report's intermediate-values plot shows);
 - a trial ends as `service._outcome.trial_outcome` judges it: COMPLETE, PRUNED (stopped before max_epochs), or
   FAIL (raised, or a metric missing or not finite);
-- a grid that has tried every point ends the study (Searcher.FINISHED) instead of repeating points.
+- the searcher, not Tune, keeps the budget: how many trials (`budget.trials`; a grid that has tried every
+  point ends the study too, instead of repeating points) and how many at once (`budget.concurrency`). It ends
+  the search (Searcher.FINISHED) only once every trial it asked for has finished. Tune copies its saved state
+  file by file, so a driver that dies during a save can leave Tune's list of trials, its count of them and its
+  count of running ones from different moments; on restore the searcher takes Tune's list as the truth
+  (`_agree_with_tune`) and asks for a trial in place of each one Tune lost.
 
 With `sampler.deterministic` (and a seed) a study is the same on every run at any concurrency c: the k-th trial
 is asked for only once trials 0..k-c have finished, and the sampler has then been told exactly those, in trial
@@ -50,18 +55,21 @@ logger = logging.getLogger(__name__)
 
 
 class StudySearcher(Searcher):
-    def __init__(self, *, study_name: str, storage_url: Optional[str], space: "SearchSpace", seed_trials: list = ()):
-        """`storage_url` None keeps the Optuna study in memory (benchmarks/search_quality.py replays studies so)."""
+    def __init__(self, *, study_name: str, storage_url: Optional[str], space: "SearchSpace", seed_trials: list = (),
+                 experiment_path: Optional[str] = None):
+        """`storage_url` None keeps the Optuna study in memory (benchmarks/search_quality.py replays studies so).
+        `experiment_path` is Tune's directory of the study, read on restore for the trials Tune kept."""
         metric, mode = (list(space.metrics), list(space.modes)) if space.is_multi_objective else (space.metrics[0], space.modes[0])
         super().__init__(metric=metric, mode=mode)
         self.space = space
         self.study_name = study_name
         self.storage_url = storage_url
+        self.experiment_path = experiment_path
         self._trials: dict[str, "optuna.trial.Trial"] = {}  # Tune trial id -> its Optuna trial
         self._reported: dict[str, int] = {}  # Tune trial id -> last step told to Optuna
         self._finished: set[str] = set()
-        # deterministic mode: Tune trial ids in the order they were asked for, how each finished one ended (held
-        # back until its turn), and how many of them (a prefix of the order) Optuna has been told
+        # Tune trial ids in the order they were asked for; in deterministic mode also how each finished one ended
+        # (held back until its turn), and how many of them (a prefix of the order) Optuna has been told
         self._order: list[str] = []
         self._held: dict[str, "TrialOutcome"] = {}
         self._told = 0
@@ -96,13 +104,23 @@ class StudySearcher(Searcher):
             self._tell_held()
             if self._told < len(self._order) - self.space.budget.concurrency + 1:
                 return None  # an older trial is still running: Tune asks again later
-        if self._grid_exhausted():
-            return Searcher.FINISHED
+        running = len(self._trials) - len(self._finished)
+        if self._asked_all():
+            # Not before every trial has finished: a trial Tune loses in a restore is asked for again.
+            return None if running else Searcher.FINISHED
+        if running >= self.space.budget.concurrency:
+            return None
         trial = self.study.ask()
         trial.set_user_attr(TUNE_TRIAL_ID_ATTR, trial_id)
         self._trials[trial_id] = trial
         self._order.append(trial_id)
         return {**suggest_params(self.space, trial), **self.space.trial_constants()}
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        """True: Tune's ConcurrencyLimiter leaves the limit (`budget.concurrency`) to this searcher, which counts
+        the trials it asked for that have not finished, as reconciled with Tune's on restore; the limiter's own
+        count would keep a trial Tune lost running forever."""
+        return True
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self._report(trial_id, result)
@@ -139,8 +157,7 @@ class StudySearcher(Searcher):
     def _tell_held(self) -> None:
         """Deterministic mode: tell Optuna, in trial order, every finished trial that the next trial to be
         asked for must see (k sees 0..k-c), and all of them once no trial is left to ask for."""
-        no_more_asks = len(self._order) >= self.space.budget.trials or self._grid_exhausted()
-        visible = len(self._order) if no_more_asks else len(self._order) - self.space.budget.concurrency + 1
+        visible = len(self._order) if self._asked_all() else len(self._order) - self.space.budget.concurrency + 1
         while self._told < visible and self._order[self._told] in self._finished:
             trial_id = self._order[self._told]
             self._tell(self._trials[trial_id], self._held.pop(trial_id))
@@ -154,7 +171,49 @@ class StudySearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as fh:
             self.__dict__.update(pickle.load(fh))
+        if self.experiment_path:
+            self._agree_with_tune(_tune_trials(self.experiment_path))
         self._fail_unsaved_trials()
+
+    def _agree_with_tune(self, tune_trials: list) -> None:
+        """Make this restored searcher agree with the trials Tune restored, which may have been saved a moment
+        before or after it (Tune's files are copied one by one):
+        - a trial it asked for that Tune does not know, and that had not finished, is failed as lost and no
+          longer counted: a new trial is asked for in its place;
+        - a trial Tune knows that it does not (asked after its state was saved) is taken back, by the Tune id
+          its Optuna trial carries, and goes on;
+        - a trial Tune saved as ended that it saved as running is ended here as Tune ended it (Tune does not
+          end a restored trial twice)."""
+        from optuna.trial import Trial, TrialState
+
+        in_tune = {t.trial_id: t for t in tune_trials}
+        for trial_id in [t for t in self._order if t not in in_tune and t not in self._finished]:
+            self._lose(trial_id, "its driver died before Tune saved the trial; a new trial took its place")
+        by_tune_id = {t.user_attrs.get(TUNE_TRIAL_ID_ATTR): t for t in self.study.get_trials(deepcopy=False)}
+        for frozen in sorted((by_tune_id[i] for i in in_tune if i not in self._trials and i in by_tune_id),
+                             key=lambda t: t.number):
+            trial_id = frozen.user_attrs[TUNE_TRIAL_ID_ATTR]
+            self._trials[trial_id] = Trial(self.study, frozen._trial_id)  # its storage id (no public accessor)
+            self._order.append(trial_id)
+            self._reported[trial_id] = max(frozen.intermediate_values, default=0)
+            if frozen.state.is_finished():
+                self._finished.add(trial_id)
+        for trial_id, tune_trial in in_tune.items():
+            if trial_id in self._trials and trial_id not in self._finished and tune_trial.status in ("TERMINATED", "ERROR"):
+                running = by_tune_id.get(trial_id) is None or by_tune_id[trial_id].state == TrialState.RUNNING
+                if running:
+                    self.on_trial_complete(trial_id, tune_trial.last_result or None, error=tune_trial.status == "ERROR")
+                self._finished.add(trial_id)
+
+    def _lose(self, trial_id: str, reason: str) -> None:
+        """Fail a trial Tune lost as lost (not its fault, outside the failure budget) and stop counting it."""
+        from optuna.trial import TrialState
+
+        trial = self._trials.pop(trial_id)
+        self._order.remove(trial_id)
+        self._reported.pop(trial_id, None)
+        if self.study.get_trials(deepcopy=False)[trial.number].state == TrialState.RUNNING:
+            self._fail_as_lost(trial.number, reason)
 
     def _fail_unsaved_trials(self) -> None:
         """Trials the Optuna study holds as running that this restored searcher never asked for: a driver that
@@ -165,14 +224,17 @@ class StudySearcher(Searcher):
 
         known = {trial.number for trial in self._trials.values()}
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.number in known or WARM_START_SOURCE_ATTR in t.user_attrs:
-                continue
-            self.study.set_user_attr(f"{LOST_ATTR}.{t.number}", "its driver died before the trial was saved; "
-                                                                "a new trial took its place")
-            try:
-                self.study.tell(t.number, state=TrialState.FAIL)
-            except Exception as exc:  # noqa: BLE001 - finished meanwhile; that tell wins
-                logger.warning("could not fail unsaved trial %s: %s", t.number, exc)
+            if t.number not in known and WARM_START_SOURCE_ATTR not in t.user_attrs:
+                self._fail_as_lost(t.number, "its driver died before the trial was saved; a new trial took its place")
+
+    def _fail_as_lost(self, number: int, reason: str) -> None:
+        from optuna.trial import TrialState
+
+        self.study.set_user_attr(f"{LOST_ATTR}.{number}", reason)
+        try:
+            self.study.tell(number, state=TrialState.FAIL)
+        except Exception as exc:  # noqa: BLE001 - finished meanwhile; that tell wins
+            logger.warning("could not fail lost trial %s: %s", number, exc)
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _report(self, trial_id: str, result: dict) -> None:
@@ -190,9 +252,19 @@ class StudySearcher(Searcher):
             logger.warning("could not report to Optuna trial %s: %s", trial.number, exc)
         self._reported[trial_id] = step
 
+    def _asked_all(self) -> bool:
+        return len(self._order) >= self.space.budget.trials or self._grid_exhausted()
+
     def _grid_exhausted(self) -> bool:
         is_exhausted = getattr(self.study.sampler, "is_exhausted", None)  # GridSampler's
         return bool(is_exhausted and is_exhausted(self.study))
+
+
+def _tune_trials(experiment_path: str) -> list:
+    """The trials Tune keeps in its newest saved state of the experiment (the state `Tuner.restore` loads)."""
+    from ray.tune import ExperimentAnalysis
+
+    return ExperimentAnalysis(experiment_path).trials
 
 
 def _finite(value: Any) -> bool:

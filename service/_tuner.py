@@ -43,14 +43,14 @@ def build_tuner(ctx: StudyContext, *, resume: bool, seed_trials: list) -> "Tuner
         return tune.Tuner.restore(str(ctx.tune_path), trainable=trainable, resume_unfinished=True, resume_errored=False)
 
     searcher = StudySearcher(study_name=ctx.study_id, storage_url=ctx.optuna_storage, space=space,
-                             seed_trials=seed_trials)
+                             seed_trials=seed_trials, experiment_path=str(ctx.tune_path))
     progress = StudyProgress(ctx)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler_for(ctx),
-            num_samples=space.budget.trials,
+            num_samples=-1,  # the searcher keeps budget.trials: Tune's own count may not survive a restore
             max_concurrent_trials=space.budget.concurrency,
             # budget.time is kept by StudyProgress: it counts from the first trial's start, not from here.
             trial_dirname_creator=trial_dirname,

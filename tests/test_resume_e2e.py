@@ -148,7 +148,7 @@ def test_stopped_or_crashed_study_resumes_without_rerunning_finished_trials(tmp_
     assert summary["study_id"] == record.id and summary["status"] == "succeeded"
     study = optuna.load_study(study_name=record.optuna_study_name, storage=record.optuna_storage)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
-    assert len(complete) >= 6
+    assert len(complete) >= 6, ([(t.number, t.state.name) for t in study.trials], study.user_attrs)
     assert study.get_trials(states=(TrialState.RUNNING,)) == []
     after = _histories(record)
     for number in finished_before:
@@ -159,3 +159,78 @@ def test_stopped_or_crashed_study_resumes_without_rerunning_finished_trials(tmp_
         if study.trials[number].state == TrialState.COMPLETE:
             assert sorted(set(steps)) == [1, 2, 3, 4, 5]
     assert Registry(f"sqlite:///{tmp_path / 'home' / 'registry.db'}").find_by_id(record.id).status == "succeeded"
+
+
+def _optuna_trials(record) -> int:
+    try:
+        study = optuna.load_study(study_name=record.optuna_study_name, storage=record.optuna_storage)
+    except KeyError:
+        return 0
+    return len(study.get_trials(deepcopy=False))
+
+
+def _tune_saved_state(tune_path: Path, names: tuple) -> dict:
+    """The files of Tune's saved state whose names start with `names`, read whole (a file being replaced is
+    read again)."""
+    files = {}
+    for path in tune_path.iterdir():
+        if path.name.startswith(names):
+            for _ in range(20):
+                data = path.read_bytes()
+                if data:
+                    files[path.name] = data
+                    break
+                time.sleep(0.1)
+    return files
+
+
+# Tune's saved state is three files, copied one by one to the study's folder after every save: its list of
+# trials (experiment_state), the searcher's state and the search generator's count (searcher-state,
+# search_gen_state). A driver killed during a copy leaves some of them from one save and the rest from an
+# earlier one. Each case puts back one side from an earlier save, as such a copy leaves them.
+OLDER = {
+    "tune's trial list older": ("experiment_state-",),
+    "searcher older": ("searcher-state-", "search_gen_state-"),
+}
+
+
+@pytest.mark.parametrize("older", list(OLDER))
+def test_a_study_whose_saved_state_was_copied_half_resumes_with_every_trial_accounted_for(tmp_path, older):
+    from support import assert_records_agree
+
+    space = tmp_path / "slow.yaml"
+    space.write_text(SLOW_SPACE.format(name="e2e-half-copied"))
+    env = _env(tmp_path)
+    driver = subprocess.Popen(_hpsearch("submit", str(space), "--json", "--quiet"), env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: _registry_has_study(tmp_path), 120, "the study to be registered")
+        record = _only_study(tmp_path)
+        tune_path = tmp_path / "home" / "tune" / record.id  # Settings.tune_dir
+        _wait_for(lambda: _optuna_trials(record) >= 2 and len(_tune_saved_state(tune_path, OLDER[older])) == len(OLDER[older]),
+                  180, "two trials asked for and saved")
+        time.sleep(1.5)  # one more save, with both trials in it
+        earlier = _tune_saved_state(tune_path, OLDER[older])
+        _wait_for(lambda: _optuna_trials(record) >= 4, 180, "two more trials asked for")
+        time.sleep(1.5)  # past the next save
+        driver.kill()
+        driver.communicate(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    for name, data in earlier.items():
+        (tune_path / name).write_bytes(data)
+
+    resumed = subprocess.run(_hpsearch("resume", record.id, "--json", "--quiet"), env=env,
+                             capture_output=True, text=True, timeout=400)
+
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads(resumed.stdout)["status"] == "succeeded"
+    study = optuna.load_study(study_name=record.optuna_study_name, storage=record.optuna_storage)
+    states = [(t.number, t.state.name) for t in study.trials]
+    assert [s for _, s in states].count("COMPLETE") == 6, (states, study.user_attrs)  # the whole budget
+    lost = {int(k.rsplit(".", 1)[1]) for k in study.user_attrs if k.startswith("hpsearch.lost.")}
+    assert {n for n, s in states if s != "COMPLETE"} == lost, (states, study.user_attrs)  # only lost ones fail
+    assert_records_agree(record.id, {"HPSEARCH_REGISTRY_URL": f"sqlite:///{tmp_path / 'home' / 'registry.db'}",
+                                     "HPSEARCH_OPTUNA_STORAGE": record.optuna_storage,
+                                     "MLFLOW_TRACKING_URI": env["MLFLOW_TRACKING_URI"]})

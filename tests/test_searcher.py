@@ -15,7 +15,7 @@ SPACE = """\
 name: s
 trainable: mlp
 metric: val_acc
-budget: {{trials: 10, max_epochs: 3}}
+budget: {{trials: 10, max_epochs: 3, concurrency: 10}}
 sampler: {sampler}
 params:
   optimizer: {{type: categorical, choices: [sgd, adam]}}
@@ -118,7 +118,7 @@ def test_searcher_seed_trials_come_before_the_first_ask(tmp_path):
 
 def _deterministic(tmp_path, concurrency: int, trials: int = 10) -> StudySearcher:
     text = SPACE.format(sampler="{type: tpe, seed: 0, deterministic: true, n_startup_trials: 2}").replace(
-        "{trials: 10, max_epochs: 3}", f"{{trials: {trials}, max_epochs: 3, concurrency: {concurrency}}}")
+        "{trials: 10, max_epochs: 3, concurrency: 10}", f"{{trials: {trials}, max_epochs: 3, concurrency: {concurrency}}}")
     return StudySearcher(study_name="d", storage_url=f"sqlite:///{tmp_path / 'd.db'}",
                          space=parse_space(text, check_data=False))
 
@@ -202,3 +202,98 @@ def test_searcher_restored_fails_trials_asked_for_after_its_last_save_as_lost(tm
     assert saved.state == TrialState.RUNNING  # Tune continues it from its checkpoint
     assert unsaved.state == TrialState.FAIL  # Tune never heard of it: a new trial takes its place
     assert restored.study.user_attrs[f"hpsearch.lost.{unsaved.number}"].startswith("its driver died before")
+
+
+# -- a restore where Tune's saved trials and the searcher's state come from different moments -----------------
+def _tune_saw(monkeypatch, *trials):
+    """Tune's saved list of trials, as `ExperimentAnalysis` reads it: (trial id, status, last result)."""
+    from types import SimpleNamespace
+
+    listed = [SimpleNamespace(trial_id=i, status=status, last_result=last) for i, status, last in trials]
+    monkeypatch.setattr("service._searcher._tune_trials", lambda path: listed)
+
+
+def _study_searcher(tmp_path) -> StudySearcher:
+    space = parse_space(SPACE.format(sampler="{type: random, seed: 0}"), check_data=False)
+    return StudySearcher(study_name="s", storage_url=f"sqlite:///{tmp_path / 'optuna.db'}", space=space,
+                         experiment_path=str(tmp_path / "tune"))
+
+
+def _restored(tmp_path) -> StudySearcher:
+    restored = _study_searcher(tmp_path)  # the resumed driver's: a fresh object, then restore(), as Tune does
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    return restored
+
+
+def test_restored_searcher_takes_back_a_trial_tune_saved_after_it(tmp_path, monkeypatch):
+    searcher = _study_searcher(tmp_path)
+    searcher.suggest("a")
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    searcher.suggest("b")  # Tune's list was saved after this ask, the searcher's state before
+    searcher.on_trial_result("b", {"val_acc": 0.3, "training_iteration": 1})
+    _tune_saw(monkeypatch, ("a", "RUNNING", None), ("b", "RUNNING", None))
+
+    restored = _restored(tmp_path)
+    restored.on_trial_result("b", {"val_acc": 0.3, "training_iteration": 1})  # replayed from its checkpoint
+    restored.on_trial_complete("b", {"val_acc": 0.6, "training_iteration": 3})
+
+    a, b = restored.study.get_trials()
+    assert a.state == TrialState.RUNNING
+    assert not [k for k in restored.study.user_attrs if k.startswith("hpsearch.lost")]
+    assert (b.state, b.value, b.intermediate_values) == (TrialState.COMPLETE, 0.6, {1: 0.3, 3: 0.6})
+    restored.suggest("c")
+    assert [t.number for t in restored.study.get_trials()] == [0, 1, 2]  # a and b both counted
+
+
+def test_restored_searcher_fails_a_trial_tune_saved_before_as_lost_and_asks_for_another(tmp_path, monkeypatch):
+    searcher = _study_searcher(tmp_path)
+    searcher.suggest("a")
+    searcher.suggest("b")
+    searcher.save(str(tmp_path / "searcher.pkl"))  # Tune's list was saved before "b" was asked for
+    _tune_saw(monkeypatch, ("a", "RUNNING", None))
+
+    restored = _restored(tmp_path)
+
+    a, b = restored.study.get_trials()
+    assert (a.state, b.state) == (TrialState.RUNNING, TrialState.FAIL)
+    assert restored.study.user_attrs[f"hpsearch.lost.{b.number}"].startswith("its driver died before Tune saved")
+    for i in range(9):  # b is not counted: the budget of 10 still holds nine more asks after a
+        assert restored.suggest(f"n{i}") not in (None, Searcher.FINISHED)
+    assert restored.suggest("n9") is None  # all asked; a is still running
+
+
+def test_restored_searcher_ends_a_trial_tune_saved_as_ended(tmp_path, monkeypatch):
+    searcher = _study_searcher(tmp_path)
+    searcher.suggest("a")
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    _tune_saw(monkeypatch, ("a", "TERMINATED", {"val_acc": 0.7, "training_iteration": 3}))
+
+    restored = _restored(tmp_path)
+
+    (a,) = restored.study.get_trials()
+    assert (a.state, a.value) == (TrialState.COMPLETE, 0.7)  # Tune will not end it again
+
+
+def test_searcher_ends_the_search_only_once_every_trial_it_asked_for_has_finished(tmp_path):
+    space = parse_space(SPACE.format(sampler="{type: random, seed: 0}").replace("trials: 10", "trials: 2"),
+                        check_data=False)
+    searcher = StudySearcher(study_name="s", storage_url=f"sqlite:///{tmp_path / 'optuna.db'}", space=space)
+    searcher.suggest("a")
+    _run(searcher, "b", [0.5])
+    assert searcher.suggest("c") is None  # a may still be lost in a restore and asked for again
+    searcher.on_trial_complete("a", {"val_acc": 0.4, "training_iteration": 1})
+    assert searcher.suggest("c") == Searcher.FINISHED
+    assert len(searcher.study.get_trials()) == 2
+
+
+def test_searcher_keeps_the_concurrency_that_tunes_limiter_leaves_to_it(tmp_path):
+    from ray.tune.search import ConcurrencyLimiter
+
+    space = parse_space(SPACE.format(sampler="{type: random, seed: 0}").replace("concurrency: 10", "concurrency: 2"),
+                        check_data=False)
+    limiter = ConcurrencyLimiter(StudySearcher(study_name="s", storage_url=f"sqlite:///{tmp_path / 'o.db'}",
+                                               space=space), max_concurrent=2)
+    assert limiter.suggest("a") is not None and limiter.suggest("b") is not None
+    assert limiter.suggest("c") is None and limiter.live_trials == set()  # the limiter counts nothing itself
+    limiter.on_trial_complete("a", {"val_acc": 0.4, "training_iteration": 1})
+    assert limiter.suggest("c") is not None
