@@ -99,6 +99,13 @@ def optuna_number(study: "optuna.Study", tune_trial_id: str) -> Optional[int]:
     return None
 
 
+def ended_before(study: Optional["optuna.Study"], tune_trial_id: str) -> bool:
+    """Whether Optuna already holds the Tune trial's Optuna trial as ended. Tune can run such a trial again
+    after a restore (its saved state was older than the trial's end); what that run does changes no record."""
+    number = optuna_number(study, tune_trial_id) if study is not None else None
+    return number is not None and study.get_trials(deepcopy=False)[number].state.is_finished()
+
+
 @dataclass(frozen=True)
 class TrialCounts:
     """How many of a study's own trials are in each state."""

@@ -22,7 +22,7 @@ from ray.tune.stopper import Stopper
 
 from service._clock import hms
 from service._context import StudyContext
-from service._optuna import LOST_ATTR, OUT_OF_TIME_ATTR, RETRIES_ATTR, optuna_number
+from service._optuna import LOST_ATTR, OUT_OF_TIME_ATTR, RETRIES_ATTR, ended_before, optuna_number
 from service._outcome import epochs_reached, is_fault, trial_outcome
 from service._states import TrialLabel
 from service._studylog import append_log
@@ -173,6 +173,8 @@ class StudyProgress(Callback, Stopper):
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         """Tune gave up on the trial: its worker or node was lost more often than max_retries allows (its own
         errors never reach Tune, see service/_tuner.py). It failed, but not of its own fault."""
+        if ended_before(self._optuna_study(), trial.trial_id):
+            return  # a rerun, after a restore, of a trial that had ended: its end stands
         view = self._view(trial.trial_id)
         view.state, view.lost = TrialLabel.FAILED, True
         view.reason = (f"its worker was lost {view.retries + 1} times, more than max_retries="

@@ -230,11 +230,12 @@ class StudySearcher(Searcher):
     def _fail_as_lost(self, number: int, reason: str) -> None:
         from optuna.trial import TrialState
 
-        self.study.set_user_attr(f"{LOST_ATTR}.{number}", reason)
         try:
             self.study.tell(number, state=TrialState.FAIL)
         except Exception as exc:  # noqa: BLE001 - finished meanwhile; that tell wins
             logger.warning("could not fail lost trial %s: %s", number, exc)
+            return
+        self.study.set_user_attr(f"{LOST_ATTR}.{number}", reason)
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _report(self, trial_id: str, result: dict) -> None:

@@ -17,7 +17,7 @@ from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from service._context import StudyContext
-from service._optuna import load_study, optuna_number
+from service._optuna import ended_before, load_study, optuna_number
 from service._outcome import FAULT_TRACE_KEY, epochs_reached, is_fault, trial_outcome
 from service._states import TrialLabel
 from service._tracking import (
@@ -183,8 +183,8 @@ class MlflowTrialLogger(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         """Tune gave up on the trial after its worker or node was lost more often than max_retries."""
         run_id = self._runs.get(trial.trial_id)
-        if run_id is None:
-            return
+        if run_id is None or ended_before(self.study, trial.trial_id):
+            return  # none, or a rerun after a restore of a trial that had ended: its run stands
         self.client.set_tag(run_id, TAG_STATE, TrialLabel.FAILED.value)
         self.client.set_tag(run_id, TAG_REASON, f"its worker was lost more often than max_retries="
                                                 f"{self.ctx.space.budget.max_retries}: {failure_reason(trial)}")

@@ -148,3 +148,21 @@ def test_progress_status_line_has_pace_and_eta(tmp_path):
     line = progress.status_line()
     assert "completed 2" in line and "· of 10 ·" in line
     assert "2.0 trials/min · ETA 0:04:00" in line and "best val_acc 0.9000" in line
+
+
+def test_progress_a_rerun_of_a_trial_that_had_ended_changes_none_of_its_records(tmp_path):
+    # After a restore from a state saved before the trial ended, Tune runs it again; that run's end is noise.
+    import optuna
+
+    from service._optuna import TUNE_TRIAL_ID_ATTR
+
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}", direction="maximize")
+    ended = study.ask()
+    ended.set_user_attr(TUNE_TRIAL_ID_ATTR, "ended")
+    study.tell(ended, 0.9)
+    progress = _progress(tmp_path)
+    rerun = FakeTrial("ended")
+    progress.on_trial_start(0, [], rerun)
+    progress.on_trial_error(0, [], rerun)  # its checkpoint was gone: Tune gave up on the rerun
+    assert not [k for k in study.user_attrs if k.startswith("hpsearch.lost")]
+    assert progress.snapshot.count("failed") == 0
