@@ -30,6 +30,10 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's legacy reporter obeys verbose=0
+    # Tune's own per-trial result files (CSV, JSON, TensorBoard), written on its loop at every result: nothing
+    # reads them, every result is in MLflow. Without them Tune's result views warn that they find no files.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     # A result without the study's metric (a trial's last one after its own error, or a trainable that never
     # reports it) is judged by the study (service/_outcome.py), not refused by Tune's driver loop.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
