@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -135,7 +136,7 @@ def main() -> None:
 
     out = BENCH / "results" / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"rounds": rounds, "noop": noop, "machine": os.uname()._asdict(),
+    out.write_text(json.dumps({"rounds": rounds, "noop": noop, "machine": platform.platform(),
                                "cpus": os.cpu_count(), "load_at_end": os.getloadavg()}, indent=1))
     if rounds:
         _plot(rounds, arms, out.with_suffix(".png"))
