@@ -171,7 +171,7 @@ class StudySearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as fh:
             self.__dict__.update(pickle.load(fh))
-        if self.experiment_path:
+        if getattr(self, "experiment_path", None):  # a study saved by an older hpsearch has none
             self._agree_with_tune(_tune_trials(self.experiment_path))
         self._fail_unsaved_trials()
 

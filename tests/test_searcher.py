@@ -297,3 +297,14 @@ def test_searcher_keeps_the_concurrency_that_tunes_limiter_leaves_to_it(tmp_path
     assert limiter.suggest("c") is None and limiter.live_trials == set()  # the limiter counts nothing itself
     limiter.on_trial_complete("a", {"val_acc": 0.4, "training_iteration": 1})
     assert limiter.suggest("c") is not None
+
+
+def test_searcher_saved_by_an_older_hpsearch_without_tunes_path_restores(tmp_path):
+    searcher = _searcher(tmp_path)
+    del searcher.experiment_path  # as unpickled from a study an older hpsearch saved
+    searcher.suggest("a")
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    restored = _searcher(tmp_path)
+    del restored.experiment_path
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.study.get_trials()[0].state == TrialState.RUNNING
