@@ -187,9 +187,13 @@ class StudySearcher(Searcher):
         from optuna.trial import Trial, TrialState
 
         in_tune = {t.trial_id: t for t in tune_trials}
-        for trial_id in [t for t in self._order if t not in in_tune and t not in self._finished]:
-            self._lose(trial_id, "its driver died before Tune saved the trial; a new trial took its place")
         by_tune_id = {t.user_attrs.get(TUNE_TRIAL_ID_ATTR): t for t in self.study.get_trials(deepcopy=False)}
+        for trial_id in [t for t in self._order if t not in in_tune and t not in self._finished]:
+            number = self._trials.pop(trial_id).number
+            self._order.remove(trial_id)
+            self._reported.pop(trial_id, None)
+            if by_tune_id[trial_id].state == TrialState.RUNNING:
+                self._fail_as_lost(number, "its driver died before Tune saved the trial; a new trial took its place")
         for frozen in sorted((by_tune_id[i] for i in in_tune if i not in self._trials and i in by_tune_id),
                              key=lambda t: t.number):
             trial_id = frozen.user_attrs[TUNE_TRIAL_ID_ATTR]
@@ -199,21 +203,11 @@ class StudySearcher(Searcher):
             if frozen.state.is_finished():
                 self._finished.add(trial_id)
         for trial_id, tune_trial in in_tune.items():
-            if trial_id in self._trials and trial_id not in self._finished and tune_trial.status in ("TERMINATED", "ERROR"):
-                running = by_tune_id.get(trial_id) is None or by_tune_id[trial_id].state == TrialState.RUNNING
-                if running:
-                    self.on_trial_complete(trial_id, tune_trial.last_result or None, error=tune_trial.status == "ERROR")
-                self._finished.add(trial_id)
-
-    def _lose(self, trial_id: str, reason: str) -> None:
-        """Fail a trial Tune lost as lost (not its fault, outside the failure budget) and stop counting it."""
-        from optuna.trial import TrialState
-
-        trial = self._trials.pop(trial_id)
-        self._order.remove(trial_id)
-        self._reported.pop(trial_id, None)
-        if self.study.get_trials(deepcopy=False)[trial.number].state == TrialState.RUNNING:
-            self._fail_as_lost(trial.number, reason)
+            if trial_id not in self._trials or trial_id in self._finished or tune_trial.status not in ("TERMINATED", "ERROR"):
+                continue
+            if by_tune_id[trial_id].state == TrialState.RUNNING:
+                self.on_trial_complete(trial_id, tune_trial.last_result or None, error=tune_trial.status == "ERROR")
+            self._finished.add(trial_id)
 
     def _fail_unsaved_trials(self) -> None:
         """Trials the Optuna study holds as running that this restored searcher never asked for: a driver that

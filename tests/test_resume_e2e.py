@@ -62,12 +62,17 @@ def _only_study(tmp_path: Path):
     return Registry(f"sqlite:///{tmp_path / 'home' / 'registry.db'}").list()[0]
 
 
-def _completed(record) -> int:
+def _count_trials(record, *states: TrialState) -> int:
+    """How many trials the study's Optuna study holds (in `states`, if given); 0 before it exists."""
     try:
         study = optuna.load_study(study_name=record.optuna_study_name, storage=record.optuna_storage)
     except KeyError:
         return 0
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    return len(study.get_trials(deepcopy=False, states=states or None))
+
+
+def _completed(record) -> int:
+    return _count_trials(record, TrialState.COMPLETE)
 
 
 def _registry_has_study(tmp_path: Path) -> bool:
@@ -161,14 +166,6 @@ def test_stopped_or_crashed_study_resumes_without_rerunning_finished_trials(tmp_
     assert Registry(f"sqlite:///{tmp_path / 'home' / 'registry.db'}").find_by_id(record.id).status == "succeeded"
 
 
-def _optuna_trials(record) -> int:
-    try:
-        study = optuna.load_study(study_name=record.optuna_study_name, storage=record.optuna_storage)
-    except KeyError:
-        return 0
-    return len(study.get_trials(deepcopy=False))
-
-
 def _tune_saved_state(tune_path: Path, names: tuple) -> dict:
     """The files of Tune's saved state whose names start with `names`, read whole (a file being replaced is
     read again)."""
@@ -207,11 +204,11 @@ def test_a_study_whose_saved_state_was_copied_half_resumes_with_every_trial_acco
         _wait_for(lambda: _registry_has_study(tmp_path), 120, "the study to be registered")
         record = _only_study(tmp_path)
         tune_path = tmp_path / "home" / "tune" / record.id  # Settings.tune_dir
-        _wait_for(lambda: _optuna_trials(record) >= 2 and len(_tune_saved_state(tune_path, OLDER[older])) == len(OLDER[older]),
+        _wait_for(lambda: _count_trials(record) >= 2 and len(_tune_saved_state(tune_path, OLDER[older])) == len(OLDER[older]),
                   180, "two trials asked for and saved")
         time.sleep(1.5)  # one more save, with both trials in it
         earlier = _tune_saved_state(tune_path, OLDER[older])
-        _wait_for(lambda: _optuna_trials(record) >= 4, 180, "two more trials asked for")
+        _wait_for(lambda: _count_trials(record) >= 4, 180, "two more trials asked for")
         time.sleep(1.5)  # past the next save
         driver.kill()
         driver.communicate(timeout=60)

@@ -24,9 +24,10 @@ fixed: {{units: 32}}
 """
 
 
-def _searcher(tmp_path, sampler: str = "{type: random, seed: 0}") -> StudySearcher:
+def _searcher(tmp_path, sampler: str = "{type: random, seed: 0}", experiment_path=None) -> StudySearcher:
     space = parse_space(SPACE.format(sampler=sampler), check_data=False)
-    return StudySearcher(study_name="s", storage_url=f"sqlite:///{tmp_path / 'optuna.db'}", space=space)
+    return StudySearcher(study_name="s", storage_url=f"sqlite:///{tmp_path / 'optuna.db'}", space=space,
+                         experiment_path=experiment_path)
 
 
 def _run(searcher: StudySearcher, trial_id: str, values: list, *, error: bool = False) -> dict:
@@ -214,9 +215,7 @@ def _tune_saw(monkeypatch, *trials):
 
 
 def _study_searcher(tmp_path) -> StudySearcher:
-    space = parse_space(SPACE.format(sampler="{type: random, seed: 0}"), check_data=False)
-    return StudySearcher(study_name="s", storage_url=f"sqlite:///{tmp_path / 'optuna.db'}", space=space,
-                         experiment_path=str(tmp_path / "tune"))
+    return _searcher(tmp_path, experiment_path=str(tmp_path / "tune"))
 
 
 def _restored(tmp_path) -> StudySearcher:
