@@ -3,6 +3,8 @@ patience with a PostgreSQL that is busy or restarting, and SQLite set up for one
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import logging
 import os
 import time
@@ -11,6 +13,7 @@ from typing import Optional
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from service._errors import StudyError
 
@@ -19,11 +22,17 @@ logger = logging.getLogger(__name__)
 POOL_SIZE_VARIABLE = "HPSEARCH_DB_POOL_SIZE"
 CONNECT_WAIT_VARIABLE = "HPSEARCH_DB_CONNECT_WAIT_S"
 
-# PostgreSQL connections one engine (a registry's, an Optuna storage's) keeps open; as many again are opened for a burst and closed when it
-# passes. A cluster's drivers, the API, and Optuna's and MLflow's own pools all share one server whose default
-# `max_connections` is 100, so each takes little: a driver writes to the registry from one thread at a time
-# (the runner, then Tune's callbacks), and the API's queries last milliseconds.
-DEFAULT_POOL_SIZE = 2
+# PostgreSQL connections one engine (a registry's, an Optuna storage's) keeps: a thread that needs one while
+# all are in use waits for the next to come back (every use lasts milliseconds). A cluster's drivers, the API
+# and the MLflow server share one server whose default `max_connections` is 100, so a driver keeps one per
+# store, and 20 studies at once fit with room to spare (README, Reliability); `hpsearch serve` keeps 4 per
+# store for its concurrent requests (service/_serve.py).
+DEFAULT_POOL_SIZE = 1
+# Connections opened beyond the pool for a moment: Optuna's storage needs a second one while it checks its
+# schema (its Alembic check holds one connection and queries with another); the registry never does.
+OPTUNA_BURST = 1
+# Seconds a thread waits for one of those connections before the pool gives up (SQLAlchemy's default).
+_POOL_WAIT_S = 30
 # Seconds to wait for a PostgreSQL that answers "too many clients already" or is restarting (it then refuses
 # connections, or says it is starting up) before giving up; a container's restart takes a few seconds.
 DEFAULT_CONNECT_WAIT_S = 30.0
@@ -43,22 +52,53 @@ SQLITE_BUSY_TIMEOUT_S = 30
 
 
 def make_engine(url: str, application: str = "hpsearch registry") -> Engine:
+    url = with_driver(url)
     if make_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     return _server_engine(url, application)
 
 
-def engine_kwargs(url: str, application: str) -> dict:
-    """What `create_engine` takes for `url` (for a library that makes its own engine: Optuna's storage)."""
+@functools.lru_cache(maxsize=16)
+def with_driver(url: str) -> str:
+    """`url` with a database driver this Python has. A PostgreSQL URL that names no driver
+    (`postgresql://...`) means psycopg 3 to SQLAlchemy 2.1; where only psycopg2 is installed (hpsearch[cluster]
+    installs it) that one is used. A URL SQLAlchemy cannot use is a StudyError saying what to install or fix."""
+    example = "write it like postgresql+psycopg2://USER@HOST:5432/DATABASE or sqlite:////absolute/path.db"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # not echoed: it may hold a password
+        raise StudyError(f"a database URL is not a URL SQLAlchemy can read; {example}") from None
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        raise StudyError(f"the database URL {parsed.render_as_string(hide_password=True)} names a database "
+                         f"SQLAlchemy does not know ({parsed.drivername}); {example}") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        if parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg2"):
+            return parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+        where = parsed.render_as_string(hide_password=True)
+        raise StudyError(f"the database URL {where} needs the Python package {exc.name or parsed.drivername}, "
+                         f"which is not installed here: pip install {exc.name or parsed.drivername}, or name "
+                         "an installed driver in the URL (postgresql+psycopg2://..., from hpsearch[cluster])") from None
+    return url
+
+
+def engine_kwargs(url: str, application: str, burst: int = 0) -> dict:
+    """What `create_engine` takes for `url` (for a library that makes its own engine: Optuna's storage), with
+    `burst` connections allowed beyond the pool for a moment."""
     if make_url(url).get_backend_name() == "sqlite":
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
     pool_size = _positive_int(POOL_SIZE_VARIABLE, DEFAULT_POOL_SIZE)
     connect_args = {}
     if make_url(url).get_backend_name() == "postgresql" and "application_name" not in make_url(url).query:
-        connect_args["application_name"] = application  # how pg_stat_activity names our connections
+        # How pg_stat_activity names our connections: which store, which process.
+        connect_args["application_name"] = f"{application} pid {os.getpid()}"
     return {
         "pool_size": pool_size,
-        "max_overflow": pool_size,
+        "max_overflow": burst,
+        "pool_timeout": _POOL_WAIT_S,
         "pool_pre_ping": True,  # a connection the server dropped (a restart) is replaced before use
         "pool_recycle": _RECYCLE_S,
         "connect_args": connect_args,

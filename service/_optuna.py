@@ -64,10 +64,12 @@ def open_storage(url: str) -> "optuna.storages.RDBStorage":
     import optuna
     from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-    from service._database import engine_kwargs, transient, wait_for_busy_server
+    from service._database import OPTUNA_BURST, engine_kwargs, transient, wait_for_busy_server, with_driver
     from service._retry import retry
 
-    storage = retry(lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url, "hpsearch optuna")),
+    url = with_driver(url)
+    kwargs = engine_kwargs(url, "hpsearch optuna", burst=OPTUNA_BURST)
+    storage = retry(lambda: optuna.storages.RDBStorage(url, engine_kwargs=kwargs),
                     on=(IntegrityError, ProgrammingError, OperationalError), attempts=8,
                     what="opening Optuna's storage", when=lambda exc: not isinstance(exc, OperationalError) or transient(exc))
     if not url.startswith("sqlite"):
