@@ -17,6 +17,38 @@ EXIT_STUDY_FAILED = 1
 EXIT_USER_ERROR = 2
 
 
+def run_then_exit(command: click.Command) -> None:
+    """Run the `hpsearch` command line, then end the process without Python's own teardown.
+
+    Every exit hook still runs (`atexit`: Ray's shutdown of an embedded Ray, logging's flush, MLflow's,
+    temporary folders' removal), and stdout and stderr are flushed; what is skipped is freeing every loaded
+    module one by one, which with torch, Ray and MLflow loaded takes about 2 s after a study has printed its
+    summary (benchmarks/README.md). The exit code is the command's. While a thread other than the main one
+    still runs and is not a daemon, Python's own exit (which waits for it) is kept."""
+    import atexit
+    import threading
+
+    try:
+        command.main(prog_name="hpsearch")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # sys.exit("message"): Python prints it and exits 1
+        print(code, file=sys.stderr)
+        code = 1
+    if any(t is not threading.main_thread() and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        sys.exit(code)
+    atexit._run_exitfuncs()  # the hooks Python would run (it has no public way to run them early)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that went away (`| head`), a stream already closed
+            pass
+    os._exit(code)
+
+
 class UserError(click.ClickException):
     """A mistake the user can fix: one line on stderr, exit code 2, no traceback."""
 

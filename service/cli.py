@@ -20,6 +20,7 @@ from service._cli_common import (
     home_option,
     json_option,
     print_summary,
+    run_then_exit,
     server_option,
     settings_for,
     stdout_to_stderr,
@@ -371,5 +372,10 @@ def ui(study_id, tracking_uri, home, server, port, host) -> None:
                                "--host", host, "--port", str(port)])
 
 
+def entry() -> None:
+    """The `hpsearch` executable (and `python -m service.cli`): `main`, ended the quick way."""
+    run_then_exit(main)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    entry()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -273,3 +274,44 @@ def test_cli_serve_refuses_a_missing_or_short_token(monkeypatch, token):
         monkeypatch.delenv("HPSEARCH_TOKEN", raising=False)
     result = _run("serve")
     assert result.exit_code == 2 and "HPSEARCH_TOKEN" in result.stderr and "token_hex(32)" in result.stderr
+
+
+_EXIT_PROBE = """
+import atexit, os, sys, threading, time
+from pathlib import Path
+import click
+from service._cli_common import run_then_exit
+
+out = Path(os.environ["PROBE_OUT"])
+
+@click.command()
+@click.argument("how")
+def probe(how):
+    atexit.register(lambda: (out / "atexit").write_text("ran"))
+    print("answer")  # left in stdout's buffer: a pipe is block-buffered
+    if how == "thread":  # a non-daemon thread still working: Python's own exit waits for it
+        threading.Thread(target=lambda: (time.sleep(0.5), (out / "thread").write_text("done"))).start()
+    if how == "fail":
+        sys.exit(3)
+    if how == "message":
+        sys.exit("no good")
+
+run_then_exit(probe)
+"""
+
+
+@pytest.mark.parametrize("how,code", [("ok", 0), ("fail", 3), ("message", 1), ("thread", 0)])
+def test_cli_exit_keeps_the_exit_code_the_output_and_the_exit_hooks(tmp_path, how, code):
+    """`hpsearch` ends without Python's teardown (service._cli_common.run_then_exit), but as Python would:
+    the command's exit code, stdout flushed, every atexit hook run, a running non-daemon thread waited for."""
+    script = tmp_path / "probe.py"
+    script.write_text(_EXIT_PROBE)
+    done = subprocess.run([sys.executable, str(script), how], capture_output=True, text=True, cwd=REPO, timeout=60,
+                          env={**os.environ, "PROBE_OUT": str(tmp_path)})
+    assert done.returncode == code, done.stderr
+    assert done.stdout == "answer\n"
+    assert (tmp_path / "atexit").read_text() == "ran"
+    if how == "thread":
+        assert (tmp_path / "thread").read_text() == "done"
+    if how == "message":
+        assert done.stderr.strip() == "no good"

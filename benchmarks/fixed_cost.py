@@ -1,0 +1,77 @@
+"""The fixed cost of a study on an embedded Ray: from the command's start to its first trial running, and from
+its last trial's end to the exit code.
+
+    python benchmarks/fixed_cost.py [--runs 5] [--trials 4]
+
+Runs `hpsearch submit benchmarks/spaces/noop.yaml --set budget.trials=N` (trials that do nothing, so nearly
+all of the time is the fixed part) in a fresh process each time, with a fresh HPSEARCH_HOME and MLflow store,
+and timestamps every line the command prints as it arrives: "start → first trial" ends at the first
+`trial NNNN started` line, "last trial → exit" begins at the last trial's `completed`/`pruned`/`failed`
+line. Prints each run and the median and range of both parts and of their sum.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SPACE = REPO / "benchmarks/spaces/noop.yaml"
+STARTED = re.compile(r"^trial \d+ started")
+ENDED = re.compile(r"^trial \d+ (completed|pruned|failed)")
+
+
+def one_run(trials: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="hps-fixed-") as home:
+        env = {**os.environ, "HPSEARCH_HOME": home, "PYTHONPATH": str(REPO / "benchmarks")}
+        command = [sys.executable, "-m", "service.cli", "submit", str(SPACE), "--set", f"budget.trials={trials}",
+                   "--tracking-uri", f"sqlite:///{home}/mlflow.db"]
+        lines: list[tuple[float, str]] = []
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+
+        def read(stream) -> None:
+            for line in stream:
+                lines.append((time.perf_counter() - started, line.strip()))
+
+        readers = [threading.Thread(target=read, args=(s,)) for s in (process.stdout, process.stderr)]
+        for reader in readers:
+            reader.start()
+        code = process.wait()
+        exited = time.perf_counter() - started
+        for reader in readers:
+            reader.join()
+    if code != 0:
+        raise SystemExit(f"hpsearch exited {code}:\n" + "\n".join(text for _, text in lines[-20:]))
+    first = min(t for t, text in lines if STARTED.match(text))
+    last = max(t for t, text in lines if ENDED.match(text))
+    return {"start → first trial": first, "last trial → exit": exited - last, "fixed": first + exited - last,
+            "wall": exited}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--trials", type=int, default=4)
+    args = parser.parse_args()
+    one_run(args.trials)  # warm-up: fills the OS file cache
+    runs = []
+    for i in range(args.runs):
+        runs.append(one_run(args.trials))
+        print(f"run {i + 1}: " + ", ".join(f"{k} {v:.2f} s" for k, v in runs[-1].items()), flush=True)
+    for key in runs[0]:
+        values = [r[key] for r in runs]
+        print(f"{key:<22} median {statistics.median(values):6.2f} s  ({min(values):.2f}–{max(values):.2f}, n={args.runs})")
+
+
+if __name__ == "__main__":
+    main()
