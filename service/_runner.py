@@ -41,12 +41,35 @@ def submit_study(
     """Record a new study in the registry and run it to the end on this machine's Ray (or `ray_address`)."""
     from service._ray import connect
 
+    import_ahead()
     connect(ray_address, space.source)  # Ray up (or the cluster reachable and admitting us) before anything is recorded
     registry = open_registry(settings.registry_url)
     seed_trials = plan_warm_start(registry, warm_start, space, show_progress) if warm_start else []
     record = record_study(registry, space, settings, warm_start=warm_start, register=register)
     return run_study(registry, record, space, settings, resume=False, seed_trials=seed_trials,
                      ray_address=ray_address, show_progress=show_progress, register=register)
+
+
+# What a study imports after Ray is up: MLflow, Optuna, Tune and hpsearch's rooms that use them.
+_STUDY_MODULES = ("mlflow", "mlflow.tracking", "optuna", "ray.tune", "service._records", "service._tuner",
+                  "service._progress", "service._searcher", "service._trial_runs")
+
+
+def import_ahead() -> None:
+    """Import the study's modules on a thread while Ray starts: starting Ray is mostly waiting for its
+    processes, so the imports cost no wall time then (Python's import locks keep a module that both threads
+    want imported once)."""
+    import importlib
+    import threading
+
+    def load() -> None:
+        for name in _STUDY_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - the main thread's own import says what is wrong
+                return
+
+    threading.Thread(target=load, name="hpsearch-import-ahead", daemon=True).start()
 
 
 def record_study(
