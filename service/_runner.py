@@ -39,10 +39,7 @@ def submit_study(
     warm_start: Optional[str] = None,
 ) -> StudySummary:
     """Record a new study in the registry and run it to the end on this machine's Ray (or `ray_address`)."""
-    from service._ray import connect
-
-    import_ahead()
-    connect(ray_address, space.source)  # Ray up (or the cluster reachable and admitting us) before anything is recorded
+    connect_ahead(ray_address, space.source)  # Ray up (or the cluster reachable and admitting us) before anything is recorded
     registry = open_registry(settings.registry_url)
     seed_trials = plan_warm_start(registry, warm_start, space, show_progress) if warm_start else []
     record = record_study(registry, space, settings, warm_start=warm_start, register=register)
@@ -55,12 +52,14 @@ _STUDY_MODULES = ("mlflow", "mlflow.tracking", "optuna", "ray.tune", "service._r
                   "service._progress", "service._searcher", "service._trial_runs")
 
 
-def import_ahead() -> None:
-    """Import the study's modules on a thread while Ray starts: starting Ray is mostly waiting for its
-    processes, so the imports cost no wall time then (Python's import locks keep a module that both threads
-    want imported once)."""
+def connect_ahead(ray_address: Optional[str], space_source: Optional[str]) -> None:
+    """Connect to Ray (service._ray.connect) while a thread imports the study's modules: starting Ray is
+    mostly waiting for its processes, so the imports cost no wall time then (Python's import locks keep a
+    module that both threads want imported once)."""
     import importlib
     import threading
+
+    from service._ray import connect
 
     def load() -> None:
         for name in _STUDY_MODULES:
@@ -70,6 +69,7 @@ def import_ahead() -> None:
                 return
 
     threading.Thread(target=load, name="hpsearch-import-ahead", daemon=True).start()
+    connect(ray_address, space_source)
 
 
 def record_study(
@@ -139,14 +139,14 @@ def resume_study(
     register: Optional[str] = None,
 ) -> StudySummary:
     """Continue a stopped, failed or crashed study: finished trials are kept, unfinished ones continue."""
-    from service._ray import check_reachable, connect
+    from service._ray import check_reachable
 
     if ray_address:
         check_reachable(ray_address)
     registry = open_registry(settings.registry_url)
     record = registry.find_or_raise_by_id(study_id)  # the caller checked that it may resume (Studies.resume)
     space = space_of(record)
-    connect(ray_address, space.source)  # a refused token or a Ray that cannot start fails here, before anything moves
+    connect_ahead(ray_address, space.source)  # a refused token or a Ray that cannot start fails here, before anything moves
     registry.update(record.id, stop_requested_at=None)
     return run_study(registry, record, space, stores_of(record, settings), resume=True, ray_address=ray_address,
                      show_progress=show_progress, register=register or record.register_model)
@@ -223,13 +223,14 @@ def run_study(
     show_progress: bool = True,
     register: Optional[str] = None,
 ) -> StudySummary:
+    from service._ray import quiet_libraries
+
+    quiet_libraries()
+    connect_ahead(ray_address, space.source)  # a no-op when the caller connected already
     from service._progress import announce
-    from service._ray import connect, quiet_libraries
     from service._records import close_failed_start, close_records, open_records
     from service._tuner import build_tuner
 
-    quiet_libraries()
-    connect(ray_address, space.source)  # a no-op when the caller connected already
     ctx = open_records(registry, record, space, stores, resume=resume, ray_address=ray_address,
                        show_progress=show_progress, register=register)
     announce(ctx)
