@@ -375,4 +375,4 @@ def test_ten_studies_at_once_all_finish_and_every_store_agrees(cluster, tmp_path
     # store and one more while Optuna checks its schema, the API four per store and that one more.
     assert len(drivers) >= 10 and max(drivers.values()) <= 3, drivers
     assert sampler.peak_by_pid.get(api_pid, 0) <= 9, sampler.peak_by_pid
-    assert sampler.peak["mlflow"] <= 12, sampler.peak  # 2 workers x 3 per store (scripts/cluster/mlflow)
+    assert sampler.peak["mlflow"] <= 16, sampler.peak  # 2 workers x 8 for the runs (scripts/cluster/mlflow)
