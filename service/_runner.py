@@ -68,7 +68,10 @@ def connect_ahead(ray_address: Optional[str], space_source: Optional[str]) -> No
             except Exception:  # noqa: BLE001 - the main thread's own import says what is wrong
                 return
 
-    threading.Thread(target=load, name="hpsearch-import-ahead", daemon=True).start()
+    import ray
+
+    if not ray.is_initialized():  # connected already: nothing to overlap
+        threading.Thread(target=load, name="hpsearch-import-ahead", daemon=True).start()
     connect(ray_address, space_source)
 
 
