@@ -102,10 +102,15 @@ def optuna_number(study: "optuna.Study", tune_trial_id: str) -> Optional[int]:
 
 
 def ended_before(study: Optional["optuna.Study"], tune_trial_id: str) -> bool:
-    """Whether Optuna already holds the Tune trial's Optuna trial as ended. Tune can run such a trial again
-    after a restore (its saved state was older than the trial's end); what that run does changes no record."""
-    number = optuna_number(study, tune_trial_id) if study is not None else None
-    return number is not None and study.get_trials(deepcopy=False)[number].state.is_finished()
+    """Whether Optuna already holds the Tune trial's Optuna trial as ended (or, in deterministic mode, as ended
+    and held back from the sampler). Tune can run such a trial again after a restore (its saved state was older
+    than the trial's end); what that run does changes no record."""
+    if study is None:
+        return False
+    for t in reversed(study.get_trials(deepcopy=False)):
+        if t.user_attrs.get(TUNE_TRIAL_ID_ATTR) == tune_trial_id:
+            return t.state.is_finished() or HELD_ATTR in t.user_attrs
+    return False
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,8 @@ class StudyProgress(Callback, Stopper):
         self.stop_requested = False
         self.out_of_time = False
         self._finished_before = 0  # trials an earlier run finished: not in this run's pace
+        self._restored = False  # this run resumed the study from Tune's saved state
+        self._reruns: set[str] = set()  # Tune trials run again though Optuna holds them as ended
 
     @property
     def metric(self) -> str:
@@ -102,11 +104,15 @@ class StudyProgress(Callback, Stopper):
         self.failure_budget_exceeded = state["failure_budget_exceeded"]
         self._finished_before = sum(t.state in (TrialLabel.COMPLETED, TrialLabel.PRUNED, TrialLabel.FAILED)
                                     for t in self.snapshot.trials.values())
+        self._restored = True
 
     # -- Stopper ---------------------------------------------------------------------------------------
     def __call__(self, trial_id: str, result: dict) -> bool:
         """Stop a trial at once when one of the study's metrics turns NaN or infinite: it failed (the reason
-        names the epoch and the metric), whatever it would report later."""
+        names the epoch and the metric), whatever it would report later. Stop a rerun of a trial that had
+        ended (see on_trial_start) at its first result."""
+        if trial_id in self._reruns:
+            return True
         if is_fault(result):
             return False
         return any(not _finite(result[name]) for name in self.ctx.space.metrics if name in result)
@@ -138,6 +144,12 @@ class StudyProgress(Callback, Stopper):
         self._heartbeat()
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        if self._restored and ended_before(self._optuna_study(), trial.trial_id):
+            # Tune's saved state was older than the trial's end: Tune runs it again. Its end stands.
+            self._reruns.add(trial.trial_id)
+            self._emit(f"trial {self._view(trial.trial_id).number:04d} had ended before the study was resumed: "
+                       f"Tune's saved state runs it again; it is stopped at its first result and keeps its end")
+            return
         if self.snapshot.phase_started is None:
             self.snapshot.phase_started = time.time()
         view = self._view(trial.trial_id)
@@ -150,7 +162,7 @@ class StudyProgress(Callback, Stopper):
         self._write_registry(force=True)
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
-        if is_fault(result):
+        if is_fault(result) or trial.trial_id in self._reruns:
             return
         view = self._view(trial.trial_id)
         view.epoch = int(result.get("training_iteration", view.epoch))
@@ -160,6 +172,8 @@ class StudyProgress(Callback, Stopper):
         self._refresh_live()
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        if trial.trial_id in self._reruns:
+            return
         view = self._view(trial.trial_id)
         outcome = trial_outcome(trial.last_result, False, self.ctx.space.metrics, self.max_epochs)
         view.state, view.reason = outcome.label, outcome.reason
@@ -173,7 +187,7 @@ class StudyProgress(Callback, Stopper):
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         """Tune gave up on the trial: its worker or node was lost more often than max_retries allows (its own
         errors never reach Tune, see service/_tuner.py). It failed, but not of its own fault."""
-        if ended_before(self._optuna_study(), trial.trial_id):
+        if trial.trial_id in self._reruns or ended_before(self._optuna_study(), trial.trial_id):
             return  # a rerun, after a restore, of a trial that had ended: its end stands
         view = self._view(trial.trial_id)
         view.state, view.lost = TrialLabel.FAILED, True
@@ -186,6 +200,8 @@ class StudyProgress(Callback, Stopper):
 
     def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
         """A lost worker or node: Tune restarts the trial from its last checkpoint."""
+        if trial.trial_id in self._reruns:
+            return
         view = self._view(trial.trial_id)
         view.retries += 1
         if self._optuna_study() is not None:

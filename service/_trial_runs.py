@@ -4,6 +4,10 @@ The trainables never talk to MLflow. Runs are written through `MlflowClient` (no
 so several studies can share one driver process. The callback is pickled into Tune's experiment state and
 unpickled on resume, so it keeps only plain values and finds a resumed trial's run again by its
 `hpsearch.tune_trial_id` tag.
+
+A resumed or restarted trial redoes the epochs since its last checkpoint; each epoch is logged once (the
+first time, as Optuna keeps the first value reported for a step). Tune's saved state can be older than a
+trial's end: Tune then runs a trial that had ended again, and that rerun changes nothing in its run.
 """
 
 from __future__ import annotations
@@ -77,6 +81,8 @@ class MlflowTrialLogger(Callback):
         self._n_completed = 0
         self._runs: dict[str, str] = {}  # Tune trial id -> MLflow run id
         self._retries: dict[str, int] = {}  # Tune trial id -> restarts after a lost worker
+        self._logged: dict[str, int] = {}  # Tune trial id -> last epoch logged in its run
+        self._reruns: set[str] = set()  # Tune trials run again though Optuna holds them as ended
         self._client = None
         self._study = None
 
@@ -116,7 +122,11 @@ class MlflowTrialLogger(Callback):
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         run_id = self._runs.get(trial.trial_id) or self._find_run(trial.trial_id)
         if run_id is not None:  # a resumed or restarted trial keeps its run
+            if ended_before(self.study, trial.trial_id):
+                self._reruns.add(trial.trial_id)
+                return
             self._runs[trial.trial_id] = run_id
+            self._logged[trial.trial_id] = self._last_epoch(run_id)
             self.client.update_run(run_id, status="RUNNING")
             self.client.set_tag(run_id, TAG_STATE, TrialLabel.RUNNING.value)
             return
@@ -142,9 +152,10 @@ class MlflowTrialLogger(Callback):
         from mlflow.entities import Metric, RunTag
 
         run_id = self._runs.get(trial.trial_id)
-        if run_id is None or is_fault(result):
-            return
         step = int(result.get("training_iteration", 0))
+        if run_id is None or is_fault(result) or trial.trial_id in self._reruns or step <= self._logged.get(trial.trial_id, 0):
+            return
+        self._logged[trial.trial_id] = step
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, step) for k, v in result_metrics(result).items()]
         tags = [RunTag(TAG_RUNG, str(step))]
@@ -156,7 +167,7 @@ class MlflowTrialLogger(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         run_id = self._runs.get(trial.trial_id)
-        if run_id is None:
+        if run_id is None or trial.trial_id in self._reruns:
             return
         result = trial.last_result or {}
         outcome = trial_outcome(result, False, self.ctx.space.metrics, self.ctx.space.budget.max_epochs)
@@ -175,6 +186,8 @@ class MlflowTrialLogger(Callback):
         """A lost worker or node: the trial restarts from its checkpoint, in the same run. Counted also when
         the worker was lost before the trial started (no run yet: the run gets the count when it is made), as
         the progress callback counts it on the Optuna study."""
+        if trial.trial_id in self._reruns:
+            return
         self._retries[trial.trial_id] = self._retries.get(trial.trial_id, 0) + 1
         run_id = self._runs.get(trial.trial_id)
         if run_id is not None:
@@ -183,7 +196,7 @@ class MlflowTrialLogger(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         """Tune gave up on the trial after its worker or node was lost more often than max_retries."""
         run_id = self._runs.get(trial.trial_id)
-        if run_id is None or ended_before(self.study, trial.trial_id):
+        if run_id is None or trial.trial_id in self._reruns or ended_before(self.study, trial.trial_id):
             return  # none, or a rerun after a restore of a trial that had ended: its run stands
         self.client.set_tag(run_id, TAG_STATE, TrialLabel.FAILED.value)
         self.client.set_tag(run_id, TAG_REASON, f"its worker was lost more often than max_retries="
@@ -210,6 +223,10 @@ class MlflowTrialLogger(Callback):
             self._best = value
         self.client.log_metric(self.ctx.parent_run_id, f"best_{self.ctx.metric}_so_far", self._best,
                                step=self._n_completed)
+
+    def _last_epoch(self, run_id: str) -> int:
+        """The last epoch logged in the run (0 for none)."""
+        return max((m.step for m in self.client.get_metric_history(run_id, self.ctx.metric)), default=0)
 
     def _find_run(self, tune_trial_id: str) -> Optional[str]:
         runs = self.client.search_runs(

@@ -26,6 +26,7 @@ REPORT_INTERVAL_S = float(os.environ.get("HPSEARCH_REPORT_INTERVAL_S", "120"))
 def build_tuner(ctx: StudyContext, *, resume: bool, seed_trials: list) -> "Tuner":
     from ray import tune
 
+    from service._checkpoints import KEEP, TrialCheckpoints
     from service._progress import StudyProgress
     from service._searcher import StudySearcher
     from service._trial_runs import MlflowTrialLogger
@@ -64,8 +65,8 @@ def build_tuner(ctx: StudyContext, *, resume: bool, seed_trials: list) -> "Tuner
             # Only lost workers and nodes reach Tune as errors (a trial's own are its result, see
             # trial_trainable): those are retried from the trial's last checkpoint.
             failure_config=tune.FailureConfig(max_failures=space.budget.max_retries),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[MlflowTrialLogger(ctx, report_interval_s=REPORT_INTERVAL_S), progress],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP),
+            callbacks=[TrialCheckpoints(), MlflowTrialLogger(ctx, report_interval_s=REPORT_INTERVAL_S), progress],
             stop=progress,  # the same instance: it ends the study when the failure budget is spent
             verbose=0,
         ),
