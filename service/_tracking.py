@@ -40,10 +40,41 @@ RUN_STATUS = {StudyStatus.SUCCEEDED: "FINISHED", StudyStatus.STOPPED: "KILLED", 
 logger = logging.getLogger(__name__)
 
 
-def client_for(tracking_uri: str):
+def client_for(tracking_uri: str) -> "RetryingClient":
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri)
+    return RetryingClient(MlflowClient(tracking_uri=tracking_uri))
+
+
+class RetryingClient:
+    """An `MlflowClient` whose calls are tried again (0.5 s, 1 s, 2 s, 4 s apart) when MLflow's store could not
+    be reached for a moment. MLflow's own HTTP client retries 429 and 5xx answers, but a tracking server whose
+    connections to its database were all busy for its pool's timeout answers 400 ("QueuePool limit ... timed
+    out"), and a store MLflow opens itself raises TEMPORARILY_UNAVAILABLE: neither was the request's fault,
+    and neither did anything, so both are safe to send again. A study then rides out a busy MLflow instead of
+    failing on it."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name: str):
+        from mlflow.exceptions import MlflowException
+
+        from service._retry import retry
+
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            return retry(lambda: attr(*args, **kwargs), on=(MlflowException,), when=store_was_busy,
+                         what=f"MLflow's {name}")
+        return call
+
+
+def store_was_busy(exc: BaseException) -> bool:
+    """Whether MLflow failed because its store was unreachable for a moment, not because of the request."""
+    return getattr(exc, "error_code", None) == "TEMPORARILY_UNAVAILABLE" or "QueuePool limit" in str(exc)
 
 
 def get_or_create_experiment(client, name: str) -> str:
