@@ -17,6 +17,12 @@ def pg_url():
     yield from _pg_database()
 
 
+@pytest.fixture
+def fresh_pg_url():
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    yield from _pg_database()
+
+
 def _pg_database():
     from sqlalchemy import create_engine, text
 

@@ -17,11 +17,10 @@ import time
 import urllib.request
 
 import pytest
-from conftest import _pg_database
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from support import closed_port
 from sqlalchemy import create_engine, text
+from support import closed_port
 
 from service._tracking import client_for, store_was_busy
 
@@ -29,10 +28,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def busy_mlflow(tmp_path):
+def busy_mlflow(tmp_path, fresh_pg_url):
     """A real MLflow server whose database pool holds two connections; yields (url, database url)."""
-    database = _pg_database()
-    db_url = next(database)
+    db_url = fresh_pg_url
     port = closed_port()
     env = {**os.environ, "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "1", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "1"}
     log = open(tmp_path / "mlflow-server.log", "w")
@@ -56,7 +54,6 @@ def busy_mlflow(tmp_path):
         server.terminate()
         server.wait(timeout=30)
         log.close()
-        next(database, None)  # drops the database
 
 
 def test_a_call_that_met_a_busy_mlflow_database_is_sent_again(busy_mlflow):
