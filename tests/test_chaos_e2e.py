@@ -203,8 +203,14 @@ def test_a_killed_driver_is_noticed_and_the_study_resumes_through_the_server(clu
 
     os.kill(_driver_pid(study_id), signal.SIGKILL)
 
-    # The service notices the driver's Ray job ended and closes the study as crashed in every store.
-    crashed = _wait_for(lambda: (s := _status(cluster, study_id))["status"] == "crashed" and s, 120,
+    _assert_noticed_and_resumed(cluster, study_id, journal, epochs)
+
+
+def _assert_noticed_and_resumed(cluster, study_id: str, journal: Path, epochs: int) -> None:
+    """After the study's driver died: the service marks the study crashed, every store agreeing; `hpsearch
+    resume` then finishes it (6 trials) without running a finished trial again, each interrupted one going on
+    from its checkpoint."""
+    crashed = _wait_for(lambda: (s := _status(cluster, study_id))["status"] == "crashed" and s, 180,
                         "the study to be marked crashed")
     assert f"hpsearch resume {study_id}" in crashed["error"]
     before = assert_records_agree(study_id, cluster["env"])
@@ -376,3 +382,22 @@ def test_ten_studies_at_once_all_finish_and_every_store_agrees(cluster, tmp_path
     assert len(drivers) >= 10 and max(drivers.values()) <= 3, drivers
     assert sampler.peak_by_pid.get(api_pid, 0) <= 9, sampler.peak_by_pid
     assert sampler.peak["mlflow"] <= 16, sampler.peak  # 2 workers x 8 for the runs (scripts/cluster/mlflow)
+
+
+# -- the head is lost (last: it restarts the whole Ray cluster) -----------------------------------------------
+def test_a_lost_head_crashes_its_study_and_resume_continues_it_on_the_new_cluster(cluster, tmp_path):
+    """The Ray head is a single point of failure (no GCS fault tolerance): `scripts/local-cluster restart head`
+    ends it, and with it every worker node and the study's driver, and brings a new cluster up. The service
+    marks the study crashed; `hpsearch resume` continues it on the new cluster, losing nothing."""
+    epochs = 4
+    space, journal = _space(cluster, tmp_path, "chaos-head", trials=6, epochs=epochs, sleep=1.0, seed=11,
+                            concurrency=2)
+    study_id = _submit(cluster, space)
+    _wait_for(lambda: sum(t["state"] == "completed" for t in _status(cluster, study_id)["trials"]) >= 2, 240,
+              "two completed trials")
+    time.sleep(2.5)  # past the 1 s experiment-state snapshot period
+
+    restarted = cluster_script(cluster, "restart", "head", timeout=400)
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+
+    _assert_noticed_and_resumed(cluster, study_id, journal, epochs)
