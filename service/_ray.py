@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import socket
@@ -20,7 +21,7 @@ logger = logging.getLogger(__name__)
 def quiet_libraries() -> None:
     """Our progress lines are the study's voice: keep the libraries' banners out of the terminal.
 
-    Tune snapshots its experiment state whenever a trial checkpoints (every epoch, with num_to_keep=1) and at
+    Tune snapshots its experiment state whenever a trial checkpoints (every epoch) and at
     least every TUNE_GLOBAL_CHECKPOINT_S (1 s here, 10 s by default), so that after a crash `resume` re-runs
     as little as possible; a small study's snapshot takes milliseconds, so Tune's warning about frequent
     snapshots is switched off."""
@@ -103,12 +104,27 @@ def _start_embedded(kwargs: dict) -> None:
 
     try:
         retry(start, on=(Exception,), attempts=2, first_pause_s=1.0, what="starting an embedded Ray")
+        atexit.register(_end_autoscaler_monitor)  # runs before Ray's own exit hook, registered earlier
     except Exception as exc:  # noqa: BLE001 - Ray raises many kinds here; all end the same way for the user
         raise StudyError(
             f"could not start an embedded Ray on this machine: {first_line(exc)}; check free space and permissions "
             f"under {os.environ.get('RAY_TMPDIR') or '/tmp'} (RAY_TMPDIR moves it) and that no firewall or "
             f"container limit blocks local ports, or run on a cluster with --ray-address"
         ) from None
+
+
+def _end_autoscaler_monitor() -> None:
+    """End the embedded Ray's autoscaler monitor at once. Ray's shutdown sends each of its processes SIGTERM and
+    waits up to a second for it; the monitor (which has nothing to scale on one machine) is the one that never
+    exits in that second, so every study's exit paid it in full."""
+    import ray
+    from ray._private import ray_constants
+
+    node = getattr(ray._private.worker, "_global_node", None)
+    for info in (node.all_processes.get(ray_constants.PROCESS_TYPE_MONITOR, []) if node is not None else []):
+        if info.process.poll() is None:
+            info.process.kill()
+            info.process.wait(timeout=5)
 
 
 # Ray 2.60 binds its gRPC servers (GCS, raylet, object manager, every worker, the dashboard agent) and its
