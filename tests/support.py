@@ -1,6 +1,6 @@
 """What several test files share: the API's token, a small space and an app on real stores whose Ray head is
 down; a stand-in for Tune's Trial with the attributes the callbacks read; a `scripts/local-cluster` for a test
-module, and the check that a study's three stores agree trial by trial."""
+module, a real MLflow server, and the check that a study's three stores agree trial by trial."""
 
 from __future__ import annotations
 
@@ -12,11 +12,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-
-import pytest
+import time
+import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+
+import pytest
 
 from service._settings import resolve_settings
 from service.api import ApiConfig, RayJobs, create_app
@@ -39,6 +42,34 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def mlflow_server(tmp_path: Path, backend_store_uri: str, env: Optional[dict] = None):
+    """`mlflow server` on a free loopback port with one worker, healthy; yields its URL, ends it afterwards.
+    What it prints goes to tmp_path/mlflow-server.log."""
+    port = closed_port()
+    log = open(tmp_path / "mlflow-server.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri, "--default-artifact-root",
+         str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2)
+                break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, (tmp_path / "mlflow-server.log").read_text()[-3000:]
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
 
 
 def api_app(tmp_path, registry_url: str):

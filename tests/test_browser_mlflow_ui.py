@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+import support
 
 pytestmark = pytest.mark.e2e
 
@@ -36,37 +35,10 @@ params:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path):
-    port = _free_port()
-    log = open(tmp_path / "mlflow-server.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-         "--default-artifact-root", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2)
-            break
-        except OSError:
-            if time.time() > deadline or server.poll() is not None:
-                server.kill()
-                raise AssertionError((tmp_path / "mlflow-server.log").read_text()[-3000:])
-            time.sleep(0.5)
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
-    log.close()
+    with support.mlflow_server(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}") as url:
+        yield url
 
 
 @pytest.fixture

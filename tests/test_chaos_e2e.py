@@ -194,16 +194,22 @@ def _driver_pid(study_id: str) -> int:
 
 def test_a_killed_driver_is_noticed_and_the_study_resumes_through_the_server(cluster, tmp_path):
     epochs = 4
-    space, journal = _space(cluster, tmp_path, "chaos-driver", trials=6, epochs=epochs, sleep=1.0, seed=3,
-                            concurrency=2)
-    study_id = _submit(cluster, space)
-    _wait_for(lambda: sum(t["state"] == "completed" for t in _status(cluster, study_id)["trials"]) >= 2, 240,
-              "two completed trials")
-    time.sleep(2.5)  # past the 1 s experiment-state snapshot period
+    study_id, journal = _six_trials_two_completed(cluster, tmp_path, "chaos-driver", epochs=epochs, seed=3)
 
     os.kill(_driver_pid(study_id), signal.SIGKILL)
 
     _assert_noticed_and_resumed(cluster, study_id, journal, epochs)
+
+
+def _six_trials_two_completed(cluster, tmp_path: Path, name: str, *, epochs: int, seed: int) -> tuple[str, Path]:
+    """A study of 6 trials, 2 at a time, submitted and past two completed trials and Tune's next save (it saves
+    at least every second); (study id, journal folder)."""
+    space, journal = _space(cluster, tmp_path, name, trials=6, epochs=epochs, sleep=1.0, seed=seed, concurrency=2)
+    study_id = _submit(cluster, space)
+    _wait_for(lambda: sum(t["state"] == "completed" for t in _status(cluster, study_id)["trials"]) >= 2, 240,
+              "two completed trials")
+    time.sleep(2.5)
+    return study_id, journal
 
 
 def _assert_noticed_and_resumed(cluster, study_id: str, journal: Path, epochs: int) -> None:
@@ -390,12 +396,7 @@ def test_a_lost_head_crashes_its_study_and_resume_continues_it_on_the_new_cluste
     ends it, and with it every worker node and the study's driver, and brings a new cluster up. The service
     marks the study crashed; `hpsearch resume` continues it on the new cluster, losing nothing."""
     epochs = 4
-    space, journal = _space(cluster, tmp_path, "chaos-head", trials=6, epochs=epochs, sleep=1.0, seed=11,
-                            concurrency=2)
-    study_id = _submit(cluster, space)
-    _wait_for(lambda: sum(t["state"] == "completed" for t in _status(cluster, study_id)["trials"]) >= 2, 240,
-              "two completed trials")
-    time.sleep(2.5)  # past the 1 s experiment-state snapshot period
+    study_id, journal = _six_trials_two_completed(cluster, tmp_path, "chaos-head", epochs=epochs, seed=11)
 
     restarted = cluster_script(cluster, "restart", "head", timeout=400)
     assert restarted.returncode == 0, restarted.stderr[-3000:]

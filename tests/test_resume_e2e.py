@@ -49,6 +49,16 @@ def _hpsearch(*args: str) -> list[str]:
     return [sys.executable, "-m", "service.cli", *args]
 
 
+def _submit_slow(tmp_path: Path, name: str) -> tuple[subprocess.Popen, dict]:
+    """`hpsearch submit` of SLOW_SPACE in its own process (6 trials of 5 epochs, 2 at a time); (driver, env)."""
+    space = tmp_path / "slow.yaml"
+    space.write_text(SLOW_SPACE.format(name=name))
+    env = _env(tmp_path)
+    driver = subprocess.Popen(_hpsearch("submit", str(space), "--json", "--quiet"), env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return driver, env
+
+
 def _wait_for(predicate, timeout: float, what: str) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -94,12 +104,7 @@ def _histories(record):
 
 @pytest.mark.parametrize("how", ["interrupt", "stop", "stop --force", "kill"])
 def test_stopped_or_crashed_study_resumes_without_rerunning_finished_trials(tmp_path, how):
-    space = tmp_path / "slow.yaml"
-    space.write_text(SLOW_SPACE.format(name=f"e2e-resume-{how.replace(' --', '-')}"))
-    env = _env(tmp_path)
-
-    driver = subprocess.Popen(_hpsearch("submit", str(space), "--json", "--quiet"), env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver, env = _submit_slow(tmp_path, f"e2e-resume-{how.replace(' --', '-')}")
     try:
         _wait_for(lambda: _registry_has_study(tmp_path), 120, "the study to be registered")
         _wait_for(lambda: _completed(_only_study(tmp_path)) >= 2, 180, "two completed trials")
@@ -195,11 +200,7 @@ OLDER = {
 def test_a_study_whose_saved_state_was_copied_half_resumes_with_every_trial_accounted_for(tmp_path, older):
     from support import assert_records_agree
 
-    space = tmp_path / "slow.yaml"
-    space.write_text(SLOW_SPACE.format(name="e2e-half-copied"))
-    env = _env(tmp_path)
-    driver = subprocess.Popen(_hpsearch("submit", str(space), "--json", "--quiet"), env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver, env = _submit_slow(tmp_path, "e2e-half-copied")
     try:
         _wait_for(lambda: _registry_has_study(tmp_path), 120, "the study to be registered")
         record = _only_study(tmp_path)
@@ -241,11 +242,7 @@ def test_a_trial_whose_saved_checkpoint_is_gone_resumes_from_its_newest(tmp_path
     from ray.tune import ExperimentAnalysis
     from support import assert_records_agree
 
-    space = tmp_path / "slow.yaml"
-    space.write_text(SLOW_SPACE.format(name="e2e-checkpoint-gone"))
-    env = _env(tmp_path)
-    driver = subprocess.Popen(_hpsearch("submit", str(space), "--json", "--quiet"), env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver, env = _submit_slow(tmp_path, "e2e-checkpoint-gone")
     try:
         _wait_for(lambda: _registry_has_study(tmp_path), 120, "the study to be registered")
         record = _only_study(tmp_path)

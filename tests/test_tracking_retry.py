@@ -10,17 +10,14 @@ an overflow of 0 as its default, 10), both held by requests that wait on a table
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from sqlalchemy import create_engine, text
-from support import closed_port
+from support import mlflow_server
 
 from service._tracking import client_for, store_was_busy
 
@@ -30,30 +27,9 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def busy_mlflow(tmp_path, fresh_pg_url):
     """A real MLflow server whose database pool holds two connections; yields (url, database url)."""
-    db_url = fresh_pg_url
-    port = closed_port()
     env = {**os.environ, "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "1", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "1"}
-    log = open(tmp_path / "mlflow-server.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", db_url, "--default-artifact-root",
-         str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                assert time.time() < deadline and server.poll() is None, (tmp_path / "mlflow-server.log").read_text()[-3000:]
-                time.sleep(0.5)
-        yield url, db_url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+    with mlflow_server(tmp_path, fresh_pg_url, env=env) as url:
+        yield url, fresh_pg_url
 
 
 def test_a_call_that_met_a_busy_mlflow_database_is_sent_again(busy_mlflow):
