@@ -93,24 +93,26 @@ def own_trials(study: "optuna.Study") -> list["optuna.trial.FrozenTrial"]:
     return [t for t in study.get_trials(deepcopy=False) if WARM_START_SOURCE_ATTR not in t.user_attrs]
 
 
-def optuna_number(study: "optuna.Study", tune_trial_id: str) -> Optional[int]:
-    """The Optuna number of a Tune trial (the searcher tags each trial it asks for with its Tune id)."""
+def _of_tune_trial(study: "optuna.Study", tune_trial_id: str) -> Optional["optuna.trial.FrozenTrial"]:
+    """The Optuna trial of a Tune trial (the searcher tags each trial it asks for with its Tune id)."""
     for t in reversed(study.get_trials(deepcopy=False)):
         if t.user_attrs.get(TUNE_TRIAL_ID_ATTR) == tune_trial_id:
-            return t.number
+            return t
     return None
+
+
+def optuna_number(study: "optuna.Study", tune_trial_id: str) -> Optional[int]:
+    """The Optuna number of a Tune trial."""
+    trial = _of_tune_trial(study, tune_trial_id)
+    return None if trial is None else trial.number
 
 
 def ended_before(study: Optional["optuna.Study"], tune_trial_id: str) -> bool:
     """Whether Optuna already holds the Tune trial's Optuna trial as ended (or, in deterministic mode, as ended
     and held back from the sampler). Tune can run such a trial again after a restore (its saved state was older
     than the trial's end); what that run does changes no record."""
-    if study is None:
-        return False
-    for t in reversed(study.get_trials(deepcopy=False)):
-        if t.user_attrs.get(TUNE_TRIAL_ID_ATTR) == tune_trial_id:
-            return t.state.is_finished() or HELD_ATTR in t.user_attrs
-    return False
+    trial = _of_tune_trial(study, tune_trial_id) if study is not None else None
+    return trial is not None and (trial.state.is_finished() or HELD_ATTR in trial.user_attrs)
 
 
 @dataclass(frozen=True)
