@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,14 @@ def write_study_report(
     folder are not removed.
     """
     _check_args(study, metric_names, top_params)
-    out = Path(out_dir)
+    with _DRAWING:  # pyplot keeps global state: one drawing at a time (service/_report_drawer.py draws too)
+        return _write(study, Path(out_dir), metric_names, top_params)
+
+
+_DRAWING = threading.Lock()
+
+
+def _write(study: optuna.Study, out: Path, metric_names: list[str], top_params: int) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
 
     trials = study.get_trials(deepcopy=False)

@@ -56,22 +56,16 @@ def connect_ahead(ray_address: Optional[str], space_source: Optional[str]) -> No
     """Connect to Ray (service._ray.connect) while a thread imports the study's modules: starting Ray is
     mostly waiting for its processes, so the imports cost no wall time then (Python's import locks keep a
     module that both threads want imported once)."""
-    import importlib
     import threading
 
+    from service._imports import import_ahead
     from service._ray import connect
-
-    def load() -> None:
-        for name in _STUDY_MODULES:
-            try:
-                importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - the main thread's own import says what is wrong
-                return
 
     import ray
 
     if not ray.is_initialized():  # connected already: nothing to overlap
-        threading.Thread(target=load, name="hpsearch-import-ahead", daemon=True).start()
+        threading.Thread(target=import_ahead, args=(_STUDY_MODULES,), name="hpsearch-import-ahead",
+                         daemon=True).start()
     connect(ray_address, space_source)
 
 

@@ -23,6 +23,7 @@ from ray.tune.result import AUTO_RESULT_KEYS
 from service._context import StudyContext
 from service._optuna import ended_before, load_study, optuna_number
 from service._outcome import FAULT_TRACE_KEY, epochs_reached, is_fault, trial_outcome
+from service._report_drawer import ReportDrawer
 from service._states import TrialLabel
 from service._tracking import (
     PARENT_TAG,
@@ -75,8 +76,8 @@ class MlflowTrialLogger(Callback):
     def __init__(self, ctx: StudyContext, *, report_interval_s: float = 120.0):
         self.ctx = ctx
         self.report_interval_s = report_interval_s  # how often the parent's plots are redrawn while running
+        self._reports: Optional[ReportDrawer] = None  # made in setup: a thread does not pickle
         self.name_params = tuple(list(ctx.space.params)[:3])
-        self._last_report = time.time()
         self._best: Optional[float] = None  # best completed value so far (single objective)
         self._n_completed = 0
         self._runs: dict[str, str] = {}  # Tune trial id -> MLflow run id
@@ -88,7 +89,7 @@ class MlflowTrialLogger(Callback):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_client"] = state["_study"] = None
+        state["_client"] = state["_study"] = state["_reports"] = None
         return state
 
     @property
@@ -119,6 +120,15 @@ class MlflowTrialLogger(Callback):
         return self._runs.get(trial_id)
 
     # -- Tune's calls --------------------------------------------------------------------------------------
+    def setup(self, **info) -> None:
+        """The study starts (or resumes) on this driver."""
+        self._reports = ReportDrawer(self._draw_report, interval_s=self.report_interval_s)
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        """Tune's loop ended: no more redraws (the runner draws the last report with the study's outcome)."""
+        if self._reports is not None:
+            self._reports.close()
+
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         run_id = self._runs.get(trial.trial_id) or self._find_run(trial.trial_id)
         if run_id is not None:  # a resumed or restarted trial keeps its run
@@ -156,6 +166,8 @@ class MlflowTrialLogger(Callback):
         if run_id is None or is_fault(result) or trial.trial_id in self._reruns or step <= self._logged.get(trial.trial_id, 0):
             return
         self._logged[trial.trial_id] = step
+        if self._reports is not None:
+            self._reports.start()  # from the first result on, trials are up: its imports no longer delay them
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, step) for k, v in result_metrics(result).items()]
         tags = [RunTag(TAG_RUNG, str(step))]
@@ -180,7 +192,7 @@ class MlflowTrialLogger(Callback):
         self.client.set_terminated(run_id, status="FAILED" if outcome.label == TrialLabel.FAILED else "FINISHED")
         if outcome.label == TrialLabel.COMPLETED and not self.ctx.space.is_multi_objective:
             self._log_best_so_far(outcome.values[0])
-        self._refresh_report()
+        self._request_report()
 
     def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
         """A lost worker or node: the trial restarts from its checkpoint, in the same run. Counted also when
@@ -206,15 +218,18 @@ class MlflowTrialLogger(Callback):
         if error_file and os.path.exists(error_file):
             self.client.log_artifact(run_id, error_file)
         self.client.set_terminated(run_id, status="FAILED")
-        self._refresh_report()
+        self._request_report()
 
     # -- helpers -------------------------------------------------------------------------------------------
-    def _refresh_report(self) -> None:
-        """Redraw the study's plots every `report_interval_s` while it runs (the runner draws the last)."""
-        if time.time() - self._last_report < self.report_interval_s or self.study is None:
-            return
-        self._last_report = time.time()
-        log_study_report(self.client, self.ctx.parent_run_id, self.study, self.ctx.space.metrics)
+    def _request_report(self) -> None:
+        """A trial ended: the report's thread redraws the study's plots, at most every `report_interval_s`."""
+        if self._reports is not None:
+            self._reports.request()
+
+    def _draw_report(self) -> None:
+        """On the report's thread (service/_report_drawer.py); the runner draws the last report."""
+        if self.study is not None:
+            log_study_report(self.client, self.ctx.parent_run_id, self.study, self.ctx.space.metrics)
 
     def _log_best_so_far(self, value: float) -> None:
         """The parent's chart of `best_<metric>_so_far` over completed trials shows the search converging."""

@@ -1,0 +1,74 @@
+"""The study report, drawn off Tune's event loop.
+
+Drawing a study's plots (service/_report.py) takes a second or two, most of it importing plotly and
+matplotlib the first time. `ReportDrawer` does that work on a thread of its own:
+
+- it imports the plotting libraries as soon as the study starts, while trials run, so the last report (drawn
+  by the runner after the last trial) no longer pays for them between the last result and the exit code;
+- while trials run it redraws the report when asked (a trial ended), at most every `interval_s`, and only if
+  a trial ended since its last drawing; Tune's loop only sets a flag.
+
+Python threads share one interpreter lock, so a redraw still slows Tune's loop down; it no longer stops it.
+Drawings never overlap: `service._report.write_study_report` takes one lock for pyplot.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Optional
+
+from service._imports import import_ahead
+
+logger = logging.getLogger(__name__)
+
+# What drawing a report imports (service/_report.py), in the order it needs them.
+PLOTTING_MODULES = ("plotly.graph_objects", "plotly.offline", "optuna.visualization", "matplotlib.pyplot",
+                    "optuna.visualization.matplotlib", "service._report")
+
+
+class ReportDrawer:
+    """One background thread per study run: imports the plotting libraries, then draws when asked."""
+
+    def __init__(self, draw: Callable[[], None], *, interval_s: float):
+        self._draw = draw
+        self.interval_s = interval_s
+        self._wanted = threading.Event()
+        self._closed = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._last = time.monotonic()  # the first redraw comes one interval after the start, as the last did
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="hpsearch-report", daemon=True)
+            self._thread.start()
+
+    def request(self) -> None:
+        """A trial ended: redraw when the interval since the last drawing has passed (never on this thread)."""
+        self._wanted.set()
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """No more redraws; waits for one under way (the runner draws the last report after this)."""
+        self._closed.set()
+        self._wanted.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        import_ahead(PLOTTING_MODULES)
+        while not self._closed.is_set():
+            self._wanted.wait()
+            wait_s = self.interval_s - (time.monotonic() - self._last)
+            if self._closed.is_set() or (wait_s > 0 and self._closed.wait(wait_s)):
+                return
+            self._wanted.clear()
+            self._last = time.monotonic()
+            try:
+                self._draw()
+            except Exception as exc:  # noqa: BLE001 - a report never fails a study
+                logger.warning("could not redraw the study report: %s", exc)

@@ -1,0 +1,125 @@
+"""service/_report_drawer.py: the study report's own thread — imports ahead, redraws when asked, never more
+often than its interval, never after it is closed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+from service._report_drawer import PLOTTING_MODULES, ReportDrawer
+from tests.support import REPO
+
+
+class _Draws:
+    """Counts drawings; each takes `seconds`, and the first `failures` raise."""
+
+    def __init__(self, seconds: float = 0.0, failures: int = 0):
+        self.seconds = seconds
+        self.failures = failures
+        self.times: list[float] = []
+        self.threads: set[str] = set()
+
+    def __call__(self) -> None:
+        self.threads.add(threading.current_thread().name)
+        time.sleep(self.seconds)
+        self.times.append(time.monotonic())
+        if len(self.times) <= self.failures:
+            raise RuntimeError("no plot today")
+
+
+def _wait_for(condition, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_it_draws_on_its_own_thread_once_per_request_and_not_without_one():
+    draws = _Draws()
+    drawer = ReportDrawer(draws, interval_s=0.0)
+    drawer.start()
+    time.sleep(0.3)
+    assert draws.times == []  # nothing asked for yet
+
+    drawer.request()
+    _wait_for(lambda: len(draws.times) == 1)
+    time.sleep(0.3)
+    drawer.close()
+
+    assert len(draws.times) == 1
+    assert draws.threads == {"hpsearch-report"}
+
+
+def test_requests_within_the_interval_give_one_drawing_after_it():
+    draws = _Draws()
+    drawer = ReportDrawer(draws, interval_s=0.5)
+    started = time.monotonic()
+    drawer.start()
+    for _ in range(5):
+        drawer.request()
+        time.sleep(0.02)
+    _wait_for(lambda: len(draws.times) == 1)
+    time.sleep(0.7)  # a second interval passes without a request: no drawing
+    drawer.close()
+
+    assert len(draws.times) == 1
+    assert draws.times[0] - started >= 0.5
+
+
+def test_close_waits_for_a_drawing_under_way_and_stops_the_thread():
+    draws = _Draws(seconds=0.5)
+    drawer = ReportDrawer(draws, interval_s=0.0)
+    drawer.start()
+    drawer.request()
+    _wait_for(lambda: draws.threads)  # the drawing has begun
+
+    drawer.close()
+
+    assert len(draws.times) == 1 and not drawer.running
+    drawer.request()
+    time.sleep(0.2)
+    assert len(draws.times) == 1
+
+
+def test_a_request_left_at_close_is_not_drawn():
+    draws = _Draws()
+    drawer = ReportDrawer(draws, interval_s=30.0)
+    drawer.start()
+    drawer.request()  # waits for its interval...
+    time.sleep(0.2)
+
+    drawer.close()  # ...which does not come: the runner draws the last report itself
+
+    assert draws.times == [] and not drawer.running
+
+
+def test_a_drawing_that_fails_is_logged_and_the_next_request_still_draws(caplog):
+    draws = _Draws(failures=1)
+    drawer = ReportDrawer(draws, interval_s=0.0)
+    drawer.start()
+    drawer.request()
+    _wait_for(lambda: len(draws.times) == 1)
+    drawer.request()
+    _wait_for(lambda: len(draws.times) == 2)
+    drawer.close()
+
+    assert "could not redraw the study report: no plot today" in caplog.text
+
+
+def test_starting_it_imports_the_plotting_libraries_before_any_drawing():
+    """In a fresh interpreter: none of them loaded before, all of them after, with no drawing asked for."""
+    code = (
+        "import sys\n"
+        "from service._report_drawer import PLOTTING_MODULES, ReportDrawer\n"
+        "before = [m for m in PLOTTING_MODULES if m in sys.modules]\n"
+        "drawer = ReportDrawer(lambda: None, interval_s=0)\n"
+        "drawer.start(); drawer.close(timeout_s=120)\n"
+        "after = [m for m in PLOTTING_MODULES if m in sys.modules]\n"
+        "print(before, after)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=180)
+
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"[] {list(PLOTTING_MODULES)}"
