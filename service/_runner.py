@@ -39,7 +39,8 @@ def submit_study(
     warm_start: Optional[str] = None,
 ) -> StudySummary:
     """Record a new study in the registry and run it to the end on this machine's Ray (or `ray_address`)."""
-    connect_ahead(ray_address, space.source)  # Ray up (or the cluster reachable and admitting us) before anything is recorded
+    # Ray up (or the cluster reachable and admitting us) before anything is recorded
+    connect_ahead(ray_address, space.source, settings.tracking_uri)
     registry = open_registry(settings.registry_url)
     seed_trials = plan_warm_start(registry, warm_start, space, show_progress) if warm_start else []
     record = record_study(registry, space, settings, warm_start=warm_start, register=register)
@@ -52,21 +53,38 @@ _STUDY_MODULES = ("mlflow", "mlflow.tracking", "optuna", "ray.tune", "service._r
                   "service._progress", "service._searcher", "service._trial_runs")
 
 
-def connect_ahead(ray_address: Optional[str], space_source: Optional[str]) -> None:
-    """Connect to Ray (service._ray.connect) while a thread imports the study's modules: starting Ray is
-    mostly waiting for its processes, so the imports cost no wall time then (Python's import locks keep a
-    module that both threads want imported once)."""
+def connect_ahead(ray_address: Optional[str], space_source: Optional[str], tracking_uri: str) -> None:
+    """Connect to Ray (service._ray.connect) while a thread imports the study's modules and opens its MLflow
+    store: starting Ray is mostly waiting for its processes, so that work costs no wall time then. Opening a
+    database store the first time creates MLflow's tables (about a second on SQLite); it is done once the
+    thread is joined, before anything else opens the store."""
     import threading
-
-    from service._imports import import_ahead
-    from service._ray import connect
 
     import ray
 
-    if not ray.is_initialized():  # connected already: nothing to overlap
-        threading.Thread(target=import_ahead, args=(_STUDY_MODULES,), name="hpsearch-import-ahead",
-                         daemon=True).start()
-    connect(ray_address, space_source)
+    from service._ray import connect
+
+    if ray.is_initialized():  # connected already: nothing to overlap
+        connect(ray_address, space_source)
+        return
+    ahead = threading.Thread(target=_load_ahead, args=(tracking_uri,), name="hpsearch-import-ahead", daemon=True)
+    ahead.start()
+    try:
+        connect(ray_address, space_source)
+    finally:
+        ahead.join()
+
+
+def _load_ahead(tracking_uri: str) -> None:
+    from service._imports import import_ahead
+
+    import_ahead(_STUDY_MODULES)
+    try:
+        from service._tracking import client_for
+
+        client_for(tracking_uri)  # a database store checks (or creates) MLflow's tables
+    except Exception:  # noqa: BLE001 - opening the records says what is wrong, with the study's context
+        pass
 
 
 def record_study(
@@ -143,7 +161,8 @@ def resume_study(
     registry = open_registry(settings.registry_url)
     record = registry.find_or_raise_by_id(study_id)  # the caller checked that it may resume (Studies.resume)
     space = space_of(record)
-    connect_ahead(ray_address, space.source)  # a refused token or a Ray that cannot start fails here, before anything moves
+    # A refused token or a Ray that cannot start fails here, before anything moves.
+    connect_ahead(ray_address, space.source, stores_of(record, settings).tracking_uri)
     registry.update(record.id, stop_requested_at=None)
     return run_study(registry, record, space, stores_of(record, settings), resume=True, ray_address=ray_address,
                      show_progress=show_progress, register=register or record.register_model)
@@ -223,7 +242,7 @@ def run_study(
     from service._ray import quiet_libraries
 
     quiet_libraries()
-    connect_ahead(ray_address, space.source)  # a no-op when the caller connected already
+    connect_ahead(ray_address, space.source, stores.tracking_uri)  # a no-op when the caller connected already
     from service._progress import announce
     from service._records import close_failed_start, close_records, open_records
     from service._tuner import build_tuner

@@ -8,6 +8,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from service._report_drawer import PLOTTING_MODULES, ReportDrawer
 from tests.support import REPO
 
@@ -108,6 +110,7 @@ def test_a_drawing_that_fails_is_logged_and_the_next_request_still_draws(caplog)
     assert "could not redraw the study report: no plot today" in caplog.text
 
 
+@pytest.mark.slow
 def test_starting_it_imports_the_plotting_libraries_before_any_drawing():
     """In a fresh interpreter: none of them loaded before, all of them after, with no drawing asked for."""
     code = (
