@@ -54,10 +54,11 @@ _STUDY_MODULES = ("mlflow", "mlflow.tracking", "optuna", "ray.tune", "service._r
 
 
 def connect_ahead(ray_address: Optional[str], space_source: Optional[str], tracking_uri: str) -> None:
-    """Connect to Ray (service._ray.connect) while a thread imports the study's modules and opens its MLflow
-    store: starting Ray is mostly waiting for its processes, so that work costs no wall time then. Opening a
-    database store the first time creates MLflow's tables (about a second on SQLite); it is done once the
-    thread is joined, before anything else opens the store."""
+    """Connect to Ray (service._ray.connect) while a thread imports the study's modules and, for an embedded
+    Ray, opens its MLflow store: starting Ray is mostly waiting for its processes, so that work costs no wall
+    time then. Opening a database store the first time creates MLflow's tables (about a second on SQLite); it
+    is done once the thread is joined, before anything else opens the store. A cluster's address is not
+    known to be good until `connect` returns, and nothing may be written before that."""
     import threading
 
     import ray
@@ -67,7 +68,8 @@ def connect_ahead(ray_address: Optional[str], space_source: Optional[str], track
     if ray.is_initialized():  # connected already: nothing to overlap
         connect(ray_address, space_source)
         return
-    ahead = threading.Thread(target=_load_ahead, args=(tracking_uri,), name="hpsearch-import-ahead", daemon=True)
+    ahead = threading.Thread(target=_load_ahead, args=(None if ray_address else tracking_uri,),
+                             name="hpsearch-import-ahead", daemon=True)
     ahead.start()
     try:
         connect(ray_address, space_source)
@@ -75,10 +77,12 @@ def connect_ahead(ray_address: Optional[str], space_source: Optional[str], track
         ahead.join()
 
 
-def _load_ahead(tracking_uri: str) -> None:
+def _load_ahead(tracking_uri: Optional[str]) -> None:
     from service._imports import import_ahead
 
     import_ahead(_STUDY_MODULES)
+    if tracking_uri is None:
+        return
     try:
         from service._tracking import client_for
 

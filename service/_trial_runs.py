@@ -86,10 +86,14 @@ class MlflowTrialLogger(Callback):
         self._reruns: set[str] = set()  # Tune trials run again though Optuna holds them as ended
         self._client = None
         self._study = None
+        # Tune unpickles its callbacks only when it restores a study: a trial may then have a run already that
+        # the saved state missed (made after Tune's last save). A first run's new trials have none to look for.
+        self._restored = False
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_client"] = state["_study"] = state["_reports"] = None
+        state["_restored"] = True
         return state
 
     @property
@@ -130,7 +134,7 @@ class MlflowTrialLogger(Callback):
             self._reports.close()
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
-        run_id = self._runs.get(trial.trial_id) or self._find_run(trial.trial_id)
+        run_id = self._runs.get(trial.trial_id) or (self._find_run(trial.trial_id) if self._restored else None)
         if run_id is not None:  # a resumed or restarted trial keeps its run
             if ended_before(self.study, trial.trial_id):
                 self._reruns.add(trial.trial_id)
