@@ -17,7 +17,7 @@ What is the product's own code here, and what is not:
   seeded study reproducible), with no MLflow or registry. Wall time is therefore not the product's.
 
     python benchmarks/search_quality.py                         # synthetic task, 10 seeds, 30 full trainings
-    python benchmarks/search_quality.py --tasks synthetic wine --seeds 10
+    python benchmarks/search_quality.py --tasks digits_small --seeds 10    # real training: about 15 minutes
     python benchmarks/search_quality.py --smoke                 # seconds: 2 seeds, small budget (CI)
 """
 
@@ -47,6 +47,7 @@ class Task:
 TASKS = {
     "synthetic": Task("synthetic", "synthetic_curves.yaml", 30),
     "wine": Task("wine", "wine_mlp.yaml", 20),
+    "digits_small": Task("digits_small", "digits_small_mlp.yaml", 30),
 }
 
 # name -> overrides of the space file (the product's defaults: tpe, asha grace_period 1, reduction_factor 3)
@@ -85,6 +86,8 @@ def replay(space, budget_epochs: int) -> tuple[list[tuple[int, float]], float]:
         started = time.perf_counter()
         trial = SimpleNamespace(trial_id=f"t{index:05d}")
         config = searcher.suggest(trial.trial_id)
+        if not isinstance(config, dict):  # None or Searcher.FINISHED: budget.trials ran out before the epochs
+            raise RuntimeError(f"the searcher gave no trial {index} ({config!r}) with {budget_epochs - spent} epochs left")
         scheduler.on_trial_add(None, trial)
         overhead += time.perf_counter() - started
         last: dict = {}
@@ -101,15 +104,18 @@ def replay(space, budget_epochs: int) -> tuple[list[tuple[int, float]], float]:
             searcher.on_trial_result(trial.trial_id, last)
             overhead += time.perf_counter() - t0
 
+        failed = False
         try:
             _train(space, config, report)
         except _Stopped:
             pass
+        except Exception:  # noqa: BLE001 - the trial's own failure (a diverged loss): failed, the study goes on
+            failed = True
         started = time.perf_counter()
         scheduler.on_trial_complete(None, trial, last)
-        searcher.on_trial_complete(trial.trial_id, last)
+        searcher.on_trial_complete(trial.trial_id, last, error=failed)
         overhead += time.perf_counter() - started
-        if last.get("training_iteration") == max_epochs:
+        if last.get("training_iteration") == max_epochs and not failed:
             best = max(best, sign * last[metric])
         curve.append((spent, sign * best if best > -math.inf else math.nan))
         index += 1
@@ -168,11 +174,13 @@ def run_task(task: Task, seeds: int, budget_trainings: int, out: Path) -> str:
     results: dict[str, list[list[tuple[int, float]]]] = {}
     overheads: dict[str, list[float]] = {}
     space = None
+    # Every trial spends at least one epoch: as many trials as epochs in the budget never run out first.
+    budget_epochs = budget_trainings * load_space(str(space_path)).budget.max_epochs
     for name, overrides in STRATEGIES.items():
         for seed in range(seeds):
             space = load_space(str(space_path), overrides=[*overrides, f"sampler.seed={seed}",
-                                                           "budget.concurrency=1"])
-            curve, overhead = replay(space, budget_trainings * space.budget.max_epochs)
+                                                           "budget.concurrency=1", f"budget.trials={budget_epochs}"])
+            curve, overhead = replay(space, budget_epochs)
             results.setdefault(name, []).append(curve)
             overheads.setdefault(name, []).append(overhead)
         print(f"  {task.name}: {name} done ({seeds} seeds)", flush=True)
