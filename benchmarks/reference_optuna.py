@@ -63,6 +63,9 @@ def main() -> None:
         except optuna.TrialPruned:
             client.set_terminated(run.info.run_id, "KILLED")
             raise
+        except Exception:  # a diverged loss, say: the trial fails, the study goes on (catch= below)
+            client.set_terminated(run.info.run_id, "FAILED")
+            raise
         client.set_terminated(run.info.run_id, "FINISHED")
         return best["value"]
 
@@ -71,7 +74,7 @@ def main() -> None:
         sampler=optuna.samplers.TPESampler(seed=args.seed),
         pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=3),
     )
-    study.optimize(objective, n_trials=args.trials, n_jobs=args.concurrency)
+    study.optimize(objective, n_trials=args.trials, n_jobs=args.concurrency, catch=(Exception,))
     finished = sum(1 for t in study.trials if t.state.is_finished())
     print(json.dumps({"wall_s": time.perf_counter() - started, "trials": finished}))
 
