@@ -74,6 +74,7 @@ def replay(space, budget_epochs: int) -> tuple[list[tuple[int, float]], float]:
 
     from service._searcher import StudySearcher
     from service._tuner import scheduler_for
+    from trainables import TrialDiverged
 
     metric, mode = space.metrics[0], space.modes[0]
     sign = 1.0 if mode == "max" else -1.0
@@ -109,8 +110,9 @@ def replay(space, budget_epochs: int) -> tuple[list[tuple[int, float]], float]:
             _train(space, config, report)
         except _Stopped:
             pass
-        except Exception:  # noqa: BLE001 - the trial's own failure (a diverged loss): failed, the study goes on
+        except TrialDiverged:  # as in a study: the trial fails, the study goes on; the epoch it diverged in counts
             failed = True
+            spent += 1
         started = time.perf_counter()
         scheduler.on_trial_complete(None, trial, last)
         searcher.on_trial_complete(trial.trial_id, last, error=failed)
@@ -174,7 +176,7 @@ def run_task(task: Task, seeds: int, budget_trainings: int, out: Path) -> str:
     results: dict[str, list[list[tuple[int, float]]]] = {}
     overheads: dict[str, list[float]] = {}
     space = None
-    # Every trial spends at least one epoch: as many trials as epochs in the budget never run out first.
+    # Every trial spends at least one epoch (a diverged one too): as many trials as epochs never run out first.
     budget_epochs = budget_trainings * load_space(str(space_path)).budget.max_epochs
     for name, overrides in STRATEGIES.items():
         for seed in range(seeds):
@@ -185,13 +187,12 @@ def run_task(task: Task, seeds: int, budget_trainings: int, out: Path) -> str:
             overheads.setdefault(name, []).append(overhead)
         print(f"  {task.name}: {name} done ({seeds} seeds)", flush=True)
     max_epochs, mode, metric = space.budget.max_epochs, space.modes[0], space.metrics[0]
-    budget = budget_trainings * max_epochs
-    target = statistics.median(best_at(c, budget) for c in results[BASELINE])
+    target = statistics.median(best_at(c, budget_epochs) for c in results[BASELINE])
     checkpoints = [t for t in (1, 3, 10) if t < budget_trainings] + [budget_trainings]
 
     lines = [
         f"### {task.name}: `search_spaces/{task.space_file}` ({metric}, {mode}; {max_epochs} epochs per full "
-        f"training; budget {budget_trainings} full trainings = {budget} epochs; {seeds} seeds)",
+        f"training; budget {budget_trainings} full trainings = {budget_epochs} epochs; {seeds} seeds)",
         "",
         f"X = {BASELINE}'s median best at the full budget = {target:.4f}. Epochs are summed over every trial, "
         "stopped ones included; values are medians over seeds with the interquartile range [q1, q3].",
@@ -212,7 +213,7 @@ def run_task(task: Task, seeds: int, budget_trainings: int, out: Path) -> str:
         cells.append(f"{statistics.median(overheads[name]):.2f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"
-    _plot(task, results, max_epochs, budget, target, metric, out / f"{task.name}.png")
+    _plot(task, results, max_epochs, budget_epochs, target, metric, out / f"{task.name}.png")
     return table
 
 

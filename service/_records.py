@@ -31,6 +31,7 @@ from service._optuna import (
 )
 from service._outcome import StudyOutcome
 from service._registry import Registry, StudyRecord
+from service._report_drawer import close_all as close_report_drawers
 from service._settings import Settings
 from service._states import StudyStatus, TrialLabel, trial_label
 from service._studylog import append_log
@@ -136,6 +137,7 @@ def close_records(
         error = "; ".join(e for e in (error, model_error) if e) or None
     if front:
         record_pareto_front(client, ctx.experiment_id, ctx.parent_run_id, ctx.study_id, front)
+    close_report_drawers()  # a redraw under way must not land after this last report
     log_study_report(client, ctx.parent_run_id, study, ctx.space.metrics)
     fields = {
         "best_value": best.value if best is not None else None,

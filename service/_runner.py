@@ -73,8 +73,11 @@ def connect_ahead(ray_address: Optional[str], space_source: Optional[str], track
     ahead.start()
     try:
         connect(ray_address, space_source)
-    finally:
-        ahead.join()
+    except BaseException:
+        if ray_address is None:  # it may be creating MLflow's tables: not to be cut off half-way by the exit
+            ahead.join()
+        raise  # a cluster's failure is told at once: the thread only imports
+    ahead.join()
 
 
 def _load_ahead(tracking_uri: Optional[str]) -> None:

@@ -93,8 +93,15 @@ class MlflowTrialLogger(Callback):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_client"] = state["_study"] = state["_reports"] = None
-        state["_restored"] = True
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled: Tune restores a study. The state may be an older hpsearch's: what it lacks keeps __init__'s
+        value."""
+        self.__init__(state["ctx"], report_interval_s=state.get("report_interval_s", 120.0))
+        self.__dict__.update(state)
+        self._restored = True
+        self._reports = None
 
     @property
     def client(self):

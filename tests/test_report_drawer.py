@@ -10,8 +10,15 @@ import time
 
 import pytest
 
-from service._report_drawer import PLOTTING_MODULES, ReportDrawer
+from service._imports import import_ahead
+from service._report_drawer import PLOTTING_MODULES, ReportDrawer, close_all
 from tests.support import REPO
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _plotting_imported():
+    """A drawer's thread imports these first: loaded already, the tests time its drawing, not the imports."""
+    import_ahead(PLOTTING_MODULES)
 
 
 class _Draws:
@@ -70,6 +77,38 @@ def test_requests_within_the_interval_give_one_drawing_after_it():
     assert draws.times[0] - started >= 0.5
 
 
+def test_a_request_after_a_drawing_waits_out_the_interval():
+    draws = _Draws()
+    drawer = ReportDrawer(draws, interval_s=0.4)
+    drawer.start()
+    time.sleep(0.4)
+    drawer.request()
+    _wait_for(lambda: len(draws.times) == 1)
+    drawer.request()
+    _wait_for(lambda: len(draws.times) == 2)
+    drawer.close()
+
+    assert draws.times[1] - draws.times[0] >= 0.4
+
+
+def test_close_all_stops_every_open_drawer_and_waits_for_their_drawings():
+    slow, idle = _Draws(seconds=0.5), _Draws()
+    drawers = [ReportDrawer(slow, interval_s=0.0), ReportDrawer(idle, interval_s=0.0)]
+    for drawer in drawers:
+        drawer.start()
+    drawers[0].request()
+    _wait_for(lambda: slow.threads)
+
+    close_all()
+
+    assert len(slow.times) == 1  # the drawing under way ended before close_all returned
+    for drawer in drawers:
+        drawer.request()
+    time.sleep(0.2)
+    assert (len(slow.times), len(idle.times)) == (1, 0)
+    _wait_for(lambda: not any(d.running for d in drawers))
+
+
 def test_close_waits_for_a_drawing_under_way_and_stops_the_thread():
     draws = _Draws(seconds=0.5)
     drawer = ReportDrawer(draws, interval_s=0.0)
@@ -94,7 +133,8 @@ def test_a_request_left_at_close_is_not_drawn():
 
     drawer.close()  # ...which does not come: the runner draws the last report itself
 
-    assert draws.times == [] and not drawer.running
+    _wait_for(lambda: not drawer.running)
+    assert draws.times == []
 
 
 def test_a_drawing_that_fails_is_logged_and_the_next_request_still_draws(caplog):
@@ -118,7 +158,11 @@ def test_starting_it_imports_the_plotting_libraries_before_any_drawing():
         "from service._report_drawer import PLOTTING_MODULES, ReportDrawer\n"
         "before = [m for m in PLOTTING_MODULES if m in sys.modules]\n"
         "drawer = ReportDrawer(lambda: None, interval_s=0)\n"
-        "drawer.start(); drawer.close(timeout_s=120)\n"
+        "drawer.start()\n"
+        "import time\n"
+        "deadline = time.monotonic() + 120\n"
+        "while any(m not in sys.modules for m in PLOTTING_MODULES) and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n"
         "after = [m for m in PLOTTING_MODULES if m in sys.modules]\n"
         "print(before, after)\n"
     )

@@ -4,6 +4,7 @@ its end state and reason — and the same run again after Tune pickles and resto
 from __future__ import annotations
 
 import math
+import time
 import pickle
 
 import pytest
@@ -149,3 +150,62 @@ def test_trial_runs_a_resumed_trial_keeps_its_run(logger):
 def test_trial_run_name_rounds_floats():
     assert trial_run_name(7, {"lr": 0.0031234, "optimizer": "adam", "maps": 32}, ("lr", "optimizer", "maps")) == \
         "trial-0007 lr=0.00312 optimizer=adam maps=32"
+
+
+def test_trial_runs_a_restore_of_an_older_pickle_keeps_the_run(logger):
+    """Tune unpickles the callback of a study saved by an older hpsearch, whose state lacks later attributes."""
+    trial = FakeTrial("old", {"lr": 0.02, "optimizer": "adam"})
+    _train(logger, trial, [0.5])
+    state = logger.__getstate__()
+    for newer in ("_restored", "_reports", "_logged", "_reruns"):
+        state.pop(newer, None)
+    older = MlflowTrialLogger.__new__(MlflowTrialLogger)
+    older.__setstate__(state)
+
+    older.setup()
+    older.on_trial_start(0, [], trial)
+    older.on_trial_result(0, [], trial, {"val_acc": 0.6, "training_iteration": 2})
+
+    assert older.run_id_for("old") == logger.run_id_for("old")
+    steps = [m.step for m in logger.client.get_metric_history(logger.run_id_for("old"), "val_acc")]
+    assert steps == [1, 2]
+
+
+class _CountingClient:
+    """The logger's real MLflow client, counting its `search_runs` calls."""
+
+    def __init__(self, client):
+        self._client, self.searches = client, 0
+
+    def __getattr__(self, name):
+        if name == "search_runs":
+            self.searches += 1
+        return getattr(self._client, name)
+
+
+def test_trial_runs_only_a_restored_logger_looks_for_a_new_trials_run(logger):
+    counting = _CountingClient(logger.client)
+    logger._client = counting
+    _train(logger, FakeTrial("first", {"lr": 0.01, "optimizer": "sgd"}), [0.4])
+    assert counting.searches == 0  # a first run's new trial cannot have a run yet
+
+    restored = pickle.loads(pickle.dumps(logger))
+    restored._client = counting
+    restored.on_trial_start(0, [], FakeTrial("second", {"lr": 0.03, "optimizer": "sgd"}))
+    assert counting.searches == 1  # made before the driver died, after Tune's last save: looked for
+
+
+def test_trial_runs_the_report_thread_starts_at_the_first_result_and_ends_with_the_experiment(logger):
+    logger.setup()
+    trial = FakeTrial("drawn", {"lr": 0.01, "optimizer": "sgd"})
+    logger.on_trial_start(0, [], trial)
+    assert not logger._reports.running  # the trials are starting: no imports to compete with them
+
+    _train(logger, trial, [0.4])
+    assert logger._reports.running
+    logger.on_experiment_end([])
+
+    deadline = time.monotonic() + 60
+    while logger._reports.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not logger._reports.running
