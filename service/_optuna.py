@@ -58,9 +58,10 @@ def open_storage(url: str) -> "optuna.storages.RDBStorage":
     which costs more than reading a study; the API answers status from it).
 
     Opening retries, with a growing pause, what passes: on an empty database two processes creating Optuna's
-    tables at once collide (PostgreSQL: a duplicate `alembic_version` type) and the loser only has to open it
-    again; a PostgreSQL that is restarting, or full ("too many clients already") while other studies start,
-    answers again within seconds to minutes."""
+    tables at once collide (PostgreSQL: a duplicate `alembic_version` type; SQLite: "table studies already
+    exists" or a duplicate `alembic_version` row) and the loser only has to open it again; a PostgreSQL that is
+    restarting, or full ("too many clients already") while other studies start, answers again within seconds
+    to minutes."""
     import optuna
     from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
@@ -71,10 +72,16 @@ def open_storage(url: str) -> "optuna.storages.RDBStorage":
     kwargs = engine_kwargs(url, "hpsearch optuna", burst=OPTUNA_BURST)
     storage = retry(lambda: optuna.storages.RDBStorage(url, engine_kwargs=kwargs),
                     on=(IntegrityError, ProgrammingError, OperationalError), attempts=8,
-                    what="opening Optuna's storage", when=lambda exc: not isinstance(exc, OperationalError) or transient(exc))
+                    what="opening Optuna's storage",
+                    when=lambda exc: not isinstance(exc, OperationalError) or transient(exc) or _created_meanwhile(exc))
     if not url.startswith("sqlite"):
         wait_for_busy_server(storage.engine)  # and every later connection waits out a busy server as well
     return storage
+
+
+def _created_meanwhile(exc: BaseException) -> bool:
+    """SQLite's answer to creating a table that another process has just created."""
+    return "already exists" in str(exc)
 
 
 def load_study(storage_url: str, study_name: str) -> Optional["optuna.Study"]:

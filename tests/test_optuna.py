@@ -44,3 +44,37 @@ def test_trials_lost_to_dead_workers_do_not_spend_the_failure_budget(study):
 
     assert study_outcome(study.trials, **kwargs).status == "failed"  # without the notes, as before
     assert study_outcome(study.trials, lost=noted_trials(study, LOST_ATTR), **kwargs).status == "succeeded"
+
+
+_OPEN_AT = """
+import sys, time
+from service._optuna import open_storage
+while time.time() < float(sys.argv[2]):
+    pass
+try:
+    open_storage(sys.argv[1])
+    print("ok")
+except Exception as exc:
+    print(type(exc).__name__, str(exc).splitlines()[0])
+"""
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_sqlite_storage_at_once_all_open_it(tmp_path):
+    """Two studies starting together on a fresh home (or `hpsearch status` while one starts) create Optuna's
+    tables at the same moment; SQLite tells the losers "table ... already exists", which they open past."""
+    import subprocess
+    import sys
+    import time
+
+    from support import REPO
+
+    answers = []
+    for attempt in range(3):
+        url = f"sqlite:///{tmp_path / f'optuna-{attempt}.db'}"
+        at = time.time() + 4  # every process imported and waiting when the moment comes
+        processes = [subprocess.Popen([sys.executable, "-c", _OPEN_AT, url, str(at)], cwd=REPO,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        answers += [p.communicate(timeout=120)[0].strip() for p in processes]
+
+    assert answers == ["ok"] * 12

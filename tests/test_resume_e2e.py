@@ -15,6 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from service._optuna import load_study
 from service._registry import Registry
 
 pytestmark = pytest.mark.e2e
@@ -73,12 +74,10 @@ def _only_study(tmp_path: Path):
 
 
 def _count_trials(record, *states: TrialState) -> int:
-    """How many trials the study's Optuna study holds (in `states`, if given); 0 before it exists."""
-    try:
-        study = optuna.load_study(study_name=record.optuna_study_name, storage=record.optuna_storage)
-    except KeyError:
-        return 0
-    return len(study.get_trials(deepcopy=False, states=states or None))
+    """How many trials the study's Optuna study holds (in `states`, if given); 0 before it exists. Opened as
+    hpsearch opens it: this may be the moment the driver creates Optuna's tables."""
+    study = load_study(record.optuna_storage, record.optuna_study_name)
+    return 0 if study is None else len(study.get_trials(deepcopy=False, states=states or None))
 
 
 def _completed(record) -> int:
