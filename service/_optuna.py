@@ -46,6 +46,13 @@ def noted_trials(study: "optuna.Study", attr: str) -> frozenset[int]:
                      if key.startswith(prefix) and key[len(prefix):].isdigit())
 
 
+def noted_retries(study: "optuna.Study", trials: list) -> int:
+    """How often `trials` were restarted after a lost worker or node, as the driver noted it on the Optuna study
+    (RETRIES_ATTR, per trial, at once): the durable count. Tune's saved state, from which a resumed driver's
+    progress counts start again, can be a second older than the last restarts before a crash."""
+    return sum(int(study.user_attrs.get(f"{RETRIES_ATTR}.{t.number}", 0)) for t in trials)
+
+
 def ran_out_of_time(study: "optuna.Study") -> bool:
     """Whether the study ended because `budget.time` was spent, in this run of its driver or an earlier one
     (the budget counts the trial time of every run)."""

@@ -22,6 +22,7 @@ from service._optuna import (
     TrialCounts,
     best_trial,
     load_study,
+    noted_retries,
     own_trials,
     pareto_front,
     ran_out_of_time,
@@ -140,6 +141,7 @@ def close_records(
     close_report_drawers()  # a redraw under way must not land after this last report
     log_study_report(client, ctx.parent_run_id, study, ctx.space.metrics)
     fields = {
+        "retries": noted_retries(study, trials),
         "best_value": best.value if best is not None else None,
         "best_params": dict(best.params) if best is not None else None,
         "best_trial": best.number if best is not None else None,

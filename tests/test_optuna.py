@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from service._optuna import LOST_ATTR, OUT_OF_TIME_ATTR, RETRIES_ATTR, noted_trials, ran_out_of_time
+from service._optuna import LOST_ATTR, OUT_OF_TIME_ATTR, RETRIES_ATTR, noted_retries, noted_trials, ran_out_of_time
 from service._outcome import study_outcome
 
 
@@ -78,3 +78,14 @@ def test_processes_opening_a_new_sqlite_storage_at_once_all_open_it(tmp_path):
         answers += [p.communicate(timeout=120)[0].strip() for p in processes]
 
     assert answers == ["ok"] * 12
+
+
+def test_noted_retries_sums_the_restarts_noted_on_the_given_trials(study):
+    for _ in range(4):
+        study.tell(study.ask(), 1.0)
+    study.set_user_attr(f"{RETRIES_ATTR}.0", 2)
+    study.set_user_attr(f"{RETRIES_ATTR}.1", 1)
+    study.set_user_attr(f"{RETRIES_ATTR}.9", 5)  # a trial not among those asked about
+    trials = [t for t in study.get_trials() if t.number in (0, 1, 2)]
+
+    assert noted_retries(study, trials) == 3
