@@ -197,3 +197,15 @@ def assert_records_agree(study_id: str, env: dict) -> dict:
         assert record.n_running == 0 and not [t for t in trials.values() if t.state.name == "RUNNING"]
     assert record.retries == sum(int(study.user_attrs.get(f"hpsearch.retries.{n}", 0)) for n in trials), record
     return {"record": record, "trials": trials, "runs": runs}
+
+
+def wait_for(predicate, timeout_s: float, what: str, every_s: float = 0.5):
+    """Poll `predicate` every `every_s` until it returns something true, and return that; fail the test
+    after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout_s}s waiting for {what}"
+        time.sleep(every_s)

@@ -28,7 +28,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from support import assert_records_agree, cluster_script, local_cluster
+from support import assert_records_agree, cluster_script, local_cluster, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -93,18 +93,8 @@ def _status(cluster, study_id: str) -> dict:
 
 
 def _ended(cluster, study_id: str, timeout: float) -> dict:
-    return _wait_for(lambda: (s := _status(cluster, study_id))["status"] not in ("queued", "running") and s,
+    return wait_for(lambda: (s := _status(cluster, study_id))["status"] not in ("queued", "running") and s,
                      timeout, f"study {study_id} to end")
-
-
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.time() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.5)
 
 
 def _journal(folder: Path) -> dict[str, list[tuple[int, str, float]]]:
@@ -149,7 +139,7 @@ def test_three_lost_workers_fail_no_trial_and_each_resumes_from_its_checkpoint(c
             return {trial for trial, lines in _journal(journal).items()
                     if lines[-1][1] == node and lines[-1][2] > back_since[worker] and 2 <= lines[-1][0] < epochs}
 
-        hit |= _wait_for(running_there, 240, f"a trial with a checkpoint running on {node}")
+        hit |= wait_for(running_there, 240, f"a trial with a checkpoint running on {node}")
         killed = cluster_script(cluster, "kill-worker", str(worker), "--raylet")
         assert killed.returncode == 0, killed.stderr
         restarted = cluster_script(cluster, "restart", f"worker-{worker}")
@@ -206,7 +196,7 @@ def _six_trials_two_completed(cluster, tmp_path: Path, name: str, *, epochs: int
     at least every second); (study id, journal folder)."""
     space, journal = _space(cluster, tmp_path, name, trials=6, epochs=epochs, sleep=1.0, seed=seed, concurrency=2)
     study_id = _submit(cluster, space)
-    _wait_for(lambda: sum(t["state"] == "completed" for t in _status(cluster, study_id)["trials"]) >= 2, 240,
+    wait_for(lambda: sum(t["state"] == "completed" for t in _status(cluster, study_id)["trials"]) >= 2, 240,
               "two completed trials")
     time.sleep(2.5)
     return study_id, journal
@@ -216,7 +206,7 @@ def _assert_noticed_and_resumed(cluster, study_id: str, journal: Path, epochs: i
     """After the study's driver died: the service marks the study crashed, every store agreeing; `hpsearch
     resume` then finishes it (6 trials) without running a finished trial again, each interrupted one going on
     from its checkpoint."""
-    crashed = _wait_for(lambda: (s := _status(cluster, study_id))["status"] == "crashed" and s, 180,
+    crashed = wait_for(lambda: (s := _status(cluster, study_id))["status"] == "crashed" and s, 180,
                         "the study to be marked crashed")
     assert f"hpsearch resume {study_id}" in crashed["error"]
     before = assert_records_agree(study_id, cluster["env"])
@@ -256,7 +246,7 @@ def test_an_api_restart_and_a_30_s_mlflow_outage_lose_no_trial_and_no_epoch(clus
     space, journal = _space(cluster, tmp_path, "chaos-services", trials=8, epochs=epochs, sleep=1.5, seed=7,
                             concurrency=2)
     study_id = _submit(cluster, space)
-    _wait_for(lambda: any(len(lines) >= 2 for lines in _journal(journal).values()), 240, "a trial in epoch 2")
+    wait_for(lambda: any(len(lines) >= 2 for lines in _journal(journal).values()), 240, "a trial in epoch 2")
 
     restarted = cluster_script(cluster, "restart", "api", timeout=300)
     assert restarted.returncode == 0, restarted.stderr[-3000:]
@@ -370,7 +360,7 @@ def test_ten_studies_at_once_all_finish_and_every_store_agrees(cluster, tmp_path
             studies = {s["id"]: s for s in _api(cluster, "GET", "/studies?limit=100")["studies"] if s["id"] in study_ids}
             return all(s["status"] not in ("queued", "running") for s in studies.values()) and studies
 
-        studies = _wait_for(all_ended, 900, "ten studies to end")
+        studies = wait_for(all_ended, 900, "ten studies to end")
     finally:
         sampler.done.set()
         sampler.join(timeout=10)

@@ -9,14 +9,13 @@ import json
 import stat
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from support import cluster_script, local_cluster
+from support import cluster_script, local_cluster, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -53,13 +52,6 @@ def _worker_nodes(cluster) -> int:
     return sum(n["state"] == "ALIVE" and n["resources_total"].get("GPU", 0) > 0 for n in nodes)
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while not predicate():
-        assert time.time() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.5)
-
-
 def test_kill_restart_and_add_workers_touch_only_the_node_named(cluster):
     before = _state(cluster)["processes"]
     others = {name: p["pgid"] for name, p in before.items() if name != "ray-worker-1"}
@@ -68,7 +60,7 @@ def test_kill_restart_and_add_workers_touch_only_the_node_named(cluster):
     assert killed.returncode == 0, killed.stderr
     assert killed.stdout.startswith("sent SIGKILL to the raylet of worker 1 ("), killed.stdout
     # Without its raylet the node ends; every other part of the cluster lives on.
-    _wait_for(lambda: not _alive(before["ray-worker-1"]["pgid"]), 30, "worker 1's processes to end")
+    wait_for(lambda: not _alive(before["ray-worker-1"]["pgid"]), 30, "worker 1's processes to end")
     assert all(_alive(pgid) for pgid in others.values())
     status = cluster_script(cluster, "status")
     assert status.returncode == 1 and "stopped" in next(line for line in status.stdout.splitlines()
@@ -86,13 +78,13 @@ def test_kill_restart_and_add_workers_touch_only_the_node_named(cluster):
     assert added.stdout.startswith("added worker-2 (pgid ")
     state = _state(cluster)
     assert state["workers"] == 2 and state["processes"]["ray-worker-2"]["env"]["HPSEARCH_RAY_NUM_GPUS"] == "1"
-    _wait_for(lambda: _worker_nodes(cluster) == 2, 60, "two worker nodes alive in Ray")
+    wait_for(lambda: _worker_nodes(cluster) == 2, 60, "two worker nodes alive in Ray")
     assert cluster_script(cluster, "status").returncode == 0
 
     # The whole node at once (the default): every process of worker 2, nothing of worker 1.
     whole = cluster_script(cluster, "kill-worker", "2")
     assert whole.returncode == 0 and whole.stdout.startswith("sent SIGKILL to "), whole.stderr
-    _wait_for(lambda: not _alive(state["processes"]["ray-worker-2"]["pgid"]), 10, "worker 2 to end")
+    wait_for(lambda: not _alive(state["processes"]["ray-worker-2"]["pgid"]), 10, "worker 2 to end")
     assert _alive(state["processes"]["ray-worker-1"]["pgid"])
     again = cluster_script(cluster, "kill-worker", "2")
     assert again.returncode == 1 and "restart worker-2" in again.stderr

@@ -12,7 +12,7 @@ import pytest
 
 from service._imports import import_ahead
 from service._report_drawer import PLOTTING_MODULES, ReportDrawer, close_all
-from tests.support import REPO
+from tests.support import REPO, wait_for
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -38,11 +38,8 @@ class _Draws:
             raise RuntimeError("no plot today")
 
 
-def _wait_for(condition, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+def _wait_for(condition) -> None:
+    wait_for(condition, 10.0, "the drawer", every_s=0.01)
 
 
 def test_it_draws_on_its_own_thread_once_per_request_and_not_without_one():

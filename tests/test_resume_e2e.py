@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from service._optuna import load_study
 from service._registry import Registry
+from support import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -60,15 +61,6 @@ def _submit_slow(tmp_path: Path, name: str) -> tuple[subprocess.Popen, dict]:
     return driver, env
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def _only_study(tmp_path: Path):
     return Registry(f"sqlite:///{tmp_path / 'home' / 'registry.db'}").list()[0]
 
@@ -105,8 +97,8 @@ def _histories(record):
 def test_stopped_or_crashed_study_resumes_without_rerunning_finished_trials(tmp_path, how):
     driver, env = _submit_slow(tmp_path, f"e2e-resume-{how.replace(' --', '-')}")
     try:
-        _wait_for(lambda: _registry_has_study(tmp_path), 120, "the study to be registered")
-        _wait_for(lambda: _completed(_only_study(tmp_path)) >= 2, 180, "two completed trials")
+        wait_for(lambda: _registry_has_study(tmp_path), 120, "the study to be registered")
+        wait_for(lambda: _completed(_only_study(tmp_path)) >= 2, 180, "two completed trials")
         time.sleep(2.5)  # past the 1 s experiment-state snapshot period (see service/_runner.py)
         if how == "interrupt":
             driver.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves its state and the driver exits
@@ -201,14 +193,14 @@ def test_a_study_whose_saved_state_was_copied_half_resumes_with_every_trial_acco
 
     driver, env = _submit_slow(tmp_path, "e2e-half-copied")
     try:
-        _wait_for(lambda: _registry_has_study(tmp_path), 120, "the study to be registered")
+        wait_for(lambda: _registry_has_study(tmp_path), 120, "the study to be registered")
         record = _only_study(tmp_path)
         tune_path = tmp_path / "home" / "tune" / record.id  # Settings.tune_dir
-        _wait_for(lambda: _count_trials(record) >= 2 and len(_tune_saved_state(tune_path, OLDER[older])) == len(OLDER[older]),
+        wait_for(lambda: _count_trials(record) >= 2 and len(_tune_saved_state(tune_path, OLDER[older])) == len(OLDER[older]),
                   180, "two trials asked for and saved")
         time.sleep(1.5)  # one more save, with both trials in it
         earlier = _tune_saved_state(tune_path, OLDER[older])
-        _wait_for(lambda: _count_trials(record) >= 4, 180, "two more trials asked for")
+        wait_for(lambda: _count_trials(record) >= 4, 180, "two more trials asked for")
         time.sleep(1.5)  # past the next save
         driver.kill()
         driver.communicate(timeout=60)
@@ -243,9 +235,9 @@ def test_a_trial_whose_saved_checkpoint_is_gone_resumes_from_its_newest(tmp_path
 
     driver, env = _submit_slow(tmp_path, "e2e-checkpoint-gone")
     try:
-        _wait_for(lambda: _registry_has_study(tmp_path), 120, "the study to be registered")
+        wait_for(lambda: _registry_has_study(tmp_path), 120, "the study to be registered")
         record = _only_study(tmp_path)
-        _wait_for(lambda: _completed(record) >= 2, 180, "two completed trials")
+        wait_for(lambda: _completed(record) >= 2, 180, "two completed trials")
         time.sleep(2.5)  # running trials past their first checkpoint, and a save naming it
         driver.kill()
         driver.communicate(timeout=60)

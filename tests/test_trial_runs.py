@@ -4,7 +4,6 @@ its end state and reason — and the same run again after Tune pickles and resto
 from __future__ import annotations
 
 import math
-import time
 import pickle
 
 import pytest
@@ -17,7 +16,7 @@ from service._tracking import trial_run_name
 from service._trial_runs import MlflowTrialLogger
 from service.space import parse_space
 
-from support import FakeTrial
+from support import FakeTrial, wait_for
 
 SPACE = """\
 name: runs
@@ -205,7 +204,4 @@ def test_trial_runs_the_report_thread_starts_at_the_first_result_and_ends_with_t
     assert logger._reports.running
     logger.on_experiment_end([])
 
-    deadline = time.monotonic() + 60
-    while logger._reports.running and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not logger._reports.running
+    wait_for(lambda: not logger._reports.running, 60, "the report thread to end", every_s=0.05)
