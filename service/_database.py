@@ -7,6 +7,7 @@ import functools
 import importlib.util
 import logging
 import os
+import sqlite3
 import time
 from pathlib import Path
 from typing import Optional
@@ -113,9 +114,30 @@ def _sqlite_engine(url: str) -> Engine:
     @event.listens_for(engine, "connect")
     def _write_ahead_log(dbapi_connection, _record) -> None:
         # WAL lets readers (`hpsearch status`) proceed while a driver writes: https://sqlite.org/wal.html
-        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        _switch_to_write_ahead_log(dbapi_connection)
 
     return engine
+
+
+def _switch_to_write_ahead_log(dbapi_connection) -> None:
+    """Put the database in WAL mode, waiting up to the busy timeout for the other processes that hold it.
+
+    The switch needs the write lock. While another connection holds it (one upgrading the new registry) or
+    asks for it too (processes opening a new database at the same moment all switch it), SQLite answers
+    "database is locked" at once, without its busy wait, since waiting could deadlock
+    (https://www.sqlite.org/c3ref/busy_handler.html). Asked again later, the switch is made, or was made by
+    another process and costs nothing."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    pause = 0.005
+    while True:
+        try:
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
 
 
 def _server_engine(url: str, application: str) -> Engine:

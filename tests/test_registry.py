@@ -201,17 +201,49 @@ def test_registry_reopening_keeps_studies_and_revision(empty_registry_url):
     engine.dispose()
 
 
+def test_registry_switches_a_new_sqlite_file_to_wal_once_another_writer_lets_go(tmp_path):
+    """While another connection holds the write lock of a new SQLite file, switching it to WAL is refused at once
+    ("database is locked", without SQLite's busy wait): the registry asks again until the lock is let go."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "registry.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.5, other.execute, args=("COMMIT",)).start()
+    registry = Registry(f"sqlite:///{path}")
+    assert registry.list() == []
+    other.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    registry.dispose()
+
+
 @pytest.mark.slow
 def test_registry_opened_by_many_processes_at_once_on_a_new_database(empty_registry_url):
     """The API and the first drivers (or a CLI and a driver) open a new registry at the same moment."""
     import subprocess
     import sys
+    import time
 
-    code = "import sys; from service._registry import Registry; Registry(sys.argv[1]).list()"
-    procs = [subprocess.Popen([sys.executable, "-c", code, empty_registry_url], stderr=subprocess.PIPE, text=True)
-             for _ in range(6)]
+    # Each process imports and warms up on a database in memory, then waits for the same moment to open the
+    # registry, so that they all open it within a few milliseconds of each other: on SQLite, the switch to WAL
+    # was then refused at once ("database is locked") to some of them.
+    processes = 10
+    code = ("import sys, time; from service._registry import Registry; Registry('sqlite://').list(); "
+            "print('ready', flush=True); "
+            "start = float(sys.stdin.readline())\nwhile time.time() < start: pass\nRegistry(sys.argv[1]).list()")
+    procs = [subprocess.Popen([sys.executable, "-c", code, empty_registry_url], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(processes)]
+    for p in procs:
+        assert p.stdout.readline() == "ready\n", p.communicate(timeout=60)[1][-3000:]
+    start = time.time() + 0.5
+    for p in procs:
+        p.stdin.write(f"{start}\n")
+        p.stdin.flush()
     errors = [p.communicate(timeout=120)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0] * 6, "\n".join(errors)[-3000:]
+    assert [p.returncode for p in procs] == [0] * processes, "\n".join(errors)[-3000:]
     engine = create_engine(empty_registry_url)
     with engine.connect() as conn:
         assert conn.execute(text("select version_num from hpsearch_alembic_version")).all() == [(SCHEMA_REVISION,)]
