@@ -41,6 +41,10 @@ _PNG_DPI = 100
 # names no line anyone can find; the PNG drops it, the HTML keeps hover labels.
 _MAX_LEGEND_ENTRIES = 20
 
+# What drawing a report imports, in the order it needs them (service/_report_drawer.py imports them ahead).
+PLOTTING_MODULES = ("plotly.graph_objects", "plotly.offline", "optuna.visualization", "matplotlib.pyplot",
+                    "optuna.visualization.matplotlib")
+
 NOTES_FILE = "report_notes.txt"
 TRIALS_FILE = "trials.csv"
 HTML_FILE = "report.html"
@@ -352,13 +356,10 @@ def _save_png(study: optuna.Study, name: str, kwargs: dict[str, Any], path: Path
     import numpy as np
     import optuna.visualization.matplotlib as mpl_plots
 
+    _silence_plotting_notes()
     already_open = set(plt.get_fignums())
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            # matplotlib's notes on degenerate axes (one trial, one value) are about the data, not for the user.
-            warnings.simplefilter("ignore", UserWarning)
-            axes = getattr(mpl_plots, f"plot_{name}")(study, **kwargs)
+        axes = getattr(mpl_plots, f"plot_{name}")(study, **kwargs)
         # Slice and contour plots of several params return a grid of axes that share one figure.
         fig = np.ravel(axes)[0].figure
         for ax in fig.axes:
@@ -371,6 +372,18 @@ def _save_png(study: optuna.Study, name: str, kwargs: dict[str, Any], path: Path
         # them alive otherwise, and a periodic report would leak one per plot per report.
         for number in set(plt.get_fignums()) - already_open:
             plt.close(number)
+
+
+def _silence_plotting_notes() -> None:
+    """Silence the warnings of drawing a PNG that are not for the user, by where they come from rather than for
+    the time of a call: `warnings.catch_warnings` changes the filters of every thread, and the report is drawn
+    on a thread of its own while Tune's loop runs. They are Optuna's notes that its matplotlib plots are
+    experimental (raised on the calling line, here), and matplotlib's notes on degenerate axes (one trial, one
+    value), which are about the data and which matplotlib attributes to Optuna's plotting modules. Asked for
+    each PNG (an identical filter replaces itself), so that a `catch_warnings` block of another thread that
+    ended meanwhile cannot have dropped them."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=r"service\._report$")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"optuna\.(visualization|importance)\.")
 
 
 def _describe(exc: BaseException) -> str:

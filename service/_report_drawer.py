@@ -26,10 +26,6 @@ from service._imports import import_ahead
 
 logger = logging.getLogger(__name__)
 
-# What drawing a report imports (service/_report.py), in the order it needs them.
-PLOTTING_MODULES = ("plotly.graph_objects", "plotly.offline", "optuna.visualization", "matplotlib.pyplot",
-                    "optuna.visualization.matplotlib", "service._report")
-
 _OPEN: "weakref.WeakSet[ReportDrawer]" = weakref.WeakSet()  # drawers started and not yet closed
 
 
@@ -71,6 +67,9 @@ class ReportDrawer:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
+        import_ahead(("service._report",))
+        from service._report import PLOTTING_MODULES
+
         import_ahead(PLOTTING_MODULES)
         while not self._closed.is_set():
             self._wanted.wait()

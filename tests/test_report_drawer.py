@@ -11,7 +11,8 @@ import time
 import pytest
 
 from service._imports import import_ahead
-from service._report_drawer import PLOTTING_MODULES, ReportDrawer, close_all
+from service._report import PLOTTING_MODULES
+from service._report_drawer import ReportDrawer, close_all
 from tests.support import REPO, wait_for
 
 
@@ -152,7 +153,8 @@ def test_starting_it_imports_the_plotting_libraries_before_any_drawing():
     """In a fresh interpreter: none of them loaded before, all of them after, with no drawing asked for."""
     code = (
         "import sys\n"
-        "from service._report_drawer import PLOTTING_MODULES, ReportDrawer\n"
+        "from service._report import PLOTTING_MODULES\n"
+        "from service._report_drawer import ReportDrawer\n"
         "before = [m for m in PLOTTING_MODULES if m in sys.modules]\n"
         "drawer = ReportDrawer(lambda: None, interval_s=0)\n"
         "drawer.start()\n"
