@@ -107,6 +107,20 @@ def own_trials(study: "optuna.Study") -> list["optuna.trial.FrozenTrial"]:
     return [t for t in study.get_trials(deepcopy=False) if WARM_START_SOURCE_ATTR not in t.user_attrs]
 
 
+# Tune trial id -> Optuna number, per study name, as the searcher of this process tagged them: the driver's
+# callbacks ask for the number of each trial as it starts (its MLflow run, its progress line), and reading
+# every trial back from the storage for it took a few milliseconds each time. A Tune trial keeps its Optuna
+# trial for good, so what is noted here never goes stale; a trial tagged by another process (an earlier driver
+# of a resumed study) is looked up in the storage.
+_NUMBERS: dict[tuple[str, str], int] = {}
+
+
+def tag_tune_trial(trial: "optuna.trial.Trial", tune_trial_id: str) -> None:
+    """Link the Optuna trial the searcher just asked for to its Tune trial (TUNE_TRIAL_ID_ATTR)."""
+    trial.set_user_attr(TUNE_TRIAL_ID_ATTR, tune_trial_id)
+    _NUMBERS[(trial.study.study_name, tune_trial_id)] = trial.number
+
+
 def _of_tune_trial(study: "optuna.Study", tune_trial_id: str) -> Optional["optuna.trial.FrozenTrial"]:
     """The Optuna trial of a Tune trial (the searcher tags each trial it asks for with its Tune id)."""
     for t in reversed(study.get_trials(deepcopy=False)):
@@ -117,6 +131,9 @@ def _of_tune_trial(study: "optuna.Study", tune_trial_id: str) -> Optional["optun
 
 def optuna_number(study: "optuna.Study", tune_trial_id: str) -> Optional[int]:
     """The Optuna number of a Tune trial."""
+    number = _NUMBERS.get((study.study_name, tune_trial_id))
+    if number is not None:
+        return number
     trial = _of_tune_trial(study, tune_trial_id)
     return None if trial is None else trial.number
 

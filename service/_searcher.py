@@ -42,6 +42,7 @@ from service._optuna import (
     TUNE_TRIAL_ID_ATTR,
     WARM_START_SOURCE_ATTR,
     open_storage,
+    tag_tune_trial,
 )
 from service._outcome import trial_outcome
 
@@ -111,7 +112,7 @@ class StudySearcher(Searcher):
         if running >= self.space.budget.concurrency:
             return None
         trial = self.study.ask()
-        trial.set_user_attr(TUNE_TRIAL_ID_ATTR, trial_id)
+        tag_tune_trial(trial, trial_id)
         self._trials[trial_id] = trial
         self._order.append(trial_id)
         return {**suggest_params(self.space, trial), **self.space.trial_constants()}

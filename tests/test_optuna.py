@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import optuna
 import pytest
 
-from service._optuna import LOST_ATTR, OUT_OF_TIME_ATTR, RETRIES_ATTR, noted_retries, noted_trials, ran_out_of_time
+from service._optuna import (
+    LOST_ATTR,
+    OUT_OF_TIME_ATTR,
+    RETRIES_ATTR,
+    noted_retries,
+    noted_trials,
+    open_storage,
+    optuna_number,
+    ran_out_of_time,
+    tag_tune_trial,
+)
 from service._outcome import study_outcome
+from support import REPO
 
 
 @pytest.fixture
@@ -63,11 +77,7 @@ except Exception as exc:
 def test_processes_opening_a_new_sqlite_storage_at_once_all_open_it(tmp_path):
     """Two studies starting together on a fresh home (or `hpsearch status` while one starts) create Optuna's
     tables at the same moment; SQLite tells the losers "table ... already exists", which they open past."""
-    import subprocess
-    import sys
     import time
-
-    from support import REPO
 
     answers = []
     for attempt in range(3):
@@ -89,3 +99,42 @@ def test_noted_retries_sums_the_restarts_noted_on_the_given_trials(study):
     trials = [t for t in study.get_trials() if t.number in (0, 1, 2)]
 
     assert noted_retries(study, trials) == 3
+
+
+def test_the_number_of_a_tune_trial_this_process_tagged_is_known_without_reading_the_trials(tmp_path, monkeypatch):
+    """The driver's callbacks ask for it as each trial starts: the searcher noted it when it asked."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.create_study(storage=storage, study_name="tagged", direction="maximize")
+    study.tell(study.ask(), 1.0)
+    tag_tune_trial(study.ask(), "tune_b")
+    loaded = optuna.load_study(study_name="tagged", storage=storage)  # the callbacks load their own
+    reads = []
+    monkeypatch.setattr(loaded, "get_trials", lambda *a, **k: reads.append(1) or [])
+
+    assert optuna_number(loaded, "tune_b") == 1
+    assert reads == []
+
+
+@pytest.mark.slow
+def test_the_number_of_a_tune_trial_another_process_tagged_is_read_from_the_storage(tmp_path):
+    """A resumed study's trials were tagged by the driver before it."""
+    storage_url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    code = ("import sys, optuna; from service._optuna import open_storage, tag_tune_trial; "
+            "study = optuna.create_study(storage=open_storage(sys.argv[1]), study_name='elsewhere'); "
+            "study.tell(study.ask(), 1.0); tag_tune_trial(study.ask(), 'tune_c')")
+    subprocess.run([sys.executable, "-c", code, storage_url], cwd=REPO, check=True, timeout=120)
+    study = optuna.load_study(study_name="elsewhere", storage=open_storage(storage_url))
+
+    assert optuna_number(study, "tune_c") == 1
+    assert optuna_number(study, "tune_unknown") is None
+
+
+def test_the_same_tune_id_in_two_studies_keeps_each_studys_number(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    first = optuna.create_study(storage=storage, study_name="first")
+    second = optuna.create_study(storage=storage, study_name="second")
+    second.tell(second.ask(), 1.0)
+    tag_tune_trial(first.ask(), "tune_same")
+    tag_tune_trial(second.ask(), "tune_same")
+
+    assert (optuna_number(first, "tune_same"), optuna_number(second, "tune_same")) == (0, 1)
