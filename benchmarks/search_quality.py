@@ -18,7 +18,10 @@ What is the product's own code here, and what is not:
 
     python benchmarks/search_quality.py                         # synthetic task, 10 seeds, 30 full trainings
     python benchmarks/search_quality.py --tasks digits_small --seeds 10    # real training: about 15 minutes
-    python benchmarks/search_quality.py --smoke                 # seconds: 2 seeds, small budget (CI)
+    python benchmarks/search_quality.py --smoke                 # seconds: 2 seeds, small budget (tests/test_benchmarks.py)
+    python benchmarks/search_quality.py --tasks digits_small --out benchmarks/search_quality/variants \
+        --strategies "TPE + ASHA" "TPE + ASHA rf 2" "TPE + ASHA rf 4" "TPE startup 5 + ASHA" \
+        "TPE startup 20 + ASHA" "TPE univariate + ASHA"       # the default with one setting changed at a time
 """
 
 from __future__ import annotations
@@ -59,6 +62,15 @@ STRATEGIES = {
     "CMA-ES + ASHA": ["sampler={type: cmaes}", "scheduler={type: asha, grace_period: 1, reduction_factor: 3}"],
     "TPE + ASHA 25%": ["sampler={type: tpe}", "scheduler={type: asha, grace_period: 25%, reduction_factor: 3}"],
     "random + ASHA 25%": ["sampler={type: random}", "scheduler={type: asha, grace_period: 25%, reduction_factor: 3}"],
+}
+# The default strategy with one setting changed at a time: the evidence for the defaults' settings.
+_ASHA = "scheduler={type: asha, grace_period: 1, reduction_factor: 3}"
+VARIANTS = {
+    "TPE + ASHA rf 2": ["sampler={type: tpe}", "scheduler={type: asha, grace_period: 1, reduction_factor: 2}"],
+    "TPE + ASHA rf 4": ["sampler={type: tpe}", "scheduler={type: asha, grace_period: 1, reduction_factor: 4}"],
+    "TPE startup 5 + ASHA": ["sampler={type: tpe, n_startup_trials: 5}", _ASHA],
+    "TPE startup 20 + ASHA": ["sampler={type: tpe, n_startup_trials: 20}", _ASHA],
+    "TPE univariate + ASHA": ["sampler={type: tpe, multivariate: false}", _ASHA],
 }
 BASELINE = "random + FIFO"
 
@@ -169,7 +181,7 @@ def _fmt(value: float, digits: int = 4) -> str:
     return "–" if math.isnan(value) else f"{value:.{digits}f}" if digits else f"{value:.0f}"
 
 
-def run_task(task: Task, seeds: int, budget_trainings: int, out: Path) -> str:
+def run_task(task: Task, seeds: int, budget_trainings: int, out: Path, strategies: list[str]) -> str:
     from service.space import load_space
 
     space_path = ROOT / "search_spaces" / task.space_file
@@ -178,7 +190,8 @@ def run_task(task: Task, seeds: int, budget_trainings: int, out: Path) -> str:
     space = None
     # Every trial spends at least one epoch (a diverged one too): as many trials as epochs never run out first.
     budget_epochs = budget_trainings * load_space(str(space_path)).budget.max_epochs
-    for name, overrides in STRATEGIES.items():
+    for name in [BASELINE] + [n for n in strategies if n != BASELINE]:  # X is the baseline's: it comes first
+        overrides = {**STRATEGIES, **VARIANTS}[name]
         for seed in range(seeds):
             space = load_space(str(space_path), overrides=[*overrides, f"sampler.seed={seed}",
                                                            "budget.concurrency=1", f"budget.trials={budget_epochs}"])
@@ -271,6 +284,9 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=None, help="full trainings per study (default: the task's)")
     parser.add_argument("--out", type=Path, default=OUT, help="folder for <task>.png and <task>.md")
     parser.add_argument("--smoke", action="store_true", help="2 seeds, budget 3 trainings: seconds")
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=[*STRATEGIES, *VARIANTS],
+                        metavar="NAME", help=f"default: {', '.join(STRATEGIES)}; also: {', '.join(VARIANTS)} "
+                                            f"({BASELINE} always runs: it sets X)")
     args = parser.parse_args()
     if args.smoke:
         args.seeds, args.budget = 2, 3
@@ -288,7 +304,7 @@ def main() -> None:
     tables = []
     for name in args.tasks:
         task = TASKS[name]
-        tables.append(run_task(task, args.seeds, args.budget or task.budget_trainings, args.out))
+        tables.append(run_task(task, args.seeds, args.budget or task.budget_trainings, args.out, args.strategies))
     args.out.mkdir(parents=True, exist_ok=True)
     for name, table in zip(args.tasks, tables):
         print(table)
