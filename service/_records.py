@@ -18,6 +18,7 @@ from service._driver import driver_id
 from service._optuna import (
     LOST_ATTR,
     RECONCILED_ATTR,
+    RETRIES_ATTR,
     TUNE_TRIAL_ID_ATTR,
     TrialCounts,
     best_trial,
@@ -40,6 +41,7 @@ from service._summary import StudySummary
 from service._tracking import (
     PARENT_TAG,
     TAG_REASON,
+    TAG_RETRIES,
     TAG_STATE,
     TAG_STUDY,
     TAG_TRIAL,
@@ -225,7 +227,9 @@ def close_trial_runs(client, experiment_id: str, parent_run_id: str, study_id: s
     closed with the status and `hpsearch.state` of its Optuna trial (a trial still running in Optuna — a
     stopped or crashed study's, which `resume` continues — is `interrupted` and KILLED), and a failed one says
     why. A trial that never started (the study ended while it waited for a worker) gets a closed run saying so.
-    Runs the callbacks closed already are left as they are."""
+    Runs the callbacks closed already keep their state. Every run's `hpsearch.retries` is the count noted on
+    the Optuna study (which the registry's total sums): a driver resumed after a head loss counts on from
+    Tune's saved state, which can be older than the last restarts."""
     from mlflow.entities import RunTag
 
     runs = client.search_runs([experiment_id], filter_string=f"tags.`{TAG_STUDY}` = '{study_id}'", max_results=50000)
@@ -244,13 +248,19 @@ def close_trial_runs(client, experiment_id: str, parent_run_id: str, study_id: s
             )
             log_params(client, run.info.run_id, {**(space.fixed if space is not None else {}), **trial.params})
             reason = f"it never started: {reason or 'the study ended while it waited for a worker'}"
-        elif run.info.status != "RUNNING" and run.data.tags.get(TAG_STATE) == label.value:
-            continue  # closed by the callbacks as it ended
-        tags = [RunTag(TAG_STATE, label.value)]
-        if reason and not run.data.tags.get(TAG_REASON):
-            tags.append(RunTag(TAG_REASON, reason[:5000]))
-        client.log_batch(run.info.run_id, tags=tags)
-        client.set_terminated(run.info.run_id, status=_RUN_STATUS[label])
+        tags = []
+        retries = trial_note(study, RETRIES_ATTR, trial.number, 0)
+        if retries and run.data.tags.get(TAG_RETRIES) != str(retries):
+            tags.append(RunTag(TAG_RETRIES, str(retries)))
+        closed = run.info.status != "RUNNING" and run.data.tags.get(TAG_STATE) == label.value  # by the callbacks
+        if not closed:
+            tags.append(RunTag(TAG_STATE, label.value))
+            if reason and not run.data.tags.get(TAG_REASON):
+                tags.append(RunTag(TAG_REASON, reason[:5000]))
+        if tags:
+            client.log_batch(run.info.run_id, tags=tags)
+        if not closed:
+            client.set_terminated(run.info.run_id, status=_RUN_STATUS[label])
 
 
 def _why_failed(study, trial) -> str:
