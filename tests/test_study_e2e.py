@@ -3,6 +3,7 @@ MLflow in a SQLite store; results are read back through the stock Optuna and MLf
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -304,6 +305,11 @@ def test_multi_objective_study_reports_the_pareto_front(ray_cluster, stores, mon
     assert tagged == front
     report = {a.path for a in client.list_artifacts(summary["mlflow_parent_run_id"], "report")}
     assert {"report/pareto_front.png", "report/report.html"} <= report
+    # The report that stays is the last one, drawn once every trial had ended, not a redraw from mid-run.
+    csv_path = client.download_artifacts(summary["mlflow_parent_run_id"], "report/trials.csv", str(stores))
+    with open(csv_path, newline="") as fh:
+        drawn = {int(row["number"]): row["state"] for row in csv.DictReader(fh)}
+    assert drawn == {t.number: t.state.name for t in study.get_trials()}
 
 
 def test_warm_start_seeds_a_new_study_with_compatible_finished_trials(ray_cluster, stores):
