@@ -29,6 +29,7 @@ from service._cli_common import (
     user_errors,
 )
 from service._states import ACTIVE_STATUSES, StudyStatus
+from service._telemetry import turn_off_library_telemetry
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hpsearch")
@@ -374,6 +375,7 @@ def ui(study_id, tracking_uri, home, server, port, host) -> None:
 
 def entry() -> None:
     """The `hpsearch` executable (and `python -m service.cli`): `main`, ended the quick way."""
+    turn_off_library_telemetry()
     run_then_exit(main)
 
 
