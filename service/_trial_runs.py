@@ -189,15 +189,17 @@ class MlflowTrialLogger(Callback):
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        from mlflow.entities import RunTag
+
         run_id = self._runs.get(trial.trial_id)
         if run_id is None or trial.trial_id in self._reruns:
             return
         result = trial.last_result or {}
         outcome = trial_outcome(result, False, self.ctx.space.metrics, self.ctx.space.budget.max_epochs)
-        self.client.set_tag(run_id, TAG_STATE, outcome.label.value)
-        self.client.set_tag(run_id, TAG_RUNG, str(epochs_reached(result)))
+        tags = [RunTag(TAG_STATE, outcome.label.value), RunTag(TAG_RUNG, str(epochs_reached(result)))]
         if outcome.label == TrialLabel.FAILED:
-            self.client.set_tag(run_id, TAG_REASON, outcome.reason[:5000])
+            tags.append(RunTag(TAG_REASON, outcome.reason[:5000]))
+        self.client.log_batch(run_id, tags=tags)  # one write, not one per tag
         if result.get(FAULT_TRACE_KEY):
             _log_text(self.client, run_id, "error.txt", str(result[FAULT_TRACE_KEY]))
         self.client.set_terminated(run_id, status="FAILED" if outcome.label == TrialLabel.FAILED else "FINISHED")
@@ -218,13 +220,17 @@ class MlflowTrialLogger(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         """Tune gave up on the trial after its worker or node was lost more often than max_retries."""
+        from mlflow.entities import RunTag
+
         run_id = self._runs.get(trial.trial_id)
         if run_id is None or trial.trial_id in self._reruns or ended_before(self.study, trial.trial_id):
             return  # none, or a rerun after a restore of a trial that had ended: its run stands
-        self.client.set_tag(run_id, TAG_STATE, TrialLabel.FAILED.value)
-        self.client.set_tag(run_id, TAG_REASON, f"its worker was lost more often than max_retries="
-                                                f"{self.ctx.space.budget.max_retries}: {failure_reason(trial)}")
-        self.client.set_tag(run_id, TAG_RUNG, str((trial.last_result or {}).get("training_iteration", 0)))
+        reason = (f"its worker was lost more often than max_retries={self.ctx.space.budget.max_retries}: "
+                  f"{failure_reason(trial)}")
+        self.client.log_batch(run_id, tags=[
+            RunTag(TAG_STATE, TrialLabel.FAILED.value), RunTag(TAG_REASON, reason[:5000]),
+            RunTag(TAG_RUNG, str((trial.last_result or {}).get("training_iteration", 0))),
+        ])
         error_file = getattr(trial, "error_file", None)
         if error_file and os.path.exists(error_file):
             self.client.log_artifact(run_id, error_file)
