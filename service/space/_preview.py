@@ -78,8 +78,13 @@ def _scheduler(space: "SearchSpace") -> str:
         rungs = (f"judged at epoch{'s' if len(judged) > 1 else ''} {', '.join(map(str, judged))}, keeping the best "
                  f"1/{num(s.reduction_factor)} at each; survivors run to {max_epochs}") if judged else (
                  f"no rung before max_epochs {max_epochs}: no trial is stopped")
-        return (f"asha (grace_period {grace}, reduction_factor {num(s.reduction_factor)}, on {space.metrics[0]})"
+        text = (f"asha (grace_period {grace}, reduction_factor {num(s.reduction_factor)}, on {space.metrics[0]})"
                 f"\n           rungs: {rungs}")
+        if judged and judged[0] * 4 < max_epochs:
+            text += ("\n           note: judging before a quarter of max_epochs stops slow starters; if your curves"
+                     "\n           cross (warm-up, cosine or step schedules, wide models), prefer grace_period: \"25%\""
+                     "\n           or fifo (README: Choosing a sampler and scheduler)")
+        return text
     if s.type == "median":
         return f"median (grace_period {grace}, min_samples_required {s.min_samples_required})"
     return "fifo (every trial runs max_epochs)"
