@@ -12,8 +12,9 @@ import json
 import logging
 import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 from service._states import StudyStatus
 from trainables import RESERVED_CONFIG_KEYS
@@ -43,7 +44,33 @@ logger = logging.getLogger(__name__)
 def client_for(tracking_uri: str) -> "RetryingClient":
     from mlflow.tracking import MlflowClient
 
-    return RetryingClient(MlflowClient(tracking_uri=tracking_uri))
+    with _one_opener_at_a_time(tracking_uri):
+        client = MlflowClient(tracking_uri=tracking_uri)  # opens the store (once per process and URI)
+    return RetryingClient(client)
+
+
+@contextmanager
+def _one_opener_at_a_time(tracking_uri: str) -> Iterator[None]:
+    """For an SQLite store: one process at a time opens it. MLflow creates and upgrades a store's tables when a
+    client first opens it, without a lock of its own, so processes opening a new store at the same moment (two
+    `hpsearch submit` on a fresh home, or one and `hpsearch status`) failed with "table runs already exists" or
+    "duplicate column name": 18 of 24 processes did, in groups of 4 started together. They take turns here, on
+    a lock file beside the database (`mlflow.db.lock`); opening a store whose tables are there takes
+    milliseconds. A server's store (http://...) is the server's business."""
+    if not tracking_uri.startswith("sqlite:"):
+        yield
+        return
+    import fcntl
+
+    from sqlalchemy.engine import make_url
+
+    database = make_url(tracking_uri).database
+    if not database or database == ":memory:" or not Path(database).parent.is_dir():
+        yield  # nothing to share, or a folder that is not there: MLflow says what is wrong
+        return
+    with open(f"{database}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, and by the system if we die
+        yield
 
 
 class RetryingClient:
