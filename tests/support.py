@@ -209,3 +209,22 @@ def wait_for(predicate, timeout_s: float, what: str, every_s: float = 0.5):
             return value
         assert time.monotonic() < deadline, f"timed out after {timeout_s}s waiting for {what}"
         time.sleep(every_s)
+
+
+def run_together(code: str, args: list[str], processes: int, timeout_s: float = 180) -> list[subprocess.CompletedProcess]:
+    """Run `processes` Python processes of `code` (with `args`), released at the same moment: `code` prints
+    "ready" once it has imported and warmed up, then reads the moment (time.time()) to start at from stdin and
+    waits for it, so that what follows runs in every process within a few milliseconds of the others."""
+    procs = [subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+    for p in procs:
+        assert p.stdout.readline() == "ready\n", p.communicate(timeout=60)[1][-3000:]
+    start = time.time() + 0.5
+    for p in procs:
+        p.stdin.write(f"{start}\n")
+        p.stdin.flush()
+    done = []
+    for p in procs:
+        out, err = p.communicate(timeout=timeout_s)
+        done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    return done

@@ -222,28 +222,15 @@ def test_registry_switches_a_new_sqlite_file_to_wal_once_another_writer_lets_go(
 @pytest.mark.slow
 def test_registry_opened_by_many_processes_at_once_on_a_new_database(empty_registry_url):
     """The API and the first drivers (or a CLI and a driver) open a new registry at the same moment."""
-    import subprocess
-    import sys
-    import time
+    from support import run_together
 
-    # Each process imports and warms up on a database in memory, then waits for the same moment to open the
-    # registry, so that they all open it within a few milliseconds of each other: on SQLite, the switch to WAL
-    # was then refused at once ("database is locked") to some of them.
-    processes = 10
+    # Each process imports and warms up on a database in memory, then all open the registry at the same moment:
+    # on SQLite, the switch to WAL was then refused at once ("database is locked") to some of them.
     code = ("import sys, time; from service._registry import Registry; Registry('sqlite://').list(); "
             "print('ready', flush=True); "
             "start = float(sys.stdin.readline())\nwhile time.time() < start: pass\nRegistry(sys.argv[1]).list()")
-    procs = [subprocess.Popen([sys.executable, "-c", code, empty_registry_url], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(processes)]
-    for p in procs:
-        assert p.stdout.readline() == "ready\n", p.communicate(timeout=60)[1][-3000:]
-    start = time.time() + 0.5
-    for p in procs:
-        p.stdin.write(f"{start}\n")
-        p.stdin.flush()
-    errors = [p.communicate(timeout=120)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0] * processes, "\n".join(errors)[-3000:]
+    done = run_together(code, [empty_registry_url], processes=10, timeout_s=120)
+    assert [p.returncode for p in done] == [0] * 10, "\n".join(p.stderr for p in done)[-3000:]
     engine = create_engine(empty_registry_url)
     with engine.connect() as conn:
         assert conn.execute(text("select version_num from hpsearch_alembic_version")).all() == [(SCHEMA_REVISION,)]

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-
 import pytest
 
-from support import REPO
+from support import run_together
 
 pytestmark = pytest.mark.slow  # fresh interpreters importing MLflow: seconds
 
@@ -32,18 +28,8 @@ def test_processes_opening_a_new_sqlite_store_at_once_all_open_it(tmp_path):
     18 of 24 such processes before they took turns)."""
     answers = []
     for attempt in range(2):
-        url = f"sqlite:///{tmp_path / f'mlflow-{attempt}.db'}"
-        procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AT, url], cwd=REPO, stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
-        for p in procs:
-            assert p.stdout.readline() == "ready\n", p.communicate(timeout=60)[1][-3000:]
-        start = time.time() + 0.5
-        for p in procs:
-            p.stdin.write(f"{start}\n")
-            p.stdin.flush()
-        for p in procs:
-            err = p.communicate(timeout=180)[1]
-            answers.append("ok" if p.returncode == 0 else err.strip().splitlines()[-1])
+        done = run_together(_OPEN_AT, [f"sqlite:///{tmp_path / f'mlflow-{attempt}.db'}"], processes=4)
+        answers += ["ok" if p.returncode == 0 else p.stderr.strip().splitlines()[-1] for p in done]
 
     assert answers == ["ok"] * 8
 
