@@ -80,7 +80,8 @@ def _scheduler(space: "SearchSpace") -> str:
                  f"no rung before max_epochs {max_epochs}: no trial is stopped")
         text = (f"asha (grace_period {grace}, reduction_factor {num(s.reduction_factor)}, on {space.metrics[0]})"
                 f"\n           rungs: {rungs}")
-        if judged and judged[0] * 4 < max_epochs:
+        quarter = s.model_copy(update={"grace_period": "25%"}).grace_epochs(max_epochs)  # as "25%" resolves
+        if judged and judged[0] < quarter:
             text += ("\n           note: judging before a quarter of max_epochs stops slow starters; if your curves"
                      "\n           cross (warm-up, cosine or step schedules, wide models), prefer grace_period: \"25%\""
                      "\n           or fifo (README: Choosing a sampler and scheduler)")
