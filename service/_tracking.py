@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 import warnings
 from contextlib import contextmanager
@@ -68,9 +69,16 @@ def _one_opener_at_a_time(tracking_uri: str) -> Iterator[None]:
     if not database or database == ":memory:" or not Path(database).parent.is_dir():
         yield  # nothing to share, or a folder that is not there: MLflow says what is wrong
         return
-    with open(f"{database}.lock", "a") as lock:
+    try:  # read-only is enough for flock: a store in a folder this user may only read opens as before
+        lock = os.open(f"{database}.lock", os.O_RDONLY | os.O_CREAT, 0o600)
+    except OSError:  # no lock file, and none may be made here: nothing to take turns on
+        yield
+        return
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, and by the system if we die
         yield
+    finally:
+        os.close(lock)
 
 
 class RetryingClient:

@@ -41,3 +41,22 @@ def test_a_store_in_memory_or_a_missing_folder_takes_no_lock(tmp_path):
         with _one_opener_at_a_time(uri):
             pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_store_in_a_folder_this_user_may_only_read_still_opens(tmp_path):
+    """Reading someone else's study (a shared home, a read-only copy): no lock file can be made, and none is
+    needed to read."""
+    import os
+
+    from service._tracking import _one_opener_at_a_time
+
+    if os.geteuid() == 0:  # root may write anywhere: made with a folder that is a file's place instead
+        folder = tmp_path / "store"
+        folder.mkdir()
+        (folder / "mlflow.db.lock").mkdir()  # the lock file's name is taken by a folder: it cannot be opened
+    else:
+        folder = tmp_path / "store"
+        folder.mkdir()
+        folder.chmod(0o555)
+    with _one_opener_at_a_time(f"sqlite:///{folder / 'mlflow.db'}"):
+        pass
