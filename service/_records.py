@@ -235,6 +235,7 @@ def close_trial_runs(client, experiment_id: str, parent_run_id: str, study_id: s
     runs = client.search_runs([experiment_id], filter_string=f"tags.`{TAG_STUDY}` = '{study_id}'", max_results=50000)
     by_number = {int(r.data.tags[TAG_TRIAL]): r for r in runs if r.data.tags.get(TAG_TRIAL, "").isdigit()}
     name_params = tuple(list(space.params)[:3]) if space is not None else tuple()
+    notes = study.user_attrs  # read once: each read is a storage query
     for trial in own_trials(study):
         label = trial_label(trial.state)
         if label in (TrialLabel.RUNNING, TrialLabel.WAITING):
@@ -249,7 +250,7 @@ def close_trial_runs(client, experiment_id: str, parent_run_id: str, study_id: s
             log_params(client, run.info.run_id, {**(space.fixed if space is not None else {}), **trial.params})
             reason = f"it never started: {reason or 'the study ended while it waited for a worker'}"
         tags = []
-        retries = trial_note(study, RETRIES_ATTR, trial.number, 0)
+        retries = notes.get(f"{RETRIES_ATTR}.{trial.number}", 0)
         if retries and run.data.tags.get(TAG_RETRIES) != str(retries):
             tags.append(RunTag(TAG_RETRIES, str(retries)))
         closed = run.info.status != "RUNNING" and run.data.tags.get(TAG_STATE) == label.value  # by the callbacks
