@@ -379,11 +379,14 @@ def _silence_plotting_notes() -> None:
     the time of a call: `warnings.catch_warnings` changes the filters of every thread, and the report is drawn
     on a thread of its own while Tune's loop runs. They are Optuna's notes that its matplotlib plots are
     experimental (raised on the calling line, here), and matplotlib's notes on degenerate axes (one trial, one
-    value), which are about the data and which matplotlib attributes to Optuna's plotting modules. Asked for
-    each PNG (an identical filter replaces itself), so that a `catch_warnings` block of another thread that
-    ended meanwhile cannot have dropped them."""
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=r"service\._report$")
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"optuna\.(visualization|importance)\.")
+    value), which are about the data and which matplotlib attributes to Optuna's plotting modules. Checked for
+    each PNG, so that a `catch_warnings` block of another thread that ended meanwhile cannot have dropped them."""
+    for category, module in ((optuna.exceptions.ExperimentalWarning, r"service\._report$"),
+                             (UserWarning, r"optuna\.(visualization|importance)\.")):
+        # Only when missing: adding a filter again resets every module's "warned once" memory.
+        if not any(f[0] == "ignore" and f[2] is category and f[3] is not None and f[3].pattern == module
+                   for f in warnings.filters):
+            warnings.filterwarnings("ignore", category=category, module=module)
 
 
 def _describe(exc: BaseException) -> str:
