@@ -67,9 +67,10 @@ class ReportDrawer:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
-        import_ahead(("service._report",))
-        from service._report import PLOTTING_MODULES
-
+        try:
+            from service._report import PLOTTING_MODULES
+        except Exception:  # noqa: BLE001 - the drawing reports it, as import_ahead leaves it to do
+            PLOTTING_MODULES = ()
         import_ahead(PLOTTING_MODULES)
         while not self._closed.is_set():
             self._wanted.wait()

@@ -210,9 +210,11 @@ def test_registry_switches_a_new_sqlite_file_to_wal_once_another_writer_lets_go(
     path = tmp_path / "registry.db"
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
-    threading.Timer(0.5, other.execute, args=("COMMIT",)).start()
+    letting_go = threading.Timer(0.5, other.execute, args=("COMMIT",))
+    letting_go.start()
     registry = Registry(f"sqlite:///{path}")
     assert registry.list() == []
+    letting_go.join()
     other.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
