@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from service._errors import StudyError
+from service._retry import retry
 
 logger = logging.getLogger(__name__)
 
@@ -120,24 +121,16 @@ def _sqlite_engine(url: str) -> Engine:
 
 
 def _switch_to_write_ahead_log(dbapi_connection) -> None:
-    """Put the database in WAL mode, waiting up to the busy timeout for the other processes that hold it.
+    """Put the database in WAL mode, asking again for about 20 s while other processes hold it.
 
     The switch needs the write lock. While another connection holds it (one upgrading the new registry) or
     asks for it too (processes opening a new database at the same moment all switch it), SQLite answers
     "database is locked" at once, without its busy wait, since waiting could deadlock
     (https://www.sqlite.org/c3ref/busy_handler.html). Asked again later, the switch is made, or was made by
     another process and costs nothing."""
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
-    pause = 0.005
-    while True:
-        try:
-            dbapi_connection.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 2, 0.2)
+    retry(lambda: dbapi_connection.execute("PRAGMA journal_mode=WAL"), on=(sqlite3.OperationalError,),
+          when=lambda exc: "locked" in str(exc), attempts=13, first_pause_s=0.005,  # 5 ms, 10 ms, ... 10 s
+          what="switching an SQLite database to WAL")
 
 
 def _server_engine(url: str, application: str) -> Engine:
