@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from service._errors import StudyError
+from service._telemetry import telemetry_env
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +66,11 @@ def connect(address: Optional[str], space_source: Optional[str] = None) -> None:
         paths.append(os.environ["PYTHONPATH"])
     kwargs: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING)
     # A driver launched as a Ray job (by the API service) already runs in the job's runtime env, which its
-    # workers inherit; Ray refuses a second one that sets the same variables.
+    # workers inherit; Ray refuses a second one that sets the same variables. Workers on a cluster's nodes do
+    # not inherit this process's environment: its telemetry choices go with the runtime env.
     if not os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
-        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
+        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
+                                              **telemetry_env()}}
     if not address:
         _start_embedded(kwargs)
         return

@@ -7,6 +7,7 @@ import os
 
 from service._errors import StudyError
 from service._settings import Settings
+from service._telemetry import telemetry_env
 
 MIN_TOKEN_CHARS = 16
 
@@ -50,6 +51,7 @@ def api_config(ray_dashboard: str, settings: Settings):
         "HPSEARCH_OPTUNA_STORAGE": settings.optuna_storage,
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "HPSEARCH_HOME": str(settings.home),
+        **telemetry_env(),  # for the job's workers on other nodes; the driver itself sets them as it starts
     }
     for name in ("HPSEARCH_DATA_DIR", "PYTHONPATH", "HPSEARCH_REPORT_INTERVAL_S", "HPSEARCH_TRAINABLE_MODULES"):
         if os.environ.get(name):

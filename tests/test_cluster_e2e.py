@@ -73,8 +73,9 @@ class RayCluster:
 
 def _without_ray_settings(environ) -> dict:
     """The environment without RAY_* variables (RAY_ADDRESS, RAY_AUTH_*, and those an in-process `ray.init`
-    of another test module leaves behind), so each process here gets exactly the Ray settings it is given."""
-    return {k: v for k, v in environ.items() if not k.startswith("RAY_")}
+    of another test module leaves behind), so each process here gets exactly the Ray settings it is given, and
+    without MLflow's telemetry switch: nodes that `ray start` made are not hpsearch's to configure."""
+    return {k: v for k, v in environ.items() if not k.startswith("RAY_") and k != "MLFLOW_DISABLE_TELEMETRY"}
 
 
 def _free_ports(n: int) -> list[int]:
@@ -253,6 +254,8 @@ def test_submit_to_cluster_runs_trials_on_both_workers_sharing_their_gpus(ray_cl
     tags = [r.data.tags for r in runs]
     assert {tag["hpsearch.node"] for tag in tags} == ray_cluster.worker_node_ids
     assert all(tag["hpsearch.node_ip"] for tag in tags)
+    # The driver's choice reached its trial workers on the other nodes (the runtime env): no usage reporting.
+    assert all(r.data.metrics["telemetry_off"] == 1.0 for r in runs)
     # Two trials of gpu: 0.5 each shared a worker's one GPU, at the same time.
     assert all(tag["hpsearch.gpu_ids"] == "0" for tag in tags)
     for node in ray_cluster.worker_node_ids:

@@ -415,6 +415,8 @@ def test_security_a_study_runs_and_no_secret_reaches_a_log(cluster, monkeypatch)
         monkeypatch.setenv(name, cluster["env"][name])
     runs = MlflowClient(cluster["env"]["MLFLOW_TRACKING_URI"]).search_runs([summary["mlflow_experiment_id"]])
     assert len(runs) == 3  # the parent and one per trial
+    # The trial workers had MLflow's and Ray's usage reporting off (tests/user_trainables/where.py).
+    assert [r.data.metrics.get("telemetry_off") for r in runs if "hpsearch.trial" in r.data.tags] == [1.0, 1.0]
     logs = _log_files(cluster)
     assert any(p.name == "api.log" for p in logs) and any("session_" in str(p) for p in logs)
     leaks = [(str(p), i) for p in logs for i, secret in enumerate(cluster["secrets"])
@@ -434,7 +436,40 @@ def test_security_cluster_files_are_private(cluster):
 
 
 def _cluster_listeners(cluster) -> set[tuple[str, str, int]]:
-    return listeners(marked(f"HPSEARCH_LOCAL_CLUSTER={cluster['dir']}"))
+    return listeners(_cluster_pids(cluster))
+
+
+def _environment(pid: int) -> dict[str, str]:
+    """The environment a process started with (what it sets later itself is not in /proc)."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
+def test_security_cluster_processes_send_no_usage_data(cluster):
+    """Every process the cluster's scripts start has MLflow's usage reporting off from its start, and every
+    process of the Ray nodes Ray's too. Read from /proc for the processes that keep their environment there;
+    Ray's own Python processes (`ray::...`) write their title over it, so trial workers report theirs from
+    inside (test_security_a_study_runs_and_no_secret_reaches_a_log), and the API (`hpsearch serve`) switches
+    both off itself as it starts (tests/test_telemetry.py)."""
+    environments = {}
+    for pid in _cluster_pids(cluster):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"\0serve\0" not in cmdline and not cmdline.startswith(b"ray::"):
+                environments[pid] = (_comm(pid), _environment(pid))
+        except OSError:  # ended meanwhile
+            continue
+    mlflow = set().union(*(descendants(pid) for pid, (name, _) in environments.items() if name == "mlflow"))
+    names = {name for name, _ in environments.values()}
+    assert mlflow and {"raylet", "gcs_server"} <= names, names
+    reporting = sorted((name, pid) for pid, (name, env) in environments.items()
+                       if env.get("MLFLOW_DISABLE_TELEMETRY") != "true"
+                       or (pid not in mlflow and env.get("RAY_USAGE_STATS_ENABLED") != "0"))
+    assert reporting == []
+
+
+def _cluster_pids(cluster) -> set[int]:
+    return marked(f"HPSEARCH_LOCAL_CLUSTER={cluster['dir']}")
 
 
 def _node_addresses(cluster) -> set[str]:
