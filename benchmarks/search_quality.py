@@ -71,6 +71,9 @@ VARIANTS = {
     "TPE startup 5 + ASHA": ["sampler={type: tpe, n_startup_trials: 5}", _ASHA],
     "TPE startup 20 + ASHA": ["sampler={type: tpe, n_startup_trials: 20}", _ASHA],
     "TPE univariate + ASHA": ["sampler={type: tpe, multivariate: false}", _ASHA],
+    "TPE + ASHA grace 2": ["sampler={type: tpe}", "scheduler={type: asha, grace_period: 2, reduction_factor: 3}"],
+    "TPE + ASHA grace 3": ["sampler={type: tpe}", "scheduler={type: asha, grace_period: 3, reduction_factor: 3}"],
+    "TPE + ASHA grace 5": ["sampler={type: tpe}", "scheduler={type: asha, grace_period: 5, reduction_factor: 3}"],
 }
 BASELINE = "random + FIFO"
 
