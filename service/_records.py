@@ -251,7 +251,7 @@ def close_trial_runs(client, experiment_id: str, parent_run_id: str, study_id: s
             reason = f"it never started: {reason or 'the study ended while it waited for a worker'}"
         tags = []
         retries = notes.get(f"{RETRIES_ATTR}.{trial.number}", 0)
-        if retries and run.data.tags.get(TAG_RETRIES) != str(retries):
+        if run.data.tags.get(TAG_RETRIES, "0") != str(retries):  # no tag says 0, as Optuna's no note does
             tags.append(RunTag(TAG_RETRIES, str(retries)))
         closed = run.info.status != "RUNNING" and run.data.tags.get(TAG_STATE) == label.value  # by the callbacks
         if not closed:

@@ -20,7 +20,7 @@ from service._optuna import (
     tag_tune_trial,
 )
 from service._outcome import study_outcome
-from support import REPO
+from support import REPO, run_together
 
 
 @pytest.fixture
@@ -63,7 +63,9 @@ def test_trials_lost_to_dead_workers_do_not_spend_the_failure_budget(study):
 _OPEN_AT = """
 import sys, time
 from service._optuna import open_storage
-while time.time() < float(sys.argv[2]):
+print("ready", flush=True)
+start = float(sys.stdin.readline())
+while time.time() < start:
     pass
 try:
     open_storage(sys.argv[1])
@@ -77,15 +79,10 @@ except Exception as exc:
 def test_processes_opening_a_new_sqlite_storage_at_once_all_open_it(tmp_path):
     """Two studies starting together on a fresh home (or `hpsearch status` while one starts) create Optuna's
     tables at the same moment; SQLite tells the losers "table ... already exists", which they open past."""
-    import time
-
     answers = []
     for attempt in range(3):
         url = f"sqlite:///{tmp_path / f'optuna-{attempt}.db'}"
-        at = time.time() + 4  # every process imported and waiting when the moment comes
-        processes = [subprocess.Popen([sys.executable, "-c", _OPEN_AT, url, str(at)], cwd=REPO,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
-        answers += [p.communicate(timeout=120)[0].strip() for p in processes]
+        answers += [done.stdout.strip() for done in run_together(_OPEN_AT, [url], processes=4, timeout_s=120)]
 
     assert answers == ["ok"] * 12
 
