@@ -72,7 +72,14 @@ def open_storage(url: str) -> "optuna.storages.RDBStorage":
     import optuna
     from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-    from service._database import OPTUNA_BURST, engine_kwargs, transient, wait_for_busy_server, with_driver
+    from service._database import (
+        OPTUNA_BURST,
+        engine_kwargs,
+        transient,
+        use_write_ahead_log,
+        wait_for_busy_server,
+        with_driver,
+    )
     from service._retry import retry
 
     url = with_driver(url)
@@ -81,7 +88,9 @@ def open_storage(url: str) -> "optuna.storages.RDBStorage":
                     on=(IntegrityError, ProgrammingError, OperationalError), attempts=8,
                     what="opening Optuna's storage",
                     when=lambda exc: not isinstance(exc, OperationalError) or transient(exc) or _created_meanwhile(exc))
-    if not url.startswith("sqlite"):
+    if url.startswith("sqlite"):
+        use_write_ahead_log(url)
+    else:
         wait_for_busy_server(storage.engine)  # and every later connection waits out a busy server as well
     return storage
 

@@ -45,8 +45,11 @@ logger = logging.getLogger(__name__)
 def client_for(tracking_uri: str) -> "RetryingClient":
     from mlflow.tracking import MlflowClient
 
+    from service._database import use_write_ahead_log
+
     with _one_opener_at_a_time(tracking_uri):
         client = MlflowClient(tracking_uri=tracking_uri)  # opens the store (once per process and URI)
+        use_write_ahead_log(tracking_uri)
     return RetryingClient(client)
 
 

@@ -135,3 +135,24 @@ def test_the_same_tune_id_in_two_studies_keeps_each_studys_number(tmp_path):
     tag_tune_trial(second.ask(), "tune_same")
 
     assert (optuna_number(first, "tune_same"), optuna_number(second, "tune_same")) == (0, 1)
+
+
+def test_a_reader_of_an_sqlite_storage_never_holds_up_its_writer(tmp_path):
+    """`hpsearch status` reading the study while its driver tells Optuna a result: the storage is switched to
+    WAL when it is opened, so a writer that does not wait at all commits beside a reader (in SQLite's default
+    journal mode it would wait for the reader to finish)."""
+    import sqlite3
+
+    database = tmp_path / "optuna.db"
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{database}"), study_name="read-while-written")
+    assert sqlite3.connect(database).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+    reader = sqlite3.connect(database, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM trials").fetchone()  # a read lock, held until the end
+    writer = sqlite3.connect(database, timeout=0, isolation_level=None)
+    writer.execute("UPDATE studies SET study_name = 'renamed' WHERE study_name = 'read-while-written'")
+    study.tell(study.ask(), 1.0)
+    reader.close()
+
+    assert [s.study_name for s in optuna.get_all_study_summaries(open_storage(f"sqlite:///{database}"))] == ["renamed"]

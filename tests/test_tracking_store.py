@@ -60,3 +60,35 @@ def test_a_store_in_a_folder_this_user_may_only_read_still_opens(tmp_path):
         folder.chmod(0o555)
     with _one_opener_at_a_time(f"sqlite:///{folder / 'mlflow.db'}"):
         pass
+
+
+def _reader_holds_a_read_transaction(database):
+    import sqlite3
+
+    reader = sqlite3.connect(database, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a read lock, held until the end
+    return reader
+
+
+def test_a_reader_of_the_store_never_holds_up_its_writer(tmp_path):
+    """`hpsearch status`, the MLflow UI or a report reading the store while the driver writes: in SQLite's
+    default journal mode the writer waits for the reader (and gives up after MLflow's 20 s busy wait). The
+    store is switched to WAL when it is opened, for every later connection too; a writer that does not wait
+    at all commits beside a reader."""
+    import sqlite3
+
+    from service._tracking import client_for
+
+    database = tmp_path / "mlflow.db"
+    client = client_for(f"sqlite:///{database}")
+    run = client.create_run(client.create_experiment("x"))
+    assert sqlite3.connect(database).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+    reader = _reader_holds_a_read_transaction(database)
+    writer = sqlite3.connect(database, timeout=0, isolation_level=None)
+    writer.execute("UPDATE runs SET name = 'renamed' WHERE run_uuid = ?", (run.info.run_id,))  # autocommit
+    client.log_metric(run.info.run_id, "m", 1.0)
+    reader.close()
+
+    assert client.get_run(run.info.run_id).info.run_name == "renamed"
