@@ -184,8 +184,9 @@ def test_security_state_is_private(tmp_path):
     done = subprocess.run([sys.executable, "-m", "service.cli", "submit", str(space), "--quiet"], env=env,
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    paths = [tmp_path / "home", *(tmp_path / "home").rglob("*"), tmp_path / "mlflow.db"]
+    paths = [tmp_path / "home", *(tmp_path / "home").rglob("*"), *tmp_path.glob("mlflow.db*")]  # WAL files too
     assert any(p.name.endswith(".log") for p in paths) and any(p.name == "checkpoint.pt" for p in paths)
+    assert "mlflow.db" in {p.name for p in paths}
     loose = [f"{p} {stat.filemode(p.stat().st_mode)}" for p in paths
              if not p.is_symlink() and p.stat().st_mode & 0o077]
     assert loose == []
