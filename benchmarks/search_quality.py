@@ -14,7 +14,9 @@ What is the product's own code here, and what is not:
 - the trial is the built-in trainable's own loop (`trainables.synthetic.run`, `trainables.fit`), stopped by
   raising from its report callback when the scheduler says STOP;
 - not Tune's trial runner or Ray: trials run one after another (concurrency 1, which is also what makes a
-  seeded study reproducible), with no MLflow or registry. Wall time is therefore not the product's.
+  seeded study reproducible), or with --concurrency N as N in flight whose epochs all take the same time and
+  report in turn (still in one process, one trial computing at a time, as reproducible), with no MLflow or
+  registry. Wall time is therefore not the product's.
 
     python benchmarks/search_quality.py                         # synthetic task, 10 seeds, 30 full trainings
     python benchmarks/search_quality.py --tasks digits_small --seeds 10    # real training: about 15 minutes
@@ -22,6 +24,9 @@ What is the product's own code here, and what is not:
     python benchmarks/search_quality.py --tasks digits_small --out benchmarks/search_quality/variants \
         --strategies "TPE + ASHA" "TPE + ASHA rf 2" "TPE + ASHA rf 4" "TPE startup 5 + ASHA" \
         "TPE startup 20 + ASHA" "TPE univariate + ASHA"       # the default with one setting changed at a time
+    python benchmarks/search_quality.py --tasks synthetic digits_small --concurrency 2 \
+        --out benchmarks/search_quality/concurrency \
+        --strategies "TPE + ASHA" "TPE no liar + ASHA"        # two trials in flight, constant liar on and off
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import argparse
 import logging
 import math
 import statistics
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -74,6 +80,7 @@ VARIANTS = {
     "TPE + ASHA grace 2": ["sampler={type: tpe}", "scheduler={type: asha, grace_period: 2, reduction_factor: 3}"],
     "TPE + ASHA grace 3": ["sampler={type: tpe}", "scheduler={type: asha, grace_period: 3, reduction_factor: 3}"],
     "TPE + ASHA grace 5": ["sampler={type: tpe}", "scheduler={type: asha, grace_period: 5, reduction_factor: 3}"],
+    "TPE no liar + ASHA": ["sampler={type: tpe, constant_liar: false}", _ASHA],  # with --concurrency > 1
 }
 BASELINE = "random + FIFO"
 
@@ -82,61 +89,129 @@ class _Stopped(Exception):
     """Raised from a trainable's report callback when the scheduler stops the trial."""
 
 
-def replay(space, budget_epochs: int) -> tuple[list[tuple[int, float]], float]:
-    """One study, trial after trial until `budget_epochs` are spent: [(cumulative epochs, best so far)] after
-    every trial, and the wall time spent outside the trainable (sampler and scheduler)."""
+class _Trial:
+    """One trial's training on a thread of its own, run an epoch at a time: `step()` lets it train until its
+    next report and returns that report's metrics, or None once the trial has ended by itself (a diverged one).
+    Only one thread runs at any moment (each waits for its turn), so a replay is as deterministic as a loop."""
+
+    def __init__(self, index: int, config: dict, space, started_at: int):
+        self.trial_id, self.index, self.started_at = self.id_of(index), index, started_at
+        self.epochs, self.last, self.diverged = 0, {}, False
+        self._go, self._back = threading.Semaphore(0), threading.Semaphore(0)
+        self._stop, self._metrics, self._error = False, None, None
+        self._thread = threading.Thread(target=self._run, args=(space, config), daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def id_of(index: int) -> str:
+        return f"t{index:05d}"
+
+    def _run(self, space, config: dict) -> None:
+        from trainables import TrialDiverged
+
+        self._go.acquire()
+        try:
+            _train(space, config, self._report)
+        except _Stopped:
+            pass
+        except TrialDiverged:  # as in a study: the trial fails, the study goes on
+            self.diverged = True
+        except BaseException as exc:  # noqa: BLE001 - handed to the replaying thread
+            self._error = exc
+        self._metrics = None
+        self._back.release()
+
+    def _report(self, metrics: dict, *_checkpoint) -> None:
+        self._metrics = metrics
+        self._back.release()
+        self._go.acquire()
+        if self._stop:
+            raise _Stopped
+
+    def step(self):
+        self._go.release()
+        self._back.acquire()
+        if self._error is not None:
+            raise self._error
+        return self._metrics
+
+    def stop(self) -> None:
+        """End the trial at its last report."""
+        self._stop = True
+        self.step()
+        self._thread.join()
+
+    @property
+    def next_report_at(self) -> tuple[int, int]:
+        """When its next epoch ends, every epoch taking one unit of time; ties go to the older trial."""
+        return self.started_at + self.epochs + 1, self.index
+
+
+def replay(space, budget_epochs: int, concurrency: int = 1) -> tuple[list[tuple[int, float]], float]:
+    """One study until `budget_epochs` are spent, `concurrency` trials at a time: [(cumulative epochs, best so
+    far)] after every trial's end, and the wall time spent outside the trainable (sampler and scheduler).
+
+    With concurrency > 1 every epoch takes the same time, so the trials in flight report in turn and a new one
+    starts as soon as one ends: the sampler suggests while others run (what constant liar is for) and ASHA
+    judges a trial against the rungs the others have reached so far. New trials start while epochs are left;
+    the ones in flight then run to their end."""
     from ray.tune.schedulers import TrialScheduler
 
     from service._searcher import StudySearcher
     from service._tuner import scheduler_for
-    from trainables import TrialDiverged
 
     metric, mode = space.metrics[0], space.modes[0]
     sign = 1.0 if mode == "max" else -1.0
     searcher = StudySearcher(study_name=space.name, storage_url=None, space=space)
     scheduler = scheduler_for(SimpleNamespace(space=space, metric=metric, mode=mode))
     max_epochs = space.budget.max_epochs
-    spent, best, curve, overhead = 0, -math.inf, [], 0.0
-    index = 0
-    while spent < budget_epochs:
-        started = time.perf_counter()
-        trial = SimpleNamespace(trial_id=f"t{index:05d}")
-        config = searcher.suggest(trial.trial_id)
-        if not isinstance(config, dict):  # None or Searcher.FINISHED: budget.trials ran out before the epochs
-            raise RuntimeError(f"the searcher gave no trial {index} ({config!r}) with {budget_epochs - spent} epochs left")
-        scheduler.on_trial_add(None, trial)
-        overhead += time.perf_counter() - started
-        last: dict = {}
+    spent, best, curve, overhead, now = 0, -math.inf, [], 0.0, 0
+    running: list[_Trial] = []
+    started = 0
 
-        def report(metrics: dict, *_checkpoint) -> None:
-            nonlocal spent, overhead, last
-            spent += 1
-            last = {"training_iteration": metrics["epoch"], metric: metrics[metric]}
-            t0 = time.perf_counter()
-            action = scheduler.on_trial_result(None, trial, last)
-            if action == TrialScheduler.STOP or metrics["epoch"] >= max_epochs:
-                overhead += time.perf_counter() - t0
-                raise _Stopped
-            searcher.on_trial_result(trial.trial_id, last)
-            overhead += time.perf_counter() - t0
-
-        failed = False
-        try:
-            _train(space, config, report)
-        except _Stopped:
-            pass
-        except TrialDiverged:  # as in a study: the trial fails, the study goes on; the epoch it diverged in counts
-            failed = True
-            spent += 1
-        started = time.perf_counter()
-        scheduler.on_trial_complete(None, trial, last)
-        searcher.on_trial_complete(trial.trial_id, last, error=failed)
-        overhead += time.perf_counter() - started
-        if last.get("training_iteration") == max_epochs and not failed:
-            best = max(best, sign * last[metric])
+    def end(trial: _Trial) -> None:
+        nonlocal best, overhead
+        t0 = time.perf_counter()
+        scheduler.on_trial_complete(None, trial, trial.last)
+        searcher.on_trial_complete(trial.trial_id, trial.last, error=trial.diverged)
+        overhead += time.perf_counter() - t0
+        if trial.last.get("training_iteration") == max_epochs and not trial.diverged:
+            best = max(best, sign * trial.last[metric])
         curve.append((spent, sign * best if best > -math.inf else math.nan))
-        index += 1
-    return curve, overhead
+        running.remove(trial)
+
+    while True:
+        while len(running) < concurrency and spent < budget_epochs:
+            t0 = time.perf_counter()
+            config = searcher.suggest(_Trial.id_of(started))
+            if not isinstance(config, dict):  # None or Searcher.FINISHED: budget.trials ran out before the epochs
+                raise RuntimeError(f"the searcher gave no trial {started} ({config!r}) with {budget_epochs - spent} "
+                                   "epochs left")
+            trial = _Trial(started, config, space, now)
+            scheduler.on_trial_add(None, trial)
+            overhead += time.perf_counter() - t0
+            running.append(trial)
+            started += 1
+        if not running:
+            return curve, overhead
+        trial = min(running, key=lambda t: t.next_report_at)
+        now = trial.next_report_at[0]
+        metrics = trial.step()
+        spent += 1  # a diverged trial's last epoch counts too
+        trial.epochs += 1
+        if metrics is None:  # it diverged
+            end(trial)
+            continue
+        trial.last = {"training_iteration": metrics["epoch"], metric: metrics[metric]}
+        t0 = time.perf_counter()
+        action = scheduler.on_trial_result(None, trial, trial.last)
+        if action == TrialScheduler.STOP or metrics["epoch"] >= max_epochs:
+            overhead += time.perf_counter() - t0
+            trial.stop()
+            end(trial)
+            continue
+        searcher.on_trial_result(trial.trial_id, trial.last)
+        overhead += time.perf_counter() - t0
 
 
 def _train(space, config: dict, report) -> None:
@@ -184,7 +259,8 @@ def _fmt(value: float, digits: int = 4) -> str:
     return "–" if math.isnan(value) else f"{value:.{digits}f}" if digits else f"{value:.0f}"
 
 
-def run_task(task: Task, seeds: int, budget_trainings: int, out: Path, strategies: list[str]) -> str:
+def run_task(task: Task, seeds: int, budget_trainings: int, out: Path, strategies: list[str],
+             concurrency: int = 1) -> str:
     from service.space import load_space
 
     space_path = ROOT / "search_spaces" / task.space_file
@@ -197,8 +273,9 @@ def run_task(task: Task, seeds: int, budget_trainings: int, out: Path, strategie
         overrides = {**STRATEGIES, **VARIANTS}[name]
         for seed in range(seeds):
             space = load_space(str(space_path), overrides=[*overrides, f"sampler.seed={seed}",
-                                                           "budget.concurrency=1", f"budget.trials={budget_epochs}"])
-            curve, overhead = replay(space, budget_epochs)
+                                                           f"budget.concurrency={concurrency}",
+                                                           f"budget.trials={budget_epochs}"])
+            curve, overhead = replay(space, budget_epochs, concurrency)
             results.setdefault(name, []).append(curve)
             overheads.setdefault(name, []).append(overhead)
         print(f"  {task.name}: {name} done ({seeds} seeds)", flush=True)
@@ -208,7 +285,8 @@ def run_task(task: Task, seeds: int, budget_trainings: int, out: Path, strategie
 
     lines = [
         f"### {task.name}: `search_spaces/{task.space_file}` ({metric}, {mode}; {max_epochs} epochs per full "
-        f"training; budget {budget_trainings} full trainings = {budget_epochs} epochs; {seeds} seeds)",
+        f"training; budget {budget_trainings} full trainings = {budget_epochs} epochs; {seeds} seeds"
+        + (f"; {concurrency} trials at a time)" if concurrency > 1 else ")"),
         "",
         f"X = {BASELINE}'s median best at the full budget = {target:.4f}. Epochs are summed over every trial, "
         "stopped ones included; values are medians over seeds with the interquartile range [q1, q3].",
@@ -287,6 +365,8 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=None, help="full trainings per study (default: the task's)")
     parser.add_argument("--out", type=Path, default=OUT, help="folder for <task>.png and <task>.md")
     parser.add_argument("--smoke", action="store_true", help="2 seeds, budget 3 trainings: seconds")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="trials in flight at once, every epoch taking the same time (default: 1)")
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=[*STRATEGIES, *VARIANTS],
                         metavar="NAME", help=f"default: {', '.join(STRATEGIES)}; also: {', '.join(VARIANTS)} "
                                             f"({BASELINE} always runs: it sets X)")
@@ -307,7 +387,8 @@ def main() -> None:
     tables = []
     for name in args.tasks:
         task = TASKS[name]
-        tables.append(run_task(task, args.seeds, args.budget or task.budget_trainings, args.out, args.strategies))
+        tables.append(run_task(task, args.seeds, args.budget or task.budget_trainings, args.out, args.strategies,
+                               args.concurrency))
     args.out.mkdir(parents=True, exist_ok=True)
     for name, table in zip(args.tasks, tables):
         print(table)

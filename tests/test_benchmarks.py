@@ -25,3 +25,33 @@ def test_search_quality_smoke_writes_a_row_per_strategy_and_a_plot(tmp_path):
     rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "---" not in line]
     assert rows == ["strategy", "random + FIFO", *strategies]  # the baseline always runs: it sets X
     assert (tmp_path / "synthetic.png").read_bytes().startswith(b"\x89PNG")
+
+
+def _search_quality():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("search_quality", REPO / "benchmarks" / "search_quality.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_search_quality_replays_trials_in_flight_together_and_the_same_way_twice():
+    """With --concurrency 2 two trials train in turn, an epoch each (so the first ends only after 2 × 27 − 1
+    epochs were spent in all), and a seeded replay gives the same curve every time."""
+    from service.space import load_space
+
+    search_quality = _search_quality()
+    curves = {}
+    for concurrency in (1, 2, 2):
+        space = load_space(str(REPO / "search_spaces" / "synthetic_curves.yaml"), overrides=[
+            "sampler={type: tpe, seed: 3}", "scheduler={type: fifo}", f"budget.concurrency={concurrency}",
+            "budget.trials=200"])
+        curve, _ = search_quality.replay(space, budget_epochs=4 * 27, concurrency=concurrency)
+        curves.setdefault(concurrency, []).append(curve)
+
+    serial, (paired, again) = curves[1][0], curves[2]
+    assert [spent for spent, _ in serial] == [27, 54, 81, 108]
+    assert [spent for spent, _ in paired] == [53, 54, 107, 108, 135]  # one started at 107: it runs to its end
+    assert paired == again
