@@ -98,7 +98,7 @@ class _Trial:
         self.trial_id, self.index, self.started_at = self.id_of(index), index, started_at
         self.epochs, self.last, self.diverged = 0, {}, False
         self._go, self._back = threading.Semaphore(0), threading.Semaphore(0)
-        self._stop, self._metrics, self._error = False, None, None
+        self._stop, self._done, self._metrics, self._error = False, False, None, None
         self._thread = threading.Thread(target=self._run, args=(space, config), daemon=True)
         self._thread.start()
 
@@ -118,7 +118,7 @@ class _Trial:
             self.diverged = True
         except BaseException as exc:  # noqa: BLE001 - handed to the replaying thread
             self._error = exc
-        self._metrics = None
+        self._metrics, self._done = None, True
         self._back.release()
 
     def _report(self, metrics: dict, *_checkpoint) -> None:
@@ -136,9 +136,11 @@ class _Trial:
         return self._metrics
 
     def stop(self) -> None:
-        """End the trial at its last report."""
-        self._stop = True
-        self.step()
+        """End the trial at its last report (a no-op for one that has ended)."""
+        if not self._done:
+            self._stop = True
+            self._go.release()
+            self._back.acquire()
         self._thread.join()
 
     @property
@@ -180,38 +182,45 @@ def replay(space, budget_epochs: int, concurrency: int = 1) -> tuple[list[tuple[
         curve.append((spent, sign * best if best > -math.inf else math.nan))
         running.remove(trial)
 
-    while True:
-        while len(running) < concurrency and spent < budget_epochs:
+    try:
+        while True:
+            while len(running) < concurrency and spent < budget_epochs:
+                t0 = time.perf_counter()
+                config = searcher.suggest(_Trial.id_of(started))
+                if not isinstance(config, dict):  # None or Searcher.FINISHED: budget.trials ran out first
+                    raise RuntimeError(f"the searcher gave no trial {started} ({config!r}) with "
+                                       f"{budget_epochs - spent} epochs left")
+                trial = _Trial(started, config, space, now)
+                scheduler.on_trial_add(None, trial)
+                overhead += time.perf_counter() - t0
+                running.append(trial)
+                started += 1
+            if not running:
+                return curve, overhead
+            trial = min(running, key=lambda t: t.next_report_at)
+            now = trial.next_report_at[0]
+            metrics = trial.step()
+            if metrics is None:  # it ended by itself: diverged in this epoch, which counts (as in a study)
+                if trial.diverged:
+                    spent += 1
+                    trial.epochs += 1
+                end(trial)
+                continue
+            spent += 1
+            trial.epochs += 1
+            trial.last = {"training_iteration": metrics["epoch"], metric: metrics[metric]}
             t0 = time.perf_counter()
-            config = searcher.suggest(_Trial.id_of(started))
-            if not isinstance(config, dict):  # None or Searcher.FINISHED: budget.trials ran out before the epochs
-                raise RuntimeError(f"the searcher gave no trial {started} ({config!r}) with {budget_epochs - spent} "
-                                   "epochs left")
-            trial = _Trial(started, config, space, now)
-            scheduler.on_trial_add(None, trial)
+            action = scheduler.on_trial_result(None, trial, trial.last)
+            if action == TrialScheduler.STOP or metrics["epoch"] >= max_epochs:
+                overhead += time.perf_counter() - t0
+                trial.stop()
+                end(trial)
+                continue
+            searcher.on_trial_result(trial.trial_id, trial.last)
             overhead += time.perf_counter() - t0
-            running.append(trial)
-            started += 1
-        if not running:
-            return curve, overhead
-        trial = min(running, key=lambda t: t.next_report_at)
-        now = trial.next_report_at[0]
-        metrics = trial.step()
-        spent += 1  # a diverged trial's last epoch counts too
-        trial.epochs += 1
-        if metrics is None:  # it diverged
-            end(trial)
-            continue
-        trial.last = {"training_iteration": metrics["epoch"], metric: metrics[metric]}
-        t0 = time.perf_counter()
-        action = scheduler.on_trial_result(None, trial, trial.last)
-        if action == TrialScheduler.STOP or metrics["epoch"] >= max_epochs:
-            overhead += time.perf_counter() - t0
+    finally:  # a failure above leaves no trial waiting for its turn
+        for trial in list(running):
             trial.stop()
-            end(trial)
-            continue
-        searcher.on_trial_result(trial.trial_id, trial.last)
-        overhead += time.perf_counter() - t0
 
 
 def _train(space, config: dict, report) -> None:

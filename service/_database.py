@@ -108,10 +108,24 @@ def engine_kwargs(url: str, application: str, burst: int = 0) -> dict:
     }
 
 
+def sqlite_file(url: str) -> Optional[Path]:
+    """The file an SQLite URL names, as SQLite opens it (relative to the working directory, `~` not expanded);
+    None for another database, an in-memory one or a URL SQLAlchemy cannot read. The one place hpsearch turns
+    an SQLite URL into a file (the registry's, MLflow's store, Optuna's storage)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
 def _sqlite_engine(url: str) -> Engine:
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
-    if engine.url.database and engine.url.database != ":memory:":
-        Path(engine.url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
 
     @event.listens_for(engine, "connect")
     def _write_ahead_log(dbapi_connection, _record) -> None:
@@ -119,6 +133,10 @@ def _sqlite_engine(url: str) -> Engine:
         _switch_to_write_ahead_log(dbapi_connection)
 
     return engine
+
+
+# Seconds one attempt to switch another library's store to WAL waits for the file (then a few more attempts).
+_WAL_SWITCH_WAIT_S = 0.05
 
 
 def use_write_ahead_log(url: str) -> None:
@@ -129,18 +147,27 @@ def use_write_ahead_log(url: str) -> None:
     report reading the store made the driver's writes wait, and after 20–30 s fail "database is locked". In
     WAL mode readers and the one writer proceed together, and a commit needs one sync instead of several
     (0.66 against 0.18 ms on this project's test machine). WAL needs every process on the same host, as the
-    registry's SQLite already does (https://sqlite.org/wal.html). Anything but an SQLite file is left alone."""
-    if not url.startswith("sqlite"):
+    registry's SQLite already does (https://sqlite.org/wal.html).
+
+    Best effort, in about a second at most: a file this user may not write (or a URL that opens it read-only,
+    `mode=ro`) is left as it is, and so is one that other processes keep busy for that long (the next opening
+    tries again). Anything but an SQLite file is left alone."""
+    path = sqlite_file(url)
+    if path is None or not path.is_file() or make_url(url).query.get("mode") == "ro":
         return
-    database = make_url(url).database
-    if not database or database == ":memory:" or not Path(database).expanduser().is_file():
+    if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):  # WAL needs files beside it
         return
-    connection = sqlite3.connect(Path(database).expanduser(), timeout=SQLITE_BUSY_TIMEOUT_S)
     try:
-        if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":  # a read: no lock needed
-            _switch_to_write_ahead_log(connection)
-    finally:
-        connection.close()
+        connection = sqlite3.connect(path, timeout=_WAL_SWITCH_WAIT_S)
+        try:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":  # a read: no lock needed
+                retry(lambda: connection.execute("PRAGMA journal_mode=WAL"), on=(sqlite3.OperationalError,),
+                      when=lambda exc: "locked" in str(exc), attempts=6, first_pause_s=0.02,  # 20 ms ... 0.32 s
+                      what=f"switching {path} to WAL")
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        logger.info("left %s in its journal mode (%s); the next opening tries again", path, exc)
 
 
 def _switch_to_write_ahead_log(dbapi_connection) -> None:
@@ -149,8 +176,8 @@ def _switch_to_write_ahead_log(dbapi_connection) -> None:
     The switch needs the write lock. While another connection holds it (one upgrading the new registry) or
     asks for it too (processes opening a new database at the same moment all switch it), SQLite answers
     "database is locked" at once, without its busy wait, since waiting could deadlock
-    (https://www.sqlite.org/c3ref/busy_handler.html). Asked again later, the switch is made, or was made by
-    another process and costs nothing."""
+    (https://www.sqlite.org/c3ref/busy_handler.html); while another connection only reads, after its busy
+    wait. Asked again later, the switch is made, or was made by another process and costs nothing."""
     retry(lambda: dbapi_connection.execute("PRAGMA journal_mode=WAL"), on=(sqlite3.OperationalError,),
           when=lambda exc: "locked" in str(exc), attempts=13, first_pause_s=0.005,  # 5 ms, 10 ms, ... 10 s
           what="switching an SQLite database to WAL")

@@ -61,15 +61,12 @@ def _one_opener_at_a_time(tracking_uri: str) -> Iterator[None]:
     "duplicate column name": 18 of 24 processes did, in groups of 4 started together. They take turns here, on
     a lock file beside the database (`mlflow.db.lock`); opening a store whose tables are there takes
     milliseconds. A server's store (http://...) is the server's business."""
-    if not tracking_uri.startswith("sqlite:"):
-        yield
-        return
     import fcntl
 
-    from sqlalchemy.engine import make_url
+    from service._database import sqlite_file
 
-    database = make_url(tracking_uri).database
-    if not database or database == ":memory:" or not Path(database).parent.is_dir():
+    database = sqlite_file(tracking_uri)
+    if database is None or not database.parent.is_dir():
         yield  # nothing to share, or a folder that is not there: MLflow says what is wrong
         return
     try:  # read-only is enough for flock: a store in a folder this user may only read opens as before

@@ -55,3 +55,26 @@ def test_search_quality_replays_trials_in_flight_together_and_the_same_way_twice
     assert [spent for spent, _ in serial] == [27, 54, 81, 108]
     assert [spent for spent, _ in paired] == [53, 54, 107, 108, 135]  # one started at 107: it runs to its end
     assert paired == again
+
+
+def test_a_replay_that_fails_leaves_no_trial_waiting(monkeypatch):
+    """A trial's error ends the replay; the trials in flight beside it are stopped, not left blocked."""
+    import threading
+
+    from service.space import load_space
+
+    search_quality = _search_quality()
+
+    def train(space, config: dict, report) -> None:
+        for epoch in (1, 2, 3):
+            report({"epoch": epoch, "val_acc": config["lr"]})
+        raise ValueError("a trainable's own bug")
+
+    monkeypatch.setattr(search_quality, "_train", train)
+    space = load_space(str(REPO / "search_spaces" / "synthetic_curves.yaml"), overrides=[
+        "sampler={type: random, seed: 0}", "scheduler={type: fifo}", "budget.concurrency=2", "budget.trials=50"])
+    before = threading.active_count()
+
+    with pytest.raises(ValueError, match="own bug"):
+        search_quality.replay(space, budget_epochs=4 * 27, concurrency=2)
+    assert threading.active_count() == before

@@ -62,6 +62,7 @@ def test_trials_lost_to_dead_workers_do_not_spend_the_failure_budget(study):
 
 _OPEN_AT = """
 import sys, time
+import optuna, sqlalchemy  # imported before the start, so that the processes open the storage together
 from service._optuna import open_storage
 print("ready", flush=True)
 start = float(sys.stdin.readline())

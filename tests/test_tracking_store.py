@@ -92,3 +92,54 @@ def test_a_reader_of_the_store_never_holds_up_its_writer(tmp_path):
     reader.close()
 
     assert client.get_run(run.info.run_id).info.run_name == "renamed"
+
+
+def _journal_mode(database) -> str:
+    import sqlite3
+
+    return sqlite3.connect(database).execute("PRAGMA journal_mode").fetchone()[0]
+
+
+def test_a_store_kept_busy_is_left_in_its_mode_and_switched_at_the_next_opening(tmp_path):
+    """The switch to WAL is best effort: while another process holds the store's write lock it gives up
+    within a second or so instead of holding up (or failing) the study, and a later opening makes it."""
+    import sqlite3
+
+    from service._database import use_write_ahead_log
+
+    database = tmp_path / "store.db"
+    sqlite3.connect(database).execute("CREATE TABLE t (x)")
+    busy = sqlite3.connect(database, isolation_level=None)
+    busy.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+
+    use_write_ahead_log(f"sqlite:///{database}")
+    assert _journal_mode(database) == "delete"
+
+    busy.execute("COMMIT")
+    use_write_ahead_log(f"sqlite:///{database}")
+    assert _journal_mode(database) == "wal"
+
+
+def test_a_store_opened_read_only_is_left_as_it_is(tmp_path):
+    import sqlite3
+
+    from service._database import use_write_ahead_log
+
+    database = tmp_path / "store.db"
+    sqlite3.connect(database).execute("CREATE TABLE t (x)")
+    use_write_ahead_log(f"sqlite:///{database}?mode=ro&uri=true")
+    use_write_ahead_log(f"sqlite:///{tmp_path / 'missing.db'}")  # nothing there: nothing made
+
+    assert _journal_mode(database) == "delete" and not (tmp_path / "missing.db").exists()
+
+
+def test_sqlite_urls_name_the_file_sqlite_opens():
+    from pathlib import Path
+
+    from service._database import sqlite_file
+
+    assert sqlite_file("sqlite:////abs/mlflow.db") == Path("/abs/mlflow.db")
+    assert sqlite_file("sqlite:///mlflow.db") == Path("mlflow.db")  # the working directory's, as SQLite opens it
+    assert sqlite_file("sqlite:///~/x.db") == Path("~/x.db")  # SQLite does not expand `~`: neither does hpsearch
+    assert [sqlite_file(url) for url in ("sqlite://", "sqlite:///:memory:", "http://127.0.0.1:5000",
+                                         "postgresql://u@h/db", "./mlruns", "file:///tmp/mlruns")] == [None] * 6

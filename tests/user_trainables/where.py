@@ -2,8 +2,7 @@
 
 It reports when it started and when each epoch ended (seconds since the epoch, as metrics), so a test can
 tell which trials ran at the same time, and whether MLflow's and Ray's usage reporting is off in its process
-(1.0). Where
-they ran (node, GPU ids) it does not report: the runner adds that to every trial's results.
+(1.0). Where they ran (node, GPU ids) it does not report: the runner adds that to every trial's results.
 """
 
 import os
