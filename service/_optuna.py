@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -34,8 +35,15 @@ OUT_OF_TIME_ATTR = "hpsearch.out_of_time"  # the study ended because budget.time
 HELD_ATTR = "hpsearch.held"
 
 
-def trial_note(study: "optuna.Study", attr: str, number: int, default: Any = None) -> Any:
-    return study.user_attrs.get(f"{attr}.{number}", default)
+def note_trial(study: "optuna.Study", attr: str, number: int, value: Any) -> None:
+    """Note `attr` of trial `number` on the study (`<attr>.<number>`)."""
+    study.set_user_attr(f"{attr}.{number}", value)
+
+
+def trial_note(notes: Mapping[str, Any], attr: str, number: int, default: Any = None) -> Any:
+    """What was noted as `attr` of trial `number`, from a study's notes (`study.user_attrs`: each read of it is a
+    storage query, so a caller looking at many trials reads it once)."""
+    return notes.get(f"{attr}.{number}", default)
 
 
 def noted_trials(study: "optuna.Study", attr: str) -> frozenset[int]:
@@ -50,7 +58,8 @@ def noted_retries(study: "optuna.Study", trials: list) -> int:
     """How often `trials` were restarted after a lost worker or node, as the driver noted it on the Optuna study
     (RETRIES_ATTR, per trial, at once): the durable count. Tune's saved state, from which a resumed driver's
     progress counts start again, can be a second older than the last restarts before a crash."""
-    return sum(int(study.user_attrs.get(f"{RETRIES_ATTR}.{t.number}", 0)) for t in trials)
+    notes = study.user_attrs
+    return sum(int(trial_note(notes, RETRIES_ATTR, t.number, 0)) for t in trials)
 
 
 def ran_out_of_time(study: "optuna.Study") -> bool:
@@ -231,7 +240,7 @@ def reconcile_running(study: "optuna.Study", reason: str = "left running by an i
 
     count = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-        study.set_user_attr(f"{RECONCILED_ATTR}.{t.number}", reason)
+        note_trial(study, RECONCILED_ATTR, t.number, reason)
         try:
             study.tell(t.number, state=TrialState.FAIL)
             count += 1

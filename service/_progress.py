@@ -22,7 +22,7 @@ from ray.tune.stopper import Stopper
 
 from service._clock import hms
 from service._context import StudyContext
-from service._optuna import LOST_ATTR, OUT_OF_TIME_ATTR, RETRIES_ATTR, ended_before, optuna_number
+from service._optuna import LOST_ATTR, OUT_OF_TIME_ATTR, RETRIES_ATTR, ended_before, note_trial, optuna_number
 from service._outcome import epochs_reached, is_fault, trial_outcome
 from service._states import TrialLabel
 from service._studylog import append_log
@@ -194,7 +194,7 @@ class StudyProgress(Callback, Stopper):
         view.reason = (f"its worker was lost {view.retries + 1} times, more than max_retries="
                        f"{self.ctx.space.budget.max_retries}: {failure_reason(trial)}")
         if self._optuna_study() is not None:
-            self._optuna_study().set_user_attr(f"{LOST_ATTR}.{view.number}", view.reason)
+            note_trial(self._optuna_study(), LOST_ATTR, view.number, view.reason)
         self._emit(f"trial {view.number:04d} failed    epoch {view.epoch}/{self.max_epochs}  {view.reason}")
         self._after_end()
 
@@ -205,7 +205,7 @@ class StudyProgress(Callback, Stopper):
         view = self._view(trial.trial_id)
         view.retries += 1
         if self._optuna_study() is not None:
-            self._optuna_study().set_user_attr(f"{RETRIES_ATTR}.{view.number}", view.retries)
+            note_trial(self._optuna_study(), RETRIES_ATTR, view.number, view.retries)
         self._emit(f"trial {view.number:04d} lost its worker at epoch {view.epoch} ({failure_reason(trial)}); "
                    f"retry {view.retries} of {self.ctx.space.budget.max_retries} from its last checkpoint")
         self._write_registry(force=True)

@@ -240,7 +240,7 @@ def close_trial_runs(client, experiment_id: str, parent_run_id: str, study_id: s
         label = trial_label(trial.state)
         if label in (TrialLabel.RUNNING, TrialLabel.WAITING):
             label = TrialLabel.INTERRUPTED
-        reason = _why_failed(study, trial) if label == TrialLabel.FAILED else ""
+        reason = _why_failed(notes, trial) if label == TrialLabel.FAILED else ""
         run = by_number.get(trial.number)
         if run is None:  # its run is made when it starts: it never did
             run = client.create_run(
@@ -250,7 +250,7 @@ def close_trial_runs(client, experiment_id: str, parent_run_id: str, study_id: s
             log_params(client, run.info.run_id, {**(space.fixed if space is not None else {}), **trial.params})
             reason = f"it never started: {reason or 'the study ended while it waited for a worker'}"
         tags = []
-        retries = notes.get(f"{RETRIES_ATTR}.{trial.number}", 0)
+        retries = trial_note(notes, RETRIES_ATTR, trial.number, 0)
         if run.data.tags.get(TAG_RETRIES, "0") != str(retries):  # no tag says 0, as Optuna's no note does
             tags.append(RunTag(TAG_RETRIES, str(retries)))
         closed = run.info.status != "RUNNING" and run.data.tags.get(TAG_STATE) == label.value  # by the callbacks
@@ -264,9 +264,9 @@ def close_trial_runs(client, experiment_id: str, parent_run_id: str, study_id: s
             client.set_terminated(run.info.run_id, status=_RUN_STATUS[label])
 
 
-def _why_failed(study, trial) -> str:
-    """What the driver noted on the study about a failed trial that its callbacks never closed."""
-    return (trial_note(study, LOST_ATTR, trial.number) or trial_note(study, RECONCILED_ATTR, trial.number)
+def _why_failed(notes, trial) -> str:
+    """What the driver noted on the study (its `notes`) about a failed trial that its callbacks never closed."""
+    return (trial_note(notes, LOST_ATTR, trial.number) or trial_note(notes, RECONCILED_ATTR, trial.number)
             or "the trial failed")
 
 

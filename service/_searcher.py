@@ -41,6 +41,7 @@ from service._optuna import (
     STUDY_ID_ATTR,
     TUNE_TRIAL_ID_ATTR,
     WARM_START_SOURCE_ATTR,
+    note_trial,
     open_storage,
     tag_tune_trial,
 )
@@ -230,7 +231,7 @@ class StudySearcher(Searcher):
         except Exception as exc:  # noqa: BLE001 - finished meanwhile; that tell wins
             logger.warning("could not fail lost trial %s: %s", number, exc)
             return
-        self.study.set_user_attr(f"{LOST_ATTR}.{number}", reason)
+        note_trial(self.study, LOST_ATTR, number, reason)
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _report(self, trial_id: str, result: dict) -> None:
