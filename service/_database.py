@@ -161,17 +161,15 @@ def use_write_ahead_log(url: str) -> None:
         connection = sqlite3.connect(path, timeout=_WAL_SWITCH_WAIT_S)
         try:
             if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":  # a read: no lock needed
-                retry(lambda: connection.execute("PRAGMA journal_mode=WAL"), on=(sqlite3.OperationalError,),
-                      when=lambda exc: "locked" in str(exc), attempts=6, first_pause_s=0.02,  # 20 ms ... 0.32 s
-                      what=f"switching {path} to WAL")
+                _switch_to_write_ahead_log(connection, attempts=6, first_pause_s=0.02)  # 20 ms ... 0.32 s
         finally:
             connection.close()
     except sqlite3.Error as exc:
         logger.info("left %s in its journal mode (%s); the next opening tries again", path, exc)
 
 
-def _switch_to_write_ahead_log(dbapi_connection) -> None:
-    """Put the database in WAL mode, asking again for about 20 s while other processes hold it.
+def _switch_to_write_ahead_log(dbapi_connection, attempts: int = 13, first_pause_s: float = 0.005) -> None:
+    """Put the database in WAL mode, asking again (by default for about 20 s) while other processes hold it.
 
     The switch needs the write lock. While another connection holds it (one upgrading the new registry) or
     asks for it too (processes opening a new database at the same moment all switch it), SQLite answers
@@ -179,7 +177,8 @@ def _switch_to_write_ahead_log(dbapi_connection) -> None:
     (https://www.sqlite.org/c3ref/busy_handler.html); while another connection only reads, after its busy
     wait. Asked again later, the switch is made, or was made by another process and costs nothing."""
     retry(lambda: dbapi_connection.execute("PRAGMA journal_mode=WAL"), on=(sqlite3.OperationalError,),
-          when=lambda exc: "locked" in str(exc), attempts=13, first_pause_s=0.005,  # 5 ms, 10 ms, ... 10 s
+          when=lambda exc: "locked" in str(exc), attempts=attempts,
+          first_pause_s=first_pause_s,  # by default 5 ms, 10 ms, ... 10 s
           what="switching an SQLite database to WAL")
 
 
