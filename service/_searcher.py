@@ -55,6 +55,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Why a restored driver fails a trial it cannot continue (noted under LOST_ATTR, the trial's MLflow fail reason).
+LOST_REASON = "its driver died before Tune saved the trial; a new trial took its place"
+
 
 class StudySearcher(Searcher):
     def __init__(self, *, study_name: str, storage_url: Optional[str], space: "SearchSpace", seed_trials: list = (),
@@ -195,7 +198,7 @@ class StudySearcher(Searcher):
             self._order.remove(trial_id)
             self._reported.pop(trial_id, None)
             if by_tune_id[trial_id].state == TrialState.RUNNING:
-                self._fail_as_lost(number, "its driver died before Tune saved the trial; a new trial took its place")
+                self._fail_as_lost(number)
         for frozen in sorted((by_tune_id[i] for i in in_tune if i not in self._trials and i in by_tune_id),
                              key=lambda t: t.number):
             trial_id = frozen.user_attrs[TUNE_TRIAL_ID_ATTR]
@@ -221,9 +224,11 @@ class StudySearcher(Searcher):
         known = {trial.number for trial in self._trials.values()}
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.number not in known and WARM_START_SOURCE_ATTR not in t.user_attrs:
-                self._fail_as_lost(t.number, "its driver died before the trial was saved; a new trial took its place")
+                self._fail_as_lost(t.number)
 
-    def _fail_as_lost(self, number: int, reason: str) -> None:
+    def _fail_as_lost(self, number: int) -> None:
+        """Fail a trial a restored driver cannot continue (Tune's or this searcher's saved state lacks it) and
+        note why: LOST_REASON, the same words whichever saved state lacks it."""
         from optuna.trial import TrialState
 
         try:
@@ -231,7 +236,7 @@ class StudySearcher(Searcher):
         except Exception as exc:  # noqa: BLE001 - finished meanwhile; that tell wins
             logger.warning("could not fail lost trial %s: %s", number, exc)
             return
-        note_trial(self.study, LOST_ATTR, number, reason)
+        note_trial(self.study, LOST_ATTR, number, LOST_REASON)
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _report(self, trial_id: str, result: dict) -> None:

@@ -28,6 +28,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from service._searcher import LOST_REASON
 from support import assert_records_agree, cluster_script, local_cluster, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -225,7 +226,7 @@ def _assert_noticed_and_resumed(cluster, study_id: str, journal: Path, epochs: i
     for number, trial in after["trials"].items():
         if trial.state.name == "FAIL":
             reason = after["runs"][number].data.tags["hpsearch.fail_reason"]
-            assert reason.startswith("its driver died before the trial was saved"), (number, reason)
+            assert reason == LOST_REASON, (number, reason)
     client = MlflowClient(cluster["env"]["MLFLOW_TRACKING_URI"])
     for number, run_id in finished_before.items():
         # Not run again: the same MLflow run, one value per epoch.

@@ -8,7 +8,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from service._searcher import StudySearcher
+from service._searcher import LOST_REASON, StudySearcher
 from service.space import parse_space
 
 SPACE = """\
@@ -202,7 +202,7 @@ def test_searcher_restored_fails_trials_asked_for_after_its_last_save_as_lost(tm
     saved, unsaved = restored.study.get_trials()
     assert saved.state == TrialState.RUNNING  # Tune continues it from its checkpoint
     assert unsaved.state == TrialState.FAIL  # Tune never heard of it: a new trial takes its place
-    assert restored.study.user_attrs[f"hpsearch.lost.{unsaved.number}"].startswith("its driver died before")
+    assert restored.study.user_attrs[f"hpsearch.lost.{unsaved.number}"] == LOST_REASON
 
 
 # -- a restore where Tune's saved trials and the searcher's state come from different moments -----------------
@@ -255,7 +255,7 @@ def test_restored_searcher_fails_a_trial_tune_saved_before_as_lost_and_asks_for_
 
     a, b = restored.study.get_trials()
     assert (a.state, b.state) == (TrialState.RUNNING, TrialState.FAIL)
-    assert restored.study.user_attrs[f"hpsearch.lost.{b.number}"].startswith("its driver died before Tune saved")
+    assert restored.study.user_attrs[f"hpsearch.lost.{b.number}"] == LOST_REASON
     for i in range(9):  # b is not counted: the budget of 10 still holds nine more asks after a
         assert restored.suggest(f"n{i}") not in (None, Searcher.FINISHED)
     assert restored.suggest("n9") is None  # all asked; a is still running
