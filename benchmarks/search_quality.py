@@ -9,8 +9,8 @@ FIFO's median best at the full budget) and "best at budget B", printed and writt
 What is the product's own code here, and what is not:
 - the sampler is built and driven by `service._searcher.StudySearcher` (Optuna ask/tell exactly as a study
   does; its Optuna study kept in memory instead of SQLite);
-- the scheduler is `service._tuner.scheduler_for` — Ray Tune's AsyncHyperBandScheduler or FIFOScheduler,
-  called with each result as Tune calls it;
+- the scheduler is `service._tuner.scheduler_for` — Ray Tune's AsyncHyperBandScheduler or FIFOScheduler, or
+  hpsearch's ASHA with brackets (`service._asha.Asha`), called with each result as Tune calls it;
 - the trial is the built-in trainable's own loop (`trainables.synthetic.run`, `trainables.fit`), stopped by
   raising from its report callback when the scheduler says STOP;
 - not Tune's trial runner or Ray: trials run one after another (concurrency 1, which is also what makes a
@@ -81,6 +81,10 @@ VARIANTS = {
     "TPE + ASHA grace 3": ["sampler={type: tpe}", "scheduler={type: asha, grace_period: 3, reduction_factor: 3}"],
     "TPE + ASHA grace 5": ["sampler={type: tpe}", "scheduler={type: asha, grace_period: 5, reduction_factor: 3}"],
     "TPE no liar + ASHA": ["sampler={type: tpe, constant_liar: false}", _ASHA],  # with --concurrency > 1
+    "TPE + ASHA 4 brackets": ["sampler={type: tpe}",
+                              "scheduler={type: asha, grace_period: 1, reduction_factor: 3, brackets: 4}"],
+    "random + ASHA 4 brackets": ["sampler={type: random}",
+                                 "scheduler={type: asha, grace_period: 1, reduction_factor: 3, brackets: 4}"],
 }
 BASELINE = "random + FIFO"
 

@@ -74,18 +74,19 @@ def build_tuner(ctx: StudyContext, *, resume: bool, seed_trials: list) -> "Tuner
 
 
 def scheduler_for(ctx: StudyContext):
-    """ASHA, the median rule or FIFO, acting on the primary metric with epochs as time. With
-    `sampler.deterministic`, ASHA judges each trial against the trials that finished before it started
-    (service/_asha.py), so that its decisions do not depend on timing either."""
+    """ASHA, the median rule or FIFO, acting on the primary metric with epochs as time. ASHA with several
+    brackets, or with `sampler.deterministic` (judging each trial against the trials that finished before it
+    started, so that its decisions do not depend on timing either), is `service._asha.Asha`; plain ASHA is
+    Tune's."""
     from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, MedianStoppingRule
 
-    from service._asha import DeterministicAsha
+    from service._asha import Asha
 
     s = ctx.space.scheduler
-    if s.type == "asha" and ctx.space.sampler.deterministic:
-        return DeterministicAsha(metric=ctx.metric, mode=ctx.mode, max_epochs=ctx.space.budget.max_epochs,
-                                 grace_period=ctx.space.grace_epochs, reduction_factor=s.reduction_factor,
-                                 concurrency=ctx.space.budget.concurrency)
+    if s.type == "asha" and (s.brackets > 1 or ctx.space.sampler.deterministic):
+        return Asha(metric=ctx.metric, mode=ctx.mode, max_epochs=ctx.space.budget.max_epochs,
+                    grace_period=ctx.space.grace_epochs, reduction_factor=s.reduction_factor, brackets=s.brackets,
+                    window=ctx.space.budget.concurrency if ctx.space.sampler.deterministic else None)
     if s.type == "asha":
         return AsyncHyperBandScheduler(
             time_attr="training_iteration", metric=ctx.metric, mode=ctx.mode, max_t=ctx.space.budget.max_epochs,

@@ -1,4 +1,5 @@
-"""service/_asha.py: the rungs, and DeterministicAsha deciding exactly as Tune's ASHA at concurrency 1."""
+"""service/_asha.py: the rungs, and Asha deciding exactly as Tune's ASHA (one bracket, or each bracket alone), and
+within its window in deterministic mode."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import random
 import pytest
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
-from service._asha import DeterministicAsha
-from service.space import asha_rungs, judged_epochs
+from service._asha import Asha
+from service.space import asha_rungs, judged_epochs, max_brackets
 
 
 @pytest.mark.parametrize(
@@ -32,13 +33,13 @@ class _Trial:
         self.trial_id = trial_id
 
 
+@pytest.mark.parametrize("window", [1, None])
 @pytest.mark.parametrize("mode", ["max", "min"])
 @pytest.mark.parametrize("grace, rf", [(1, 3), (2, 2), (1, 2.5)])
-def test_deterministic_asha_at_concurrency_1_decides_as_tunes_asha(mode, grace, rf):
+def test_asha_one_trial_at_a_time_decides_as_tunes_asha(mode, grace, rf, window):
     rng = random.Random(0)
     tune_asha = AsyncHyperBandScheduler(metric="m", mode=mode, max_t=12, grace_period=grace, reduction_factor=rf)
-    ours = DeterministicAsha(metric="m", mode=mode, max_epochs=12, grace_period=grace, reduction_factor=rf,
-                             concurrency=1)
+    ours = Asha(metric="m", mode=mode, max_epochs=12, grace_period=grace, reduction_factor=rf, window=window)
     decisions = []
     for index in range(40):  # trials one after another, each until one of them stops it
         trial = _Trial(f"t{index}")
@@ -57,9 +58,87 @@ def test_deterministic_asha_at_concurrency_1_decides_as_tunes_asha(mode, grace, 
 
 
 def test_deterministic_asha_judges_trial_k_against_trials_up_to_k_minus_c_only():
-    asha = DeterministicAsha(metric="m", mode="max", max_epochs=9, grace_period=1, reduction_factor=3, concurrency=2)
+    asha = Asha(metric="m", mode="max", max_epochs=9, grace_period=1, reduction_factor=3, window=2)
     for index in range(3):
         asha.on_trial_add(None, _Trial(f"t{index}"))
     assert asha.judge(1, 1, 0.9) == TrialScheduler.CONTINUE  # t1 may not see t0, even had t0 reported first
     assert asha.judge(0, 1, 0.1) == TrialScheduler.CONTINUE  # the first trial at a rung always goes on
     assert asha.judge(2, 1, 0.05) == TrialScheduler.STOP  # t2 sees t0 (0.1), not t1
+
+
+def _interleaved(n_trials: int, in_flight: int, max_epochs: int, seed: int):
+    """(trial index, epoch, value) in an order trials running `in_flight` at a time could report in: each
+    step, one of the running trials (chosen at random) reports its next epoch. The caller says when one stops."""
+    rng = random.Random(seed)
+    shape = [(rng.random(), rng.random()) for _ in range(n_trials)]
+    running, next_index, epoch = [], 0, {}
+    while running or next_index < n_trials:
+        while len(running) < in_flight and next_index < n_trials:
+            running.append(next_index)
+            epoch[next_index] = 0
+            next_index += 1
+        k = rng.choice(running)
+        epoch[k] += 1
+        level, slope = shape[k]
+        stopped = yield k, epoch[k], level + slope * epoch[k] / max_epochs + rng.gauss(0, 0.05)
+        if stopped or epoch[k] >= max_epochs:
+            running.remove(k)
+
+
+@pytest.mark.parametrize("brackets", [1, 2, 3, 4])
+@pytest.mark.parametrize("grace, rf", [(1, 3), (1, 2)])
+def test_asha_brackets_dealt_in_turn_each_decide_as_tunes_asha_with_the_brackets_grace(brackets, grace, rf):
+    """Trials in flight three at a time, results in a random order: bracket b (trials k with k % brackets == b)
+    decides exactly as Tune's one-bracket ASHA with grace_period grace * rf**b fed only that bracket's trials.
+    At 4 brackets with rf 3 the last judges nowhere."""
+    max_epochs = 12
+    ours = Asha(metric="m", mode="max", max_epochs=max_epochs, grace_period=grace, reduction_factor=rf,
+                brackets=brackets)
+    # (a bracket whose grace passes max_epochs judges nowhere: as Tune's with grace max_epochs, which it refuses past)
+    tunes = [AsyncHyperBandScheduler(metric="m", mode="max", max_t=max_epochs,
+                                     grace_period=min(grace * rf ** b, max_epochs), reduction_factor=rf)
+             for b in range(brackets)]
+    trials, stops = {}, [0] * brackets
+    steps = _interleaved(60, 3, max_epochs, seed=brackets)
+    k, epoch, value = next(steps)
+    while True:
+        while k not in trials:  # trials start in index order: add every one started by now, in that order
+            j = len(trials)
+            trials[j] = _Trial(f"t{j}")
+            ours.on_trial_add(None, trials[j])
+            tunes[j % brackets].on_trial_add(None, trials[j])
+        result = {"training_iteration": epoch, "m": value}
+        mine = ours.on_trial_result(None, trials[k], result)
+        assert mine == tunes[k % brackets].on_trial_result(None, trials[k], result), (k, epoch)
+        if mine == TrialScheduler.STOP and epoch < max_epochs:
+            stops[k % brackets] += 1
+        try:
+            k, epoch, value = steps.send(mine == TrialScheduler.STOP)
+        except StopIteration:
+            break
+    judging = [b for b in range(brackets) if judged_epochs(max_epochs, grace, rf, b)]
+    assert all(stops[b] > 0 for b in judging), stops  # every bracket that judges stopped some of its trials
+
+
+def test_asha_last_of_the_most_brackets_never_stops_a_trial_early():
+    most = max_brackets(27, 1, 3)
+    assert most == 4 and judged_epochs(27, 1, 3, bracket=most - 1) == []
+    asha = Asha(metric="m", mode="max", max_epochs=27, grace_period=1, reduction_factor=3, brackets=most)
+    for k in range(4 * most):
+        asha.on_trial_add(None, _Trial(f"t{k}"))
+    for k in range(4 * most):  # ever worse trials: the judging brackets stop all but their first
+        decisions = [asha.judge(k, epoch, 1.0 - k / 100) for epoch in range(1, 27)]
+        stopped = TrialScheduler.STOP in decisions
+        assert stopped == (k % most != most - 1 and k >= most), (k, decisions)
+
+
+def test_asha_in_a_window_judges_against_its_own_brackets_earlier_trials_only():
+    asha = Asha(metric="m", mode="max", max_epochs=9, grace_period=1, reduction_factor=3, brackets=2, window=2)
+    for index in range(6):
+        asha.on_trial_add(None, _Trial(f"t{index}"))
+    assert asha.judge(1, 3, 0.9) == TrialScheduler.CONTINUE  # bracket 1 (rungs 3, 9): the first at epoch 3
+    assert asha.judge(0, 1, 0.5) == TrialScheduler.CONTINUE  # bracket 0: the first at epoch 1
+    assert asha.judge(3, 3, 0.1) == TrialScheduler.STOP  # bracket 1, sees t1 (0.9)
+    assert asha.judge(2, 1, 0.4) == TrialScheduler.STOP  # bracket 0, sees t0 (0.5), not t1
+    assert asha.judge(4, 1, 0.47) == TrialScheduler.CONTINUE  # sees t0, t2 (0.5, 0.4): cutoff 0.4667
+    assert asha.judge(5, 3, 0.5) == TrialScheduler.STOP  # sees t1, t3 (0.9, 0.1): cutoff 0.6333

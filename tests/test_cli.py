@@ -49,6 +49,26 @@ def test_cli_validate_notes_when_asha_judges_before_a_quarter_of_max_epochs(grac
     assert ("judging before a quarter of max_epochs stops slow starters" in result.stdout) is noted, result.stdout
 
 
+def test_cli_validate_shows_each_brackets_rungs_and_drops_the_note_when_one_never_judges():
+    def preview(brackets):
+        result = _run("validate", str(REPO / "search_spaces/digits_cnn.yaml"), "--set", "budget.max_epochs=27",
+                      "--set", f"scheduler={{type: asha, grace_period: 1, reduction_factor: 3, brackets: {brackets}}}")
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    assert "judged at epochs 1, 3, 9 | 3, 9 | 9 | never" in preview(4)
+    assert "slow starters" not in preview(4)  # the fourth bracket's trials all run to 27
+    assert "judged at epochs 1, 3, 9 | 3, 9," in preview(2) and "brackets: 4" in preview(2)
+
+
+def test_cli_validate_refuses_more_brackets_than_the_budget_has():
+    result = _run("validate", str(REPO / "search_spaces/digits_cnn.yaml"), "--set", "budget.max_epochs=9",
+                  "--set", "scheduler={type: asha, grace_period: 1, reduction_factor: 3, brackets: 4}")
+    assert result.exit_code == 2, result.output
+    assert "scheduler.brackets" in result.stderr and "use brackets <= 3" in result.stderr, result.stderr
+    assert "Traceback" not in result.output
+
+
 @pytest.mark.parametrize("path", [p for p in EXAMPLES if p.name != "mnist_cnn.yaml"], ids=lambda p: p.name)
 def test_cli_every_example_space_validates(path):
     assert _run("validate", str(path)).exit_code == 0

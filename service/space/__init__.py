@@ -21,7 +21,7 @@ from ._load import load_space, parse_space
 from ._model import SearchSpace
 from ._param import ParamSpec
 from ._preview import preview
-from ._rungs import asha_rungs, judged_epochs, rung_cutoff
+from ._rungs import asha_rungs, bracket_rungs, judged_epochs, max_brackets, rung_cutoff
 from ._samplers import SAMPLERS, SamplerInfo
 from ._schema import json_schema
 from ._sections import Budget, DataSpec, Resources, SamplerSpec, SchedulerSpec
@@ -41,6 +41,7 @@ __all__ = [
     "SpaceError",
     "TrainablePolicy",
     "asha_rungs",
+    "bracket_rungs",
     "build_sampler",
     "conditions_hold",
     "define_by_run",
@@ -49,6 +50,7 @@ __all__ = [
     "json_schema",
     "judged_epochs",
     "load_space",
+    "max_brackets",
     "parse_duration",
     "parse_space",
     "preview",

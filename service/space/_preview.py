@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._errors import num, show
-from ._rungs import judged_epochs
+from ._rungs import judged_epochs, max_brackets
 
 if TYPE_CHECKING:
     from ._model import SearchSpace
@@ -74,17 +74,26 @@ def _scheduler(space: "SearchSpace") -> str:
     grace = _grace(space)
     if s.type == "asha":
         max_epochs = space.budget.max_epochs
-        judged = judged_epochs(max_epochs, space.grace_epochs, s.reduction_factor)
-        rungs = (f"judged at epoch{'s' if len(judged) > 1 else ''} {', '.join(map(str, judged))}, keeping the best "
-                 f"1/{num(s.reduction_factor)} at each; survivors run to {max_epochs}") if judged else (
-                 f"no rung before max_epochs {max_epochs}: no trial is stopped")
-        text = (f"asha (grace_period {grace}, reduction_factor {num(s.reduction_factor)}, on {space.metrics[0]})"
+        judged = [judged_epochs(max_epochs, space.grace_epochs, s.reduction_factor, b) for b in range(s.brackets)]
+        if s.brackets == 1:
+            where = (f"judged at epoch{'s' if len(judged[0]) > 1 else ''} {', '.join(map(str, judged[0]))}"
+                     if judged[0] else "")
+        else:
+            where = (f"{s.brackets} brackets, trials dealt in turn; judged at epochs "
+                     + " | ".join(", ".join(map(str, epochs)) if epochs else "never" for epochs in judged)
+                     + ",\n                 ")
+        rungs = (f"{where}{'' if s.brackets > 1 else ', '}keeping the best 1/{num(s.reduction_factor)} at each; survivors run to {max_epochs}"
+                 if any(judged) else f"no rung before max_epochs {max_epochs}: no trial is stopped")
+        brackets = f", {s.brackets} brackets" if s.brackets > 1 else ""
+        text = (f"asha (grace_period {grace}, reduction_factor {num(s.reduction_factor)}{brackets}, on {space.metrics[0]})"
                 f"\n           rungs: {rungs}")
         quarter = s.model_copy(update={"grace_period": "25%"}).grace_epochs(max_epochs)  # as "25%" resolves
-        if judged and judged[0] < quarter:
+        if judged[0] and judged[0][0] < quarter and all(judged):
+            most = max_brackets(max_epochs, space.grace_epochs, s.reduction_factor)
             text += ("\n           note: judging before a quarter of max_epochs stops slow starters; if your curves"
-                     "\n           cross (warm-up, cosine or step schedules, wide models), prefer grace_period: \"25%\""
-                     "\n           or fifo (README: Choosing a sampler and scheduler)")
+                     "\n           cross (warm-up, cosine or step schedules, wide models), prefer grace_period: \"25%\","
+                     f"\n           brackets: {most} (a share of trials never stopped) or fifo"
+                     "\n           (README: Choosing a sampler and scheduler)")
         return text
     if s.type == "median":
         return f"median (grace_period {grace}, min_samples_required {s.min_samples_required})"

@@ -20,6 +20,7 @@ from ._errors import Issue, did_you_mean, num, show
 from ._grid import GRID_LIMIT, grid_values
 from ._model import SearchSpace
 from ._param import ParamSpec
+from ._rungs import judged_epochs, max_brackets
 from ._samplers import MULTI_OBJECTIVE_SAMPLERS, SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS
 
 
@@ -116,6 +117,21 @@ def scheduler(space: SearchSpace) -> Iterator[Issue]:
             at=("scheduler", "grace_period"),
             value=spec.grace_period,
         )
+        return
+    if spec.type == "asha":
+        grace, rf, max_epochs = space.grace_epochs, spec.reduction_factor, space.budget.max_epochs
+        most = max_brackets(max_epochs, grace, rf)
+        if spec.brackets > most:
+            judged = judged_epochs(max_epochs, grace, rf)
+            where = f"judges at epochs {', '.join(map(str, judged))}" if judged else "judges at no epoch"
+            yield Issue(
+                f"{spec.brackets} brackets are more than this budget has: ASHA with max_epochs {max_epochs}, "
+                f"grace_period {grace} and reduction_factor {num(rf)} {where}, so bracket {most} of {most} "
+                "already never stops a trial",
+                f"use brackets <= {most}, or raise max_epochs",
+                at=("scheduler", "brackets"),
+                value=spec.brackets,
+            )
 
 
 # -- params and fixed -------------------------------------------------------------------------------------

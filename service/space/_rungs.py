@@ -1,6 +1,10 @@
-"""Where ASHA judges trials, and its cutoff: the rule of Ray Tune's `AsyncHyperBandScheduler` (one bracket),
-stated without Ray so that `hpsearch validate` can show the rungs (service/_asha.py applies it in deterministic
-mode; tests/test_asha.py checks it decides as Tune's does).
+"""Where ASHA judges trials, and its cutoff: the rule of Ray Tune's `AsyncHyperBandScheduler`, stated without Ray
+so that `hpsearch validate` can show the rungs (service/_asha.py applies it with several brackets and in
+deterministic mode; tests/test_asha.py checks it decides as Tune's does).
+
+Bracket b (0-based) of a scheduler with several starts judging at grace * rf**b epochs: its rungs are bracket 0's
+without the first b, as in Tune's brackets. The bracket whose first rung is at or past max_epochs judges nowhere:
+its trials all run to max_epochs (Hyperband's hedge against curves that cross).
 """
 
 from __future__ import annotations
@@ -17,10 +21,21 @@ def asha_rungs(max_epochs: int, grace_period: int, reduction_factor: float) -> l
     return [grace_period * reduction_factor ** k for k in range(n)]
 
 
-def judged_epochs(max_epochs: int, grace_period: int, reduction_factor: float) -> list[int]:
-    """The epochs at which trials are judged (a rung's milestone rounded up), below max_epochs (where every
-    trial ends anyway)."""
-    return [e for e in (math.ceil(m) for m in asha_rungs(max_epochs, grace_period, reduction_factor)) if e < max_epochs]
+def bracket_rungs(max_epochs: int, grace_period: int, reduction_factor: float, bracket: int) -> list[float]:
+    """Bracket `bracket`'s milestones: bracket 0's without its first `bracket` (Tune's `_Bracket` with s = bracket)."""
+    return asha_rungs(max_epochs, grace_period, reduction_factor)[bracket:]
+
+
+def judged_epochs(max_epochs: int, grace_period: int, reduction_factor: float, bracket: int = 0) -> list[int]:
+    """The epochs at which a bracket's trials are judged (a rung's milestone rounded up), below max_epochs (where
+    every trial ends anyway)."""
+    return [e for e in (math.ceil(m) for m in bracket_rungs(max_epochs, grace_period, reduction_factor, bracket))
+            if e < max_epochs]
+
+
+def max_brackets(max_epochs: int, grace_period: int, reduction_factor: float) -> int:
+    """How many brackets differ: one per epoch bracket 0 judges at, plus the one that judges nowhere."""
+    return len(judged_epochs(max_epochs, grace_period, reduction_factor)) + 1
 
 
 def rung_cutoff(values: list[float], reduction_factor: float) -> Optional[float]:

@@ -39,7 +39,7 @@ from ._types import (
 
 # The keys each scheduler reads besides `type`; giving another one is a mistake, not a no-op.
 SCHEDULER_KEYS: dict[str, tuple[str, ...]] = {
-    "asha": ("grace_period", "reduction_factor"),
+    "asha": ("grace_period", "reduction_factor", "brackets"),
     "median": ("grace_period", "min_samples_required"),
     "fifo": (),
 }
@@ -356,6 +356,11 @@ class SchedulerSpec(Frozen):
     min_samples_required: Annotated[Int, AtLeast(1, hint="use 1 or more")] = Field(
         3, description="median: trials needed at an epoch before comparing"
     )
+    brackets: Annotated[Int, AtLeast(1, hint="use 1 (plain ASHA) or more")] = Field(
+        1, description="asha: trials are dealt in turn to this many brackets; bracket b first judges at "
+                       "grace_period * reduction_factor**b epochs, and the last of the most brackets a budget "
+                       "allows never stops a trial (a hedge against learning curves that cross)"
+    )
 
     def grace_epochs(self, max_epochs: int) -> int:
         """grace_period in epochs for a study of `max_epochs` epochs."""
@@ -367,7 +372,7 @@ class SchedulerSpec(Frozen):
     @model_validator(mode="after")
     def _options(self) -> "SchedulerSpec":
         allowed = SCHEDULER_KEYS[self.type]
-        for key in ("grace_period", "reduction_factor", "min_samples_required"):
+        for key in ("grace_period", "reduction_factor", "min_samples_required", "brackets"):
             if key in self.model_fields_set and key not in allowed:
                 users = [s for s, keys in SCHEDULER_KEYS.items() if key in keys]
                 raise Issue(
