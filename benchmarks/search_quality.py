@@ -27,6 +27,8 @@ What is the product's own code here, and what is not:
     python benchmarks/search_quality.py --tasks synthetic digits_small --concurrency 2 \
         --out benchmarks/search_quality/concurrency \
         --strategies "TPE + ASHA" "TPE no liar + ASHA"        # two trials in flight, constant liar on and off
+    python benchmarks/search_quality.py --tasks synthetic digits_small --out benchmarks/search_quality/brackets \
+        --strategies "TPE + ASHA" "TPE + ASHA 3 brackets" "TPE + ASHA 4 brackets" "random + ASHA 4 brackets"
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ VARIANTS = {
     "TPE + ASHA grace 3": ["sampler={type: tpe}", "scheduler={type: asha, grace_period: 3, reduction_factor: 3}"],
     "TPE + ASHA grace 5": ["sampler={type: tpe}", "scheduler={type: asha, grace_period: 5, reduction_factor: 3}"],
     "TPE no liar + ASHA": ["sampler={type: tpe, constant_liar: false}", _ASHA],  # with --concurrency > 1
+    "TPE + ASHA 3 brackets": ["sampler={type: tpe}",
+                              "scheduler={type: asha, grace_period: 1, reduction_factor: 3, brackets: 3}"],
     "TPE + ASHA 4 brackets": ["sampler={type: tpe}",
                               "scheduler={type: asha, grace_period: 1, reduction_factor: 3, brackets: 4}"],
     "random + ASHA 4 brackets": ["sampler={type: random}",

@@ -12,11 +12,11 @@ results and compares every decision):
 - a trial reaching max_epochs ends.
 
 `Asha` is used where Tune's cannot be:
-- `brackets` > 1 (asynchronous Hyperband): the k-th trial added goes to bracket k mod brackets, whose rungs are
-  bracket 0's without the first b, and is judged only against its own bracket's trials. Tune's scheduler draws
-  each trial's bracket from numpy's global random state, with odds e**(rungs of the bracket), so its last,
-  never-stopping bracket gets about 3 % of trials at 4 brackets and a seeded study is not the same twice; dealt
-  in turn, every bracket gets its share and the study is reproducible.
+- `brackets` > 1 (asynchronous Hyperband): the k-th trial added goes to bracket b = k mod brackets, whose rungs
+  are bracket 0's without its first b, and is judged only against its own bracket's trials. Tune's scheduler
+  draws each trial's bracket from numpy's global random state, with odds e**(the bracket's number of rungs), so
+  its never-stopping bracket gets about 3 % of the trials (4 brackets, max_epochs 27, grace 1, rf 3) and a seeded
+  study is not the same twice; dealt in turn, every bracket gets an equal share and the study is reproducible.
 - `window` (`sampler.deterministic`, window = concurrency c): the k-th trial is judged only against trials
   0..k-c (the ones the deterministic searcher guarantees have finished before trial k starts), never against
   whoever happened to get there first; at c = 1 that is every earlier trial, so it decides exactly as Tune's

@@ -21,7 +21,7 @@ metric: val_acc
 mode: max
 budget: {{trials: {trials}, max_epochs: 9, concurrency: {concurrency}}}
 sampler: {{type: tpe, seed: 7, n_startup_trials: 3{sampler_extra}}}
-scheduler: {{type: asha, grace_period: 1, reduction_factor: 3}}
+scheduler: {{type: asha, grace_period: 1, reduction_factor: 3{scheduler_extra}}}
 params:
   lr:        {{type: float, low: 1.0e-3, high: 1.0, log: true}}
   width:     {{type: int, low: 16, high: 1024, log: true}}
@@ -72,7 +72,7 @@ def _assert_same_study(first, second):
 
 def test_seeded_study_at_concurrency_1_gives_the_same_trials_and_best(ray_cluster, stores):
     first, second = _run_twice(stores / "repro.yaml", SPACE.format(trials=10, concurrency=1, sampler_extra="",
-                                                                  epoch_seconds=0))
+                                                                  scheduler_extra="", epoch_seconds=0))
     _assert_same_study(first, second)
 
 
@@ -80,5 +80,16 @@ def test_deterministic_study_at_concurrency_2_gives_the_same_trials_and_best(ray
     # Trials sleep in proportion to their width, so they finish out of trial order.
     first, second = _run_twice(stores / "repro.yaml", SPACE.format(trials=10, concurrency=2,
                                                                   sampler_extra=", deterministic: true",
-                                                                  epoch_seconds=0.05))
+                                                                  scheduler_extra="", epoch_seconds=0.05))
     _assert_same_study(first, second)
+
+
+def test_seeded_study_with_brackets_gives_the_same_trials_and_the_last_bracket_stops_none(ray_cluster, stores):
+    """Three brackets on 9 epochs (judged at 1, 3 | 3 | never), dealt in turn: trial k is in bracket k mod 3."""
+    first, second = _run_twice(stores / "repro.yaml", SPACE.format(trials=12, concurrency=1, sampler_extra="",
+                                                                  scheduler_extra=", brackets: 3", epoch_seconds=0))
+    _assert_same_study(first, second)
+    _, trials = first
+    assert all(state == "COMPLETE" and len(curve) == 9 for number, _, state, _, curve in trials if number % 3 == 2)
+    assert any(state == "PRUNED" and len(curve) == 1 for number, _, state, _, curve in trials if number % 3 == 0)
+    assert not any(len(curve) < 3 for number, _, _, _, curve in trials if number % 3 == 1)  # judged first at 3
