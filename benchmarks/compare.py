@@ -1,7 +1,7 @@
 """hpsearch side by side with what a user would pick instead, on the same training code and the same machine.
 
     python benchmarks/compare.py [--rounds 5] [--trials 30] [--max-epochs 12] [--noop-trials 200]
-                                 [--arms hpsearch,tune,optuna] [--skip-noop]
+                                 [--arms hpsearch,tune,optuna] [--skip-noop] [--stores sqlite|postgresql]
 
 Arms, each a fresh process in a fresh temporary folder (its own SQLite stores), run alternately round after
 round so that a slow spell of the machine hits every arm:
@@ -15,6 +15,10 @@ wall time a perfect scheduler would need for the same epochs), and the peak RSS 
 the arm's process tree reaped. Then the no-op throughput: 200 trials that report once
 (benchmarks/noop_trainable.py), trials per second of wall time, per arm.
 
+`--stores postgresql` gives every arm fresh PostgreSQL databases instead (hpsearch's registry, Optuna's storage
+and MLflow's store, as on the cluster; the references' MLflow and Optuna stores), created on the server of
+HPSEARCH_BENCH_PG_URL (default postgresql+psycopg2://postgres@127.0.0.1:5432/postgres) and dropped afterwards.
+
 Prints a table of medians with ranges (the ratios are each round's, then the median), writes every
 measurement to benchmarks/results/compare-<time>.json and a PNG of wall time per arm per round beside it.
 """
@@ -22,6 +26,8 @@ measurement to benchmarks/results/compare-<time>.json and a PNG of wall time per
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import os
 import platform
@@ -35,6 +41,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
 CONCURRENCY = 2  # search_spaces/digits_cnn.yaml's budget.concurrency; the references are run with the same
+PG_ADMIN_URL = os.environ.get("HPSEARCH_BENCH_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+_databases = itertools.count()
 
 
 # Runs the arm's command as its child, then prints the peak RSS of the largest process it waited for (the
@@ -59,11 +67,36 @@ def arm_command(arm: str, noop: bool, trials: int, max_epochs: int) -> list[str]
             "--max-epochs", str(max_epochs)] + (["--noop"] if noop else [])
 
 
-def run_arm(arm: str, trials: int, max_epochs: int, noop: bool = False) -> dict:
-    with tempfile.TemporaryDirectory(prefix=f"bench-{arm}-") as tmp:
-        env = dict(os.environ, HPSEARCH_HOME=f"{tmp}/home", MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db",
-                   OPTUNA_STORAGE=f"sqlite:///{tmp}/optuna.db", REFERENCE_STORAGE=f"{tmp}/tune",
+@contextlib.contextmanager
+def stores(kind: str, tmp: str):
+    """The store URLs of one arm's run: SQLite files in `tmp`, or fresh PostgreSQL databases dropped after."""
+    if kind == "sqlite":
+        # hpsearch's registry and Optuna storage: its defaults, files in $HPSEARCH_HOME
+        yield {"optuna": f"sqlite:///{tmp}/optuna.db", "mlflow": f"sqlite:///{tmp}/mlflow.db"}
+        return
+    import sqlalchemy
+
+    admin = sqlalchemy.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    names = {role: f"hpsearch_bench_{os.getpid()}_{next(_databases)}_{role}" for role in ("registry", "optuna", "mlflow")}
+    with admin.connect() as conn:
+        for name in names.values():
+            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield {role: PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}" for role, name in names.items()}
+    finally:
+        with admin.connect() as conn:
+            for name in names.values():
+                conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def run_arm(arm: str, trials: int, max_epochs: int, noop: bool = False, store_kind: str = "sqlite") -> dict:
+    with tempfile.TemporaryDirectory(prefix=f"bench-{arm}-") as tmp, stores(store_kind, tmp) as urls:
+        env = dict(os.environ, HPSEARCH_HOME=f"{tmp}/home", MLFLOW_TRACKING_URI=urls["mlflow"],
+                   OPTUNA_STORAGE=urls["optuna"], REFERENCE_STORAGE=f"{tmp}/tune",
                    PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), str(BENCH), os.environ.get("PYTHONPATH")])))
+        if "registry" in urls:
+            env.update(HPSEARCH_REGISTRY_URL=urls["registry"], HPSEARCH_OPTUNA_STORAGE=urls["optuna"])
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-c", _MEASURE, *arm_command(arm, noop, trials, max_epochs)], cwd=tmp, env=env,
                               capture_output=True, text=True)
@@ -73,7 +106,7 @@ def run_arm(arm: str, trials: int, max_epochs: int, noop: bool = False) -> dict:
         peak_mib = float(done.stderr.strip().splitlines()[-1].removeprefix("peak_rss_kib=")) / 1024
         row = {"arm": arm, "wall_s": wall, "peak_rss_mib": peak_mib}
         if not noop:
-            row.update(_epochs(f"sqlite:///{tmp}/mlflow.db"))
+            row.update(_epochs(urls["mlflow"]))
             row["limit_s"] = row["compute_s"] / CONCURRENCY
         return row
 
@@ -107,16 +140,19 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=12, help="the default study's 12")
     parser.add_argument("--noop-trials", type=int, default=200)
     parser.add_argument("--skip-noop", action="store_true")
+    parser.add_argument("--stores", choices=["sqlite", "postgresql"], default="sqlite",
+                        help="every arm's stores: SQLite files (default) or fresh PostgreSQL databases")
     args = parser.parse_args()
     arms = args.arms.split(",")
 
     rounds = []
     for i in range(args.rounds):
         order = arms[i % len(arms):] + arms[:i % len(arms)]  # who goes first rotates
-        rows = {arm: run_arm(arm, args.trials, args.max_epochs) for arm in order}
+        rows = {arm: run_arm(arm, args.trials, args.max_epochs, store_kind=args.stores) for arm in order}
         rounds.append(rows)
         print(f"round {i}: " + ", ".join(f"{a} {rows[a]['wall_s']:.1f} s" for a in arms), flush=True)
-    noop = {} if args.skip_noop else {arm: run_arm(arm, args.noop_trials, 1, noop=True) for arm in arms}
+    noop = {} if args.skip_noop else {arm: run_arm(arm, args.noop_trials, 1, noop=True, store_kind=args.stores)
+                                      for arm in arms}
 
     print(f"\n| | {' | '.join(arms)} |\n|---|{'---|' * len(arms)}")
     if rounds:
@@ -131,12 +167,12 @@ def main() -> None:
             print(f"| {label} (median, range) | " + " | ".join(
                 _median_range([value(r, a) for r in rounds]) for a in arms) + " |")
     if noop:
-        print(f"| {args.noop_trials} no-op trials, trials/s | " + " | ".join(
+        print(f"| {args.noop_trials} no-op trials ({args.stores}), trials/s | " + " | ".join(
             f"{args.noop_trials / noop[a]['wall_s']:.1f}" for a in arms) + " |")
 
     out = BENCH / "results" / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"rounds": rounds, "noop": noop, "machine": platform.platform(),
+    out.write_text(json.dumps({"rounds": rounds, "noop": noop, "stores": args.stores, "machine": platform.platform(),
                                "cpus": os.cpu_count(), "load_at_end": os.getloadavg()}, indent=1))
     if rounds:
         _plot(rounds, arms, out.with_suffix(".png"))
