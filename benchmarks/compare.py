@@ -82,10 +82,11 @@ def stores(kind: str, tmp: str):
         for name in names.values():
             conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
     try:
-        yield {role: PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}" for role, name in names.items()}
+        yield {role: admin.url.set(database=name).render_as_string(hide_password=False)
+               for role, name in names.items()}
     finally:
         with admin.connect() as conn:
-            for name in names.values():
+            for name in names.values():  # WITH (FORCE): PostgreSQL 13 or later
                 conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 

@@ -47,7 +47,14 @@ class RungRecord:
 
 
 class Asha(FIFOScheduler):
-    """ASHA with `brackets` dealt in turn, judging within a `window` of earlier trials (see the module docstring)."""
+    """ASHA with `brackets` dealt in turn, judging within a `window` of earlier trials (see the module docstring).
+
+    A trial's position k is the order Tune's search generator created it in (the counter that begins its
+    `experiment_tag`), not the order of `on_trial_add` calls: Tune adds a trial again when it restarts it after a
+    lost worker, and on resume re-adds every trial newest result first. So a trial keeps its bracket and its
+    window through a retry and a resume; one added again keeps its rung values too (a resumed study's scheduler
+    starts with none: Tune does not save it). A trial without such a tag (the search-quality benchmark's) takes
+    the next position."""
 
     def __init__(self, *, metric: str, mode: str, max_epochs: int, grace_period: int, reduction_factor: float,
                  brackets: int = 1, window: Optional[int] = None):
@@ -55,19 +62,23 @@ class Asha(FIFOScheduler):
         self._metric, self._sign = metric, (1.0 if mode == "max" else -1.0)
         self._max_epochs, self._rf, self._window = max_epochs, reduction_factor, window
         self._milestones = [bracket_rungs(max_epochs, grace_period, reduction_factor, b) for b in range(brackets)]
-        self._order: dict[str, int] = {}  # trial id -> its position among the trials added
-        self._records: list[RungRecord] = []
+        self._order: dict[str, int] = {}  # trial id -> its position k
+        self._records: dict[int, RungRecord] = {}  # position -> its values at the rungs
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True  # metric and mode are the space's, given at construction
 
     def on_trial_add(self, tune_controller, trial) -> None:
-        k = len(self._records)
+        if trial.trial_id in self._order:  # restarted after a lost worker: same bracket, same rung values
+            return
+        k = _created_position(trial)
+        if k is None or k in self._records:
+            k = max(self._records, default=-1) + 1
         self._order[trial.trial_id] = k
-        self._records.append(RungRecord(self._milestones[self.bracket_of(k)]))
+        self._records[k] = RungRecord(self._milestones[self.bracket_of(k)])
 
     def bracket_of(self, k: int) -> int:
-        """The bracket of the k-th trial added."""
+        """The bracket of the trial at position k."""
         return k % len(self._milestones)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
@@ -84,13 +95,33 @@ class Asha(FIFOScheduler):
         if milestone is None:
             return TrialScheduler.CONTINUE
         value = self._sign * value
-        visible = self._records if self._window is None else self._records[: max(0, k - self._window + 1)]
-        brackets, bracket = len(self._milestones), self.bracket_of(k)
-        earlier = [r.values[milestone] for j, r in enumerate(visible)
-                   if j % brackets == bracket and j != k and milestone in r.values]
+        last = None if self._window is None else k - self._window  # the last position trial k may see
+        bracket = self.bracket_of(k)
+        earlier = [r.values[milestone] for j, r in self._records.items()
+                   if j != k and (last is None or j <= last) and self.bracket_of(j) == bracket
+                   and milestone in r.values]
         cutoff = rung_cutoff(earlier, self._rf)
         record.values[milestone] = value
         return TrialScheduler.STOP if cutoff is not None and value < cutoff else TrialScheduler.CONTINUE
 
     def debug_string(self) -> str:
         return f"Asha: rungs at {self._milestones}" + (f", judging within {self._window}" if self._window else "")
+
+
+def _created_position(trial) -> Optional[int]:
+    """0-based order in which Tune's search generator created the trial: its experiment_tag is "<n>_<config>",
+    n counting from 1 (ray.tune.search.search_generator)."""
+    head = str(getattr(trial, "experiment_tag", "") or "").split("_", 1)[0]
+    return int(head) - 1 if head.isdigit() and int(head) > 0 else None
+
+
+class DeterministicAsha(Asha):
+    """What hpsearch saved before `scheduler.brackets` for a deterministic study's ASHA (Tune pickles a study's
+    scheduler and restores it on resume): read back as one bracket judging within a window of its concurrency."""
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        state["_window"] = state.pop("_concurrency")
+        state["_milestones"] = [state["_milestones"]]
+        state["_records"] = dict(enumerate(state["_records"]))
+        self.__dict__.update(state)

@@ -29,8 +29,8 @@ def test_asha_rungs_are_tunes(max_epochs, grace, rf, rungs, judged):
 
 
 class _Trial:
-    def __init__(self, trial_id: str):
-        self.trial_id = trial_id
+    def __init__(self, trial_id: str, experiment_tag: str = ""):
+        self.trial_id, self.experiment_tag = trial_id, experiment_tag
 
 
 @pytest.mark.parametrize("window", [1, None])
@@ -85,17 +85,18 @@ def _interleaved(n_trials: int, in_flight: int, max_epochs: int, seed: int):
             running.remove(k)
 
 
+@pytest.mark.parametrize("mode", ["max", "min"])
 @pytest.mark.parametrize("brackets", [1, 2, 3, 4])
-@pytest.mark.parametrize("grace, rf", [(1, 3), (1, 2)])
-def test_asha_brackets_dealt_in_turn_each_decide_as_tunes_asha_with_the_brackets_grace(brackets, grace, rf):
+@pytest.mark.parametrize("grace, rf", [(1, 3), (1, 2), (2, 2.5)])
+def test_asha_brackets_dealt_in_turn_each_decide_as_tunes_asha_with_the_brackets_grace(brackets, grace, rf, mode):
     """Trials in flight three at a time, results in a random order: bracket b (trials k with k % brackets == b)
     decides exactly as Tune's one-bracket ASHA with grace_period grace * rf**b fed only that bracket's trials.
     At 4 brackets with rf 3 the last judges nowhere."""
     max_epochs = 12
-    ours = Asha(metric="m", mode="max", max_epochs=max_epochs, grace_period=grace, reduction_factor=rf,
+    ours = Asha(metric="m", mode=mode, max_epochs=max_epochs, grace_period=grace, reduction_factor=rf,
                 brackets=brackets)
     # (a bracket whose grace passes max_epochs judges nowhere: as Tune's with grace max_epochs, which it refuses past)
-    tunes = [AsyncHyperBandScheduler(metric="m", mode="max", max_t=max_epochs,
+    tunes = [AsyncHyperBandScheduler(metric="m", mode=mode, max_t=max_epochs,
                                      grace_period=min(grace * rf ** b, max_epochs), reduction_factor=rf)
              for b in range(brackets)]
     trials, stops = {}, [0] * brackets
@@ -142,3 +143,54 @@ def test_asha_in_a_window_judges_against_its_own_brackets_earlier_trials_only():
     assert asha.judge(2, 1, 0.4) == TrialScheduler.STOP  # bracket 0, sees t0 (0.5), not t1
     assert asha.judge(4, 1, 0.47) == TrialScheduler.CONTINUE  # sees t0, t2 (0.5, 0.4): cutoff 0.4667
     assert asha.judge(5, 3, 0.5) == TrialScheduler.STOP  # sees t1, t3 (0.9, 0.1): cutoff 0.6333
+
+
+def _tagged(k: int) -> _Trial:
+    """Trial k as Tune's search generator tags it (counting from 1)."""
+    return _Trial(f"id{k}", experiment_tag=f"{k + 1}_lr=0.1")
+
+
+def test_asha_trial_added_again_after_a_lost_worker_keeps_its_bracket_and_is_not_judged_twice():
+    asha = Asha(metric="m", mode="max", max_epochs=27, grace_period=1, reduction_factor=3, brackets=4)
+    trials = [_tagged(k) for k in range(8)]
+    for trial in trials:
+        asha.on_trial_add(None, trial)
+    for k in (0, 1, 2, 4):  # bracket 0's trials 0 and 4 record at epochs 1 and 3
+        asha.on_trial_result(None, trials[k], {"training_iteration": 1, "m": 0.9 - k / 100})
+    asha.on_trial_result(None, trials[0], {"training_iteration": 3, "m": 0.95})
+    asha.on_trial_add(None, trials[3])  # Tune requeues trial 3 (bracket 3: never judged) after a lost worker
+    asha.on_trial_add(None, trials[4])  # and trial 4, which passed epoch 1 already
+    assert [asha.bracket_of(asha._order[t.trial_id]) for t in trials] == [0, 1, 2, 3, 0, 1, 2, 3]
+    assert all(asha.on_trial_result(None, trials[3], {"training_iteration": e, "m": 0.0}) == TrialScheduler.CONTINUE
+               for e in range(1, 27))
+    # Trial 4 is not judged at epoch 1 again (it would be stopped: 0.1 is below trial 0's 0.9 there).
+    assert asha.on_trial_result(None, trials[4], {"training_iteration": 2, "m": 0.1}) == TrialScheduler.CONTINUE
+
+
+def test_asha_resumed_study_re_adding_trials_newest_first_keeps_every_trial_in_its_bracket():
+    """Tune re-adds a resumed study's trials sorted by their last result, newest first; a trial's bracket and
+    window position come from the order it was created in."""
+    asha = Asha(metric="m", mode="max", max_epochs=27, grace_period=1, reduction_factor=3, brackets=4, window=2)
+    order = [5, 2, 7, 0, 3, 6, 1, 4]
+    for k in order:
+        asha.on_trial_add(None, _tagged(k))
+    assert {k: asha.bracket_of(asha._order[f"id{k}"]) for k in order} == {k: k % 4 for k in order}
+    assert all(asha._order[f"id{k}"] == k for k in order)
+
+
+def test_asha_reads_back_the_deterministic_asha_a_study_saved_before_brackets():
+    """Tune pickles a study's scheduler; a deterministic study saved before `brackets` holds a DeterministicAsha
+    with one flat list of rungs, a list of records and its concurrency. It resumes as one bracket in that window."""
+    import pickle
+
+    from service._asha import DeterministicAsha, RungRecord
+
+    old = DeterministicAsha.__new__(DeterministicAsha)
+    first = RungRecord([1, 3, 9])
+    first.values[1] = 0.5
+    old.__dict__.update({"_metric": "m", "_sign": 1.0, "_max_epochs": 9, "_rf": 3, "_concurrency": 2,
+                         "_milestones": [1, 3, 9], "_order": {"t0": 0, "t1": 1}, "_records": [first, RungRecord([1, 3, 9])]})
+    restored = pickle.loads(pickle.dumps(old))
+    restored.on_trial_add(None, _Trial("t2"))
+    assert restored.judge(1, 1, 0.1) == TrialScheduler.CONTINUE  # t1 may not see t0 (window 2)
+    assert restored.judge(2, 1, 0.4) == TrialScheduler.STOP  # t2 sees t0 (0.5)

@@ -65,7 +65,7 @@ def test_cli_validate_refuses_more_brackets_than_the_budget_has():
     result = _run("validate", str(REPO / "search_spaces/digits_cnn.yaml"), "--set", "budget.max_epochs=9",
                   "--set", "scheduler={type: asha, grace_period: 1, reduction_factor: 3, brackets: 4}")
     assert result.exit_code == 2, result.output
-    assert "scheduler.brackets" in result.stderr and "use brackets <= 3" in result.stderr, result.stderr
+    assert "scheduler.brackets" in result.stderr and "use brackets <= 3; for more, lower grace_period" in result.stderr, result.stderr
     assert "Traceback" not in result.output
 
 

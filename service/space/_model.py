@@ -12,7 +12,7 @@ Defaults (also given in `json_schema()`):
     budget:    {trials: 20, max_epochs: 10, concurrency: 2, time: none, max_failed_trials: none, max_retries: 3}
     resources: {cpu: 1, gpu: 0}                                  per trial
     sampler:   {type: tpe, seed: none, deterministic: false}
-    scheduler: {type: asha, grace_period: 1, reduction_factor: 3}   median: min_samples_required 3
+    scheduler: {type: asha, grace_period: 1, reduction_factor: 3, brackets: 1}   median: min_samples_required 3
 """
 
 from __future__ import annotations

@@ -79,9 +79,9 @@ def _scheduler(space: "SearchSpace") -> str:
             where = (f"judged at epoch{'s' if len(judged[0]) > 1 else ''} {', '.join(map(str, judged[0]))}"
                      if judged[0] else "")
         else:
-            where = (f"{s.brackets} brackets, trials dealt in turn; judged at epochs "
+            where = ("trials dealt in turn, judged at epochs "
                      + " | ".join(", ".join(map(str, epochs)) if epochs else "never" for epochs in judged)
-                     + ",\n                 ")
+                     + ",\n                  ")
         rungs = (f"{where}{'' if s.brackets > 1 else ', '}keeping the best 1/{num(s.reduction_factor)} at each; survivors run to {max_epochs}"
                  if any(judged) else f"no rung before max_epochs {max_epochs}: no trial is stopped")
         brackets = f", {s.brackets} brackets" if s.brackets > 1 else ""

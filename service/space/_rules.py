@@ -124,11 +124,14 @@ def scheduler(space: SearchSpace) -> Iterator[Issue]:
         if spec.brackets > most:
             judged = judged_epochs(max_epochs, grace, rf)
             where = f"judges at epochs {', '.join(map(str, judged))}" if judged else "judges at no epoch"
+            # A grace given as a share of max_epochs grows with it: raising max_epochs then adds no bracket.
+            more = "lower grace_period or reduction_factor" + (", or raise max_epochs"
+                                                               if isinstance(spec.grace_period, int) else "")
             yield Issue(
                 f"{spec.brackets} brackets are more than this budget has: ASHA with max_epochs {max_epochs}, "
-                f"grace_period {grace} and reduction_factor {num(rf)} {where}, so bracket {most} of {most} "
+                f"grace_period {grace} and reduction_factor {num(rf)} {where}, so the last of {most} brackets "
                 "already never stops a trial",
-                f"use brackets <= {most}, or raise max_epochs",
+                f"use brackets <= {most}; for more, {more}",
                 at=("scheduler", "brackets"),
                 value=spec.brackets,
             )
