@@ -76,13 +76,12 @@ def _scheduler(space: "SearchSpace") -> str:
         max_epochs = space.budget.max_epochs
         judged = [judged_epochs(max_epochs, space.grace_epochs, s.reduction_factor, b) for b in range(s.brackets)]
         if s.brackets == 1:
-            where = (f"judged at epoch{'s' if len(judged[0]) > 1 else ''} {', '.join(map(str, judged[0]))}"
-                     if judged[0] else "")
-        else:
+            where = f"judged at epoch{'s' if len(judged[0]) > 1 else ''} {', '.join(map(str, judged[0]))}, "
+        else:  # one bracket's epochs after another, and the rest on a line of its own under them
             where = ("trials dealt in turn, judged at epochs "
                      + " | ".join(", ".join(map(str, epochs)) if epochs else "never" for epochs in judged)
-                     + ",\n                  ")
-        rungs = (f"{where}{'' if s.brackets > 1 else ', '}keeping the best 1/{num(s.reduction_factor)} at each; survivors run to {max_epochs}"
+                     + ",\n" + " " * len("           rungs: "))
+        rungs = (f"{where}keeping the best 1/{num(s.reduction_factor)} at each; survivors run to {max_epochs}"
                  if any(judged) else f"no rung before max_epochs {max_epochs}: no trial is stopped")
         brackets = f", {s.brackets} brackets" if s.brackets > 1 else ""
         text = (f"asha (grace_period {grace}, reduction_factor {num(s.reduction_factor)}{brackets}, on {space.metrics[0]})"

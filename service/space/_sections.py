@@ -372,7 +372,7 @@ class SchedulerSpec(Frozen):
     @model_validator(mode="after")
     def _options(self) -> "SchedulerSpec":
         allowed = SCHEDULER_KEYS[self.type]
-        for key in ("grace_period", "reduction_factor", "min_samples_required", "brackets"):
+        for key in dict.fromkeys(key for keys in SCHEDULER_KEYS.values() for key in keys):  # every option, once
             if key in self.model_fields_set and key not in allowed:
                 users = [s for s, keys in SCHEDULER_KEYS.items() if key in keys]
                 raise Issue(
