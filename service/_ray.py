@@ -9,11 +9,12 @@ import atexit
 import logging
 import os
 import socket
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Optional
 
 from service._errors import StudyError
+from service._sockets import is_loopback, tcp_listeners
 from service._telemetry import telemetry_env
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ def connect(address: Optional[str], space_source: Optional[str] = None) -> None:
         return
     try:
         present_cluster_token()
-        ray.init(**kwargs, address=address)
+        with loopback_node() if head_on_loopback_only(address) else nullcontext():
+            ray.init(**kwargs, address=address)
     except Exception as exc:
         if refused_token(exc):
             raise StudyError(
@@ -159,6 +161,19 @@ def loopback_node():
             os.environ.pop(SINGLE_MACHINE_RAY, None)
         else:
             os.environ[SINGLE_MACHINE_RAY] = saved_env
+
+
+def head_on_loopback_only(address: str) -> bool:
+    """The head at `address` is on 127.0.0.1 of this machine and its GCS listens on loopback itself, not
+    through a bind to every interface: a cluster whose nodes all run on loopback (scripts/local-cluster,
+    scripts/cluster/ray-start-loopback). Ray would swap 127.0.0.1 for the machine's address and miss such a
+    head, or reach whoever else listens on the machine's address at that port, so it is joined with
+    `loopback_node`. Read from the kernel's socket table, not by probing: nobody else can hold 127.0.0.1:PORT
+    while the head does, whereas the machine's address at that port is free for anyone to take."""
+    host, _, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
+    if host not in ("127.0.0.1", "localhost") or not port.isdigit():
+        return False
+    return any(p == int(port) and is_loopback(a) for a, p in tcp_listeners().values())
 
 
 def present_cluster_token() -> None:

@@ -196,8 +196,10 @@ def run_registered_study(
         raise StudyError(f"study {record.id} already succeeded; nothing to run")
     try:
         # A cluster's driver runs only the trainables its admin admitted (HPSEARCH_TRAINABLE_MODULES), checked
-        # on the name before anything is imported, as the API checked them.
-        space = space_of(record, trainables=TrainablePolicy.from_env())
+        # on the name before anything is imported, as the API checked them, then on the function it names.
+        policy = TrainablePolicy.from_env()
+        space = space_of(record, trainables=policy)
+        policy.check_loaded(space.trainable)
     except SpaceError as exc:
         append_log(str(settings.log_path(record.id)), f"study {record.id} cannot start here: {exc}")
         registry.update(record.id, status=StudyStatus.FAILED, finished_at=now(), error=str(exc))

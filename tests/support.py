@@ -99,7 +99,7 @@ USER_TRAINABLES = Path(__file__).parent / "user_trainables"
 TEST_TRAINABLE_MODULES = "where,slow,flaky,chaos"
 
 
-def local_cluster(workers: int = 2, mlflow_login: bool = False):
+def local_cluster(workers: int = 2):
     """`scripts/local-cluster up`, then {"env": its DIR/env.json over this environment, "info": cluster.json,
     "dir", "root", "script_env", "secrets": the three secrets of DIR}; `down` at the end, whatever happened. For a module-scoped fixture:
     `yield from local_cluster()`. Nothing of the caller's Ray, hpsearch or MLflow settings reaches it."""
@@ -111,7 +111,7 @@ def local_cluster(workers: int = 2, mlflow_login: bool = False):
     env["PYTHONPATH"] = os.pathsep.join([str(USER_TRAINABLES), str(REPO)])
     env["HPSEARCH_TRAINABLE_MODULES"] = TEST_TRAINABLE_MODULES  # and admitted by the cluster's admin
     up = subprocess.run([sys.executable, str(LOCAL_CLUSTER), "up", "--dir", str(root / "c"), "--workers",
-                         str(workers), *(["--mlflow-login"] if mlflow_login else [])],
+                         str(workers)],
                         env=env, capture_output=True, text=True, timeout=480)  # MLflow alone may take 240 s
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-5000:]
@@ -121,8 +121,7 @@ def local_cluster(workers: int = 2, mlflow_login: bool = False):
         with pytest.MonkeyPatch.context() as patch:
             # MLflow asks for its login; the MlflowClient of this process reads it from the environment.
             for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-                if name in client_env:  # up --mlflow-login
-                    patch.setenv(name, client_env[name])
+                patch.setenv(name, client_env[name])
             yield {"env": client_env, "info": info, "dir": root / "c", "root": root, "script_env": env,
                    "secrets": [(root / "c" / name).read_text().strip()
                                for name in ("api_token", "ray_token", "mlflow_password") if (root / "c" / name).exists()]}

@@ -337,6 +337,28 @@ def test_compose_ray_head_declares_no_resources_and_auth_on(fake_tools):
 
 
 @pytest.mark.parametrize("role", ["ray-head", "ray-worker"])
+def test_compose_ray_scripts_start_a_node_on_loopback_through_ray_start_loopback(role, fake_tools, tmp_path):
+    """HPSEARCH_RAY_NODE_IP=127.0.0.1 (scripts/local-cluster) runs `ray start`'s arguments through
+    ray-start-loopback with the Python beside `ray`; any other loopback form is refused (Ray would swap it for
+    the machine's address), and so is a worker on loopback told to join a head that is not."""
+    python = Path(fake_tools.split(os.pathsep)[0]) / "python"
+    python.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
+    python.chmod(0o755)
+    base = {"RAY_AUTH_TOKEN": "t" * 64, "HPSEARCH_RAY_HEAD_ADDRESS": "127.0.0.1:6379"}
+    run = _run_role(role, fake_tools, **base, HPSEARCH_RAY_NODE_IP="127.0.0.1")
+    assert run.returncode == 0, run.stderr
+    argv = run.stdout.splitlines()
+    assert argv[0] == str(CLUSTER_SCRIPTS / "ray-start-loopback") and _option(argv, "--node-ip-address") == "127.0.0.1"
+    for other in ("localhost", "::1", "127.0.1.1"):
+        refused = _run_role(role, fake_tools, **base, HPSEARCH_RAY_NODE_IP=other)
+        assert refused.returncode == 2 and "use 127.0.0.1" in refused.stderr and not refused.stdout, other
+    if role == "ray-worker":
+        apart = _run_role(role, fake_tools, **{**base, "HPSEARCH_RAY_HEAD_ADDRESS": "ray-head:6379"},
+                          HPSEARCH_RAY_NODE_IP="127.0.0.1")
+        assert apart.returncode == 2 and "joins a head on loopback" in apart.stderr and not apart.stdout
+
+
+@pytest.mark.parametrize("role", ["ray-head", "ray-worker"])
 def test_compose_ray_scripts_refuse_to_run_without_token_auth(role, fake_tools):
     base = {"HPSEARCH_RAY_HEAD_ADDRESS": "ray-head:6379"}
     no_token = _run_role(role, fake_tools, **base)
@@ -358,7 +380,9 @@ def test_compose_role_scripts_keep_secrets_off_the_command_line(role, fake_tools
     assert not leaked, f"{role} puts {leaked} on its command line, where `ps` shows it"
 
 
-@pytest.mark.parametrize("script", sorted(f"cluster/{p.name}" for p in CLUSTER_SCRIPTS.iterdir() if p.name != "healthcheck")
+# The Python ones: healthcheck (below) and ray-start-loopback (tests/test_ray.py runs it).
+@pytest.mark.parametrize("script", sorted(f"cluster/{p.name}" for p in CLUSTER_SCRIPTS.iterdir()
+                                          if p.name not in ("healthcheck", "ray-start-loopback"))
                          + ["postgres/create-hpsearch-db.sh"])
 def test_compose_role_scripts_pass_bash_syntax_check(script):
     path = REPO / "scripts" / script

@@ -157,6 +157,23 @@ def test_two_studies_at_once_spread_over_both_workers_and_every_store_agrees(clu
     assert f"study {summaries[0]['study_id']} succeeded" in logs.stdout
 
 
+def test_a_driver_on_this_machine_joins_the_cluster_by_its_ray_address(cluster, tmp_path):
+    """Without the API: `hpsearch submit --ray-address 127.0.0.1:PORT` in a shell that has not sourced DIR/env
+    (so without RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER) joins the cluster, whose nodes listen on loopback only
+    (service/_ray.py: head_on_loopback_only), and its trials run on the worker nodes."""
+    space = tmp_path / "direct.yaml"
+    space.write_text(WHERE_SPACE.format(name="cluster-direct", seed=5))
+    env = {k: v for k, v in cluster["env"].items()
+           if k not in ("HPSEARCH_SERVER", "HPSEARCH_TOKEN", "RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
+    run = subprocess.run([sys.executable, "-m", "service.cli", "submit", str(space), "--quiet", "--json",
+                          "--ray-address", cluster["info"]["urls"]["ray_address"]],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout)
+    assert (summary["status"], summary["n_completed"]) == ("succeeded", 4), summary
+    assert {r.data.tags["hpsearch.node"] for r in _trial_runs(cluster, summary)} <= _worker_node_ids(cluster)
+
+
 def test_stop_and_resume_through_the_server_lose_nothing(cluster, tmp_path):
     space = tmp_path / "slow.yaml"
     space.write_text(SLOW_SPACE)

@@ -8,7 +8,6 @@ the cluster."""
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import os
 import stat
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from service._sockets import is_loopback, tcp_listeners
 from support import local_cluster
 
 pytestmark = pytest.mark.e2e
@@ -95,26 +95,6 @@ def _socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
-def _tcp_listeners() -> dict[str, tuple[str, int]]:
-    """inode -> (address, port) of every listening TCP socket of this network namespace."""
-    found = {}
-    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] != "0A":  # LISTEN
-                continue
-            hex_ip, hex_port = fields[1].split(":")
-            raw = bytes.fromhex(hex_ip)
-            # The kernel prints each 32-bit word in host (little-endian) order.
-            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, width, 4))
-            found[fields[9]] = (str(ipaddress.ip_address(raw)), int(hex_port, 16))
-    return found
-
-
 def _comm(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
@@ -122,10 +102,17 @@ def _comm(pid: int) -> str:
         return "?"
 
 
+def listeners_by_pid(pids) -> dict[int, set[tuple[str, str, int]]]:
+    """pid -> (process name, address, port) of every TCP socket it listens on, for the processes `pids` that
+    listen on any."""
+    table = tcp_listeners()
+    found = {pid: {(_comm(pid), *table[inode]) for inode in _socket_inodes(pid) if inode in table} for pid in pids}
+    return {pid: seen for pid, seen in found.items() if seen}
+
+
 def listeners(pids) -> set[tuple[str, str, int]]:
     """(process name, address, port) of every TCP socket the processes `pids` listen on."""
-    table = _tcp_listeners()
-    return {(_comm(pid), *table[inode]) for pid in pids for inode in _socket_inodes(pid) if inode in table}
+    return set().union(*listeners_by_pid(pids).values())
 
 
 def _parents() -> dict[int, int]:
@@ -140,8 +127,9 @@ def _parents() -> dict[int, int]:
     return parents
 
 
-def descendants(root: int) -> set[int]:
-    parents, found, frontier = _parents(), {root}, [root]
+def descendants(*roots: int) -> set[int]:
+    """The processes `roots` and all they started, and those started in turn."""
+    parents, found, frontier = _parents(), set(roots), list(roots)
     while frontier:
         pid = frontier.pop()
         children = [child for child, parent in parents.items() if parent == pid and child not in found]
@@ -165,16 +153,6 @@ def marked(mark: str) -> set[int]:
     return found
 
 
-def is_loopback(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    return ip.is_loopback or (ip.version == 6 and ip.ipv4_mapped is not None and ip.ipv4_mapped.is_loopback)
-
-
-def unwrap(address: str) -> str:
-    ip = ipaddress.ip_address(address)
-    return str(ip.ipv4_mapped) if ip.version == 6 and ip.ipv4_mapped else str(ip)
-
-
 def test_security_state_is_private(tmp_path):
     """Everything a local study writes under HPSEARCH_HOME (registry, Optuna storage, log, checkpoints) and its
     MLflow store are the user's alone: folders 0700, files 0600."""
@@ -194,8 +172,8 @@ def test_security_state_is_private(tmp_path):
 
 def test_security_embedded_ray_refuses_calls_without_its_token(tmp_path):
     """A Ray started by a plain `ray.init` (without hpsearch's loopback switch) listens on every interface, and
-    so do a cluster's nodes (docs/security.md): its servers must refuse a client that lacks the instance's
-    token, or has a wrong one."""
+    so do the nodes of a cluster spread over hosts outside compose (docs/security.md): its servers must refuse
+    a client that lacks the instance's token, or has a wrong one."""
     import ray
 
     ray.init(address="local", include_dashboard=False, log_to_driver=False, num_cpus=1)
@@ -245,8 +223,8 @@ def test_security_embedded_study_listens_on_loopback_only(tmp_path):
 
 @pytest.fixture(scope="module")
 def cluster():
-    """`scripts/local-cluster up --workers 1 --mlflow-login` admitting the test modules (tests/user_trainables); `down` at the end."""
-    yield from local_cluster(workers=1, mlflow_login=True)
+    """`scripts/local-cluster up --workers 1` (MLflow behind its login) admitting the test modules (tests/user_trainables); `down` at the end."""
+    yield from local_cluster(workers=1)
 
 
 def _http(url: str, body=None, token=None, method=None, raw: bytes = None, login=None) -> tuple[int, str]:
@@ -332,6 +310,31 @@ def test_security_filename_is_a_name_never_a_location(cluster, filename):
     assert "filename" in _one_json_line(body)["detail"]
 
 
+@pytest.mark.parametrize("path", ["/etc/passwd", "../../etc/passwd", "data/../../../etc/shadow"])
+def test_security_data_paths_name_no_file_of_the_host(cluster, path):
+    """A space's data files are the cluster's (HPSEARCH_DATA_DIR, none here): a path to anything on the host
+    is 422 with one JSON line naming the field, and no study is recorded."""
+    before = _study_ids(cluster)
+    space = TINY.replace("metric: val_acc", f"data: {{dataset: csv, path: '{path}', target: y}}\nmetric: val_acc")
+    status, body = _api(cluster, "/studies", {"space": space, "filename": "escape.yaml"})
+    assert status == 422, body
+    assert "data.path" in _one_json_line(body)["detail"]
+    assert _study_ids(cluster) == before
+
+
+def test_security_keys_mlflow_would_refuse_are_422_not_a_crashed_study(cluster):
+    """A fixed key MLflow refuses as a param name would have crashed the study at its first run: the API
+    refuses it up front (422, one JSON line naming the key and MLflow's rule), and no study is recorded."""
+    before = _study_ids(cluster)
+    space = CLUSTER_STUDY.replace("fixed: {sleep: 0.2}", "fixed: {sleep: 0.2, 'units@layer': 64}")
+    assert "units@layer" in space
+    status, body = _api(cluster, "/studies", {"space": space, "filename": "keys.yaml"})
+    assert status == 422, body
+    detail = _one_json_line(body)["detail"]
+    assert "units@layer" in detail and "MLflow" in detail, detail
+    assert _study_ids(cluster) == before
+
+
 def test_security_malformed_bodies_are_one_json_line_never_500(cluster):
     bodies = [b'{"space": "a\\u0000b", "filename": "x\\u0000"}', b"\xff\xfe not json", b"[]",
               json.dumps({"space": "!!python/object/apply:os.system ['id']"}).encode()]
@@ -397,6 +400,11 @@ def test_security_mlflow_refuses_requests_without_a_login(cluster):
     status, answer = _http(mlflow + "/api/2.0/mlflow/experiments/search?max_results=5", login=(user, password))
     assert status == 200, answer
     assert _http(mlflow + "/health")[0] == 200
+    # Each MLflow worker keeps a login it checked for 60 s, so the drivers' requests do not each pay scrypt;
+    # logged-in users read everything; no secret in the file.
+    settings = (cluster["dir"] / "mlflow-auth.ini").read_text()
+    assert "auth_cache_ttl_seconds = 60" in settings and "default_permission = READ" in settings
+    assert password not in settings
 
 
 def test_security_a_study_runs_and_no_secret_reaches_a_log(cluster, monkeypatch):
@@ -453,14 +461,15 @@ def test_security_cluster_processes_send_no_usage_data(cluster):
     inside (test_security_a_study_runs_and_no_secret_reaches_a_log), and the API (`hpsearch serve`) switches
     both off itself as it starts (tests/test_telemetry.py)."""
     environments = {}
-    for pid in _cluster_pids(cluster):
+    # The processes whose environment can be read: those that still carry the cluster's mark in it.
+    for pid in marked(f"HPSEARCH_LOCAL_CLUSTER={cluster['dir']}"):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             if b"\0serve\0" not in cmdline and not cmdline.startswith(b"ray::"):
                 environments[pid] = (_comm(pid), _environment(pid))
         except OSError:  # ended meanwhile
             continue
-    mlflow = set().union(*(descendants(pid) for pid, (name, _) in environments.items() if name == "mlflow"))
+    mlflow = descendants(*(pid for pid, (name, _) in environments.items() if name == "mlflow"))
     names = {name for name, _ in environments.values()}
     assert mlflow and {"raylet", "gcs_server"} <= names, names
     reporting = sorted((name, pid) for pid, (name, env) in environments.items()
@@ -470,11 +479,16 @@ def test_security_cluster_processes_send_no_usage_data(cluster):
 
 
 def _cluster_pids(cluster) -> set[int]:
-    return marked(f"HPSEARCH_LOCAL_CLUSTER={cluster['dir']}")
+    """Every process of the cluster: those local-cluster started (cluster.json) and all they started, and every
+    process carrying the cluster's mark in its environment (job drivers run in sessions of their own). Neither
+    alone is enough: Ray's processes write their titles over the start of their environment, which can take
+    the mark with it (a worker node's agents)."""
+    started = [p["pid"] for p in json.loads((cluster["dir"] / "cluster.json").read_text())["processes"].values()]
+    return descendants(*started, *marked(f"HPSEARCH_LOCAL_CLUSTER={cluster['dir']}"))
 
 
 def _node_addresses(cluster) -> set[str]:
-    """The addresses local-cluster's Ray nodes run on (Ray's choice: the machine's address)."""
+    """The addresses local-cluster's Ray nodes run on, as the dashboard lists them."""
     token = (cluster["dir"] / "ray_token").read_text().strip()
     status, body = _http(cluster["info"]["urls"]["ray_dashboard"] + "/api/v0/nodes?limit=100", token=token)
     assert status == 200, body
@@ -490,17 +504,39 @@ def test_security_cluster_services_listen_on_loopback_only(cluster):
         assert addresses == {"127.0.0.1"}, (service, addresses)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "Ray 2.60 binds its gRPC servers (gcs_server, raylet's node and object managers, core workers, the dashboard "
-    "agent) and the agent's metrics exporter to every interface whenever a node's address is not loopback, and "
-    "`ray start --address` refuses to join a node on loopback (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER); no setting "
-    "names a bind address (ray-project/ray#59852 and #65867 move to binding the node's address). They refuse "
-    "calls without the cluster's token: test_security_ray_refuses_requests_without_its_token"))
-def test_security_cluster_listens_only_on_its_own_addresses(cluster):
-    """Every listener of every process of the cluster is on loopback or on the address the Ray nodes run on;
-    none on 0.0.0.0 or [::]."""
-    allowed = _node_addresses(cluster)
-    seen = _cluster_listeners(cluster)
+def test_security_cluster_listens_on_loopback_only_during_a_study(cluster, monkeypatch):
+    """Every Ray node of the cluster runs on 127.0.0.1 (all of them are on this machine), and every listener of
+    every process of the cluster is on loopback: none on 0.0.0.0, [::] or the machine's address. Sampled every
+    half second while a study runs through the API: each of its trials' worker processes (they report their
+    `worker_pid`) was seen listening, beside Ray's GCS, raylets, object managers and agents and the study's
+    driver (scripts/cluster/ray-start-loopback)."""
+    assert _node_addresses(cluster) == {"127.0.0.1"}
+    space = cluster["root"] / "listeners.yaml"
+    space.write_text(CLUSTER_STUDY.replace("security-where", "security-listeners")
+                     .replace("max_epochs: 2", "max_epochs: 4").replace("sleep: 0.2", "sleep: 1.0"))
+    by_pid: dict[int, set] = {}
+    with open(cluster["root"] / "listeners.json", "w") as out, open(cluster["root"] / "listeners.log", "w") as err:
+        study = subprocess.Popen([sys.executable, "-m", "service.cli", "submit", str(space), "--wait", "--json"],
+                                 env=cluster["env"], cwd=cluster["root"], stdout=out, stderr=err)
+        deadline = time.monotonic() + 400
+        while study.poll() is None and time.monotonic() < deadline:
+            for pid, seen in listeners_by_pid(_cluster_pids(cluster)).items():
+                by_pid.setdefault(pid, set()).update(seen)
+            time.sleep(0.5)
+        if study.poll() is None:
+            study.kill()
+    assert study.wait(timeout=30) == 0, (cluster["root"] / "listeners.log").read_text()[-3000:]
+    summary = json.loads((cluster["root"] / "listeners.json").read_text())
+    from mlflow.tracking import MlflowClient
+
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(name, cluster["env"][name])
+    runs = MlflowClient(cluster["env"]["MLFLOW_TRACKING_URI"]).search_runs(
+        [summary["mlflow_experiment_id"]], filter_string=f"tags.`mlflow.parentRunId` = '{summary['mlflow_parent_run_id']}'")
+    # The sample did see Ray's servers and every trial's worker: the check below is not empty.
+    trial_pids = {int(run.data.metrics["worker_pid"]) for run in runs}
+    assert len(runs) == 2 and trial_pids <= set(by_pid), (trial_pids, sorted(by_pid))
+    seen = set().union(*by_pid.values())
     assert {"gcs_server", "raylet"} <= {name for name, _, _ in seen}, seen
-    outside = sorted(lst for lst in seen if not is_loopback(lst[1]) and unwrap(lst[1]) not in allowed)
-    assert outside == [], f"listening beyond {sorted(allowed)} and loopback: " + "; ".join(map(str, outside))
+    outside = sorted(listener for listener in seen if not is_loopback(listener[1]))
+    assert outside == [], "listening beyond loopback: " + "; ".join(map(str, outside))

@@ -130,3 +130,22 @@ def test_trainable_policy_from_env(value, modules):
 def test_trainable_policy_refuses_a_prefix_that_is_not_a_module_name(prefix):
     with pytest.raises(ValueError, match="HPSEARCH_TRAINABLE_MODULES"):
         TrainablePolicy.admitted([prefix])
+
+
+def test_trainable_policy_a_driver_refuses_a_function_an_admitted_module_only_imported(tmp_path, monkeypatch):
+    """The name check admits `hps_reexport:system` (the module is admitted), but `system` is os.system, which
+    the module merely imported: a driver refuses it before running anything (service/_runner.py), and runs
+    the module's own `train`. The local policy checks nothing here."""
+    (tmp_path / "hps_reexport.py").write_text("from os import system\nfrom os import path\ndef train(config):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        policy = TrainablePolicy.admitted(["hps_reexport"])
+        for borrowed, home in (("system", "posix"), ("path", "nowhere")):
+            with pytest.raises(SpaceError, match=f"comes from '{home}'") as refused:
+                policy.check_loaded(f"hps_reexport:{borrowed}")
+            assert refused.value.field == "trainable" and refused.value.value == f"hps_reexport:{borrowed}"
+        policy.check_loaded("hps_reexport:train")
+        policy.check_loaded("mlp")  # a built-in
+        TrainablePolicy.local().check_loaded("hps_reexport:system")
+    finally:
+        sys.modules.pop("hps_reexport", None)

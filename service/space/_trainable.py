@@ -78,6 +78,28 @@ class TrainablePolicy:
             return True
         return any(module == prefix or module.startswith(prefix + ".") for prefix in self.modules)
 
+    def check_loaded(self, target: str) -> None:
+        """For a driver about to run `target`, a user's package.module:function whose name this policy admitted:
+        the function must be defined in an admitted module too, so that an admitted module importing another's
+        function (`from os import system`) opens no way in. Imports the module, as the driver is about to do
+        anyway; raises SpaceError when the function is not admitted."""
+        if self.modules is None or ":" not in target:
+            return
+        module_name, func_name = target.split(":", 1)
+        function = getattr(importlib.import_module(module_name), func_name, None)
+        home = getattr(function, "__module__", None) or ""
+        if callable(function) and self.admits(home):
+            return
+        from ._errors import SpaceError
+
+        raise SpaceError(
+            f"{target!r} is not a function of an admitted module (it comes from {home or 'nowhere'!r}): the trainable "
+            f"policy of this service runs the built-in trainables and functions defined in modules under "
+            f"{self.ENV} (admitted: {', '.join(self.modules) or 'none'})",
+            field="trainable", value=target,
+            hint="name a train(config) function defined in the admitted module itself",
+        )
+
 
 def trainable_issues(target: str, *, base_dir: Optional[str], policy: Optional[TrainablePolicy] = None) -> Iterator[Issue]:
     """What is wrong with `target` under `policy` (default: local): an unknown built-in, a module the policy

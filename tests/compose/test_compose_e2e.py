@@ -176,10 +176,13 @@ def test_only_the_api_and_the_mlflow_ui_are_published_on_loopback(checkout, engi
     assert _compose_urls(checkout) == expected
     if engine.started:  # our engine: its processes are ours to look at
         assert _listening(engine) == {("127.0.0.1", checkout.api_port), ("127.0.0.1", checkout.mlflow_port)}
-    # And they answer: the MLflow UI, and the API with its token only.
+    # And they answer: the MLflow UI with its login only, and the API with its token only.
     import httpx
 
     assert "Default" in [e.name for e in _mlflow(checkout).search_experiments()]  # a fresh database's one
+    search = f"{checkout.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=5"
+    assert httpx.get(search, timeout=10).status_code == 401
+    assert httpx.get(search, timeout=10, auth=("admin", "wrong-password-123")).status_code == 401
     token = re.search(r"^HPSEARCH_TOKEN=(.+)$", (checkout.dir / ".env").read_text(), re.M).group(1)
     assert httpx.get(f"{checkout.api_url}/healthz", timeout=10).status_code == 401
     assert httpx.get(f"{checkout.api_url}/healthz", timeout=10,
