@@ -59,6 +59,7 @@ TASKS = {
     "synthetic": Task("synthetic", "synthetic_curves.yaml", 30),
     "wine": Task("wine", "wine_mlp.yaml", 20),
     "digits_small": Task("digits_small", "digits_small_mlp.yaml", 30),
+    "tabular": Task("tabular", "tabular_mlp.yaml", 30),
 }
 
 # name -> overrides of the space file (the product's defaults: tpe, asha grace_period 1, reduction_factor 3)

@@ -144,7 +144,8 @@ def base_dir(tmp_path_factory):
     """Where the spaces are parsed from: the examples' data, and the user trainable some cases name."""
     folder = tmp_path_factory.mktemp("spaces")
     (folder / "data").mkdir()
-    (folder / "data" / "wine.csv").write_text((Path(__file__).parents[1] / "search_spaces/data/wine.csv").read_text())
+    for data in (Path(__file__).parents[1] / "search_spaces" / "data").glob("*.csv"):
+        (folder / "data" / data.name).write_text(data.read_text())
     name, body = USER_TRAINABLE
     (folder / name).write_text(body)
     return folder

@@ -342,3 +342,17 @@ def test_check_data_rejects_tabular_data_for_the_cnn(tmp_path):
 def test_check_data_rejects_bad_values(data, message):
     with pytest.raises(DataError, match=message):
         check_data(data)
+
+
+def test_shipped_tabular_csv_is_what_its_script_makes_and_loads_as_described(tmp_path):
+    """search_spaces/data/tabular.csv (the tabular task of benchmarks/search_quality.py) is exactly what
+    make_tabular.py writes, and loads as its space file reads it: 15 standardised columns plus `site` one-hot
+    (5 levels) = 20 features, 4 classes, 30 % of the 1200 rows to validate on."""
+    folder = Path(__file__).resolve().parents[1] / "search_spaces" / "data"
+    made = tmp_path / "tabular.csv"
+    run = subprocess.run([sys.executable, str(folder / "make_tabular.py"), str(made)], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert made.read_bytes() == (folder / "tabular.csv").read_bytes()
+    ds = load_dataset({"dataset": "csv", "path": str(made), "target": "label", "val_fraction": 0.3, "seed": 0}, "cpu")
+    assert (ds.input_shape, ds.num_classes, len(ds.y_train) + len(ds.y_val), len(ds.y_val)) == ((20,), 4, 1200, 360)
