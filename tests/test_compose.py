@@ -349,13 +349,19 @@ def test_compose_ray_scripts_start_a_node_on_loopback_through_ray_start_loopback
     assert run.returncode == 0, run.stderr
     argv = run.stdout.splitlines()
     assert argv[0] == str(CLUSTER_SCRIPTS / "ray-start-loopback") and _option(argv, "--node-ip-address") == "127.0.0.1"
-    for other in ("localhost", "::1", "127.0.1.1"):
+    for other in ("localhost", "LOCALHOST", "::1", "::ffff:127.0.0.1", "127.0.1.1"):
         refused = _run_role(role, fake_tools, **base, HPSEARCH_RAY_NODE_IP=other)
         assert refused.returncode == 2 and "use 127.0.0.1" in refused.stderr and not refused.stdout, other
     if role == "ray-worker":
         apart = _run_role(role, fake_tools, **{**base, "HPSEARCH_RAY_HEAD_ADDRESS": "ray-head:6379"},
                           HPSEARCH_RAY_NODE_IP="127.0.0.1")
         assert apart.returncode == 2 and "joins a head on loopback" in apart.stderr and not apart.stdout
+    else:  # the dashboard stays on loopback too, unless told otherwise
+        assert _option(argv, "--dashboard-host") == "127.0.0.1"
+    # No Python beside `ray`, and `ray`'s first line names none (#!/bin/sh): refused, nothing run.
+    python.unlink()
+    unknown = _run_role(role, fake_tools, **base, HPSEARCH_RAY_NODE_IP="127.0.0.1")
+    assert unknown.returncode == 2 and "cannot tell which Python" in unknown.stderr and not unknown.stdout
 
 
 @pytest.mark.parametrize("role", ["ray-head", "ray-worker"])

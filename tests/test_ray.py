@@ -50,25 +50,36 @@ def test_ray_private_names_of_ray_start_loopback_still_keep_a_cluster_node_on_lo
     this fails loudly (and local-cluster's nodes would come up on the machine's address, which
     tests/test_security_e2e.py would see)."""
     script = Path(__file__).resolve().parent.parent / "scripts" / "cluster" / "ray-start-loopback"
-    code = ("import os, runpy; runpy.run_path(os.environ['SCRIPT'], run_name='setup_only'); "
+    code = ("import os, runpy; from ray._private import ray_constants; "
+            # The constant the script sets must be Ray's own, not a new name it would create.
+            "assert 'ENABLE_RAY_CLUSTER' in vars(ray_constants); "
+            "runpy.run_path(os.environ['SCRIPT'], run_name='setup_only'); "
             "from ray._private import ray_constants, services; from ray.scripts.scripts import cli; "
             "print(ray_constants.ENABLE_RAY_CLUSTER, services.resolve_ip_for_localhost('127.0.0.1'), "
             "services.get_node_ip_address('10.0.0.1:6379'), os.environ['RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'], "
             "'start' in cli.commands); "
             # `ray start` asks through the module, where the script's replacement is found.
             "import inspect; src = inspect.getsource(cli.commands['start'].callback); "
-            "print('services.resolve_ip_for_localhost(' in src, 'services.get_node_ip_address(' in src)")
+            "print('services.resolve_ip_for_localhost(' in src, 'services.get_node_ip_address(' in src, "
+            "'ray_constants.ENABLE_RAY_CLUSTER' in src)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env["SCRIPT"] = str(script)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["True", "127.0.0.1", "127.0.0.1", "0", "True", "True", "True"]
+    assert out.stdout.split() == ["True", "127.0.0.1", "127.0.0.1", "0", "True", "True", "True", "True"]
 
 
 def _machine_address() -> str:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect(("8.8.8.8", 53))  # picks the outgoing interface; a UDP connect sends nothing
-        return probe.getsockname()[0]
+    """The address Ray would take as this machine's (the interface of the default route)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("8.8.8.8", 53))  # picks the outgoing interface; a UDP connect sends nothing
+            address = probe.getsockname()[0]
+    except OSError:
+        address = "127.0.0.1"
+    if address.startswith("127."):
+        pytest.skip("this machine has no route beside loopback: Ray would take loopback here by itself")
+    return address
 
 
 def _listen(host: str, port: int = 0) -> socket.socket:
@@ -78,17 +89,28 @@ def _listen(host: str, port: int = 0) -> socket.socket:
     return server
 
 
+def _loopback_head_and_squatter(machine: str) -> tuple[socket.socket, socket.socket]:
+    """A listener on 127.0.0.1 and one on the machine's address at the same port (a few ports tried: the
+    machine's address may have one of them taken)."""
+    for _ in range(5):
+        head = _listen("127.0.0.1")
+        try:
+            return head, _listen(machine, head.getsockname()[1])
+        except OSError:
+            head.close()
+    raise AssertionError("no port free on both 127.0.0.1 and the machine's address")
+
+
 def test_ray_a_head_listening_on_loopback_itself_is_joined_on_loopback_even_beside_a_squatter():
     """A head whose GCS listens on 127.0.0.1 itself (local-cluster's nodes) is joined on loopback, and stays so
     when someone else listens on the machine's address at the same port: Ray would otherwise swap 127.0.0.1
     for that address and hand the squatter the driver's calls, token included."""
-    machine = _machine_address()
-    assert not machine.startswith("127."), "this machine has no address beside loopback to test with"
     with _listen("127.0.0.1") as head:
         port = head.getsockname()[1]
         assert head_on_loopback_only(f"127.0.0.1:{port}") and head_on_loopback_only(f"localhost:{port}")
-        with _listen(machine, port):
-            assert head_on_loopback_only(f"127.0.0.1:{port}")
+    head, squatter = _loopback_head_and_squatter(_machine_address())
+    with head, squatter:
+        assert head_on_loopback_only(f"127.0.0.1:{head.getsockname()[1]}")
 
 
 def test_ray_a_head_on_every_interface_or_elsewhere_is_left_to_ray():
@@ -98,6 +120,13 @@ def test_ray_a_head_on_every_interface_or_elsewhere_is_left_to_ray():
         port = head.getsockname()[1]
         assert not head_on_loopback_only(f"127.0.0.1:{port}")
         assert not head_on_loopback_only(f"{_machine_address()}:{port}")
+        # Another user's listener on IPv6 loopback at that port (IPv4's is the head's) switches nothing.
+        if socket.has_ipv6 and Path("/proc/net/if_inet6").exists():
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as other:
+                other.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                other.bind(("::1", port))
+                other.listen()
+                assert not head_on_loopback_only(f"127.0.0.1:{port}")
     assert not head_on_loopback_only(f"127.0.0.1:{port}")
     assert not head_on_loopback_only("ray-head:6379")
 

@@ -149,3 +149,22 @@ def test_trainable_policy_a_driver_refuses_a_function_an_admitted_module_only_im
         TrainablePolicy.local().check_loaded("hps_reexport:system")
     finally:
         sys.modules.pop("hps_reexport", None)
+
+
+def test_trainable_policy_a_driver_fails_the_study_with_the_reason_when_the_module_does_not_import(tmp_path, monkeypatch):
+    """Not installed where the driver runs, raising or exiting while it imports: a SpaceError naming the module
+    and the cause (the study fails with it), never a traceback or a silent exit."""
+    (tmp_path / "hps_broken.py").write_text("raise RuntimeError('no GPU driver here')\n")
+    (tmp_path / "hps_exits.py").write_text("import sys\nsys.exit(0)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    policy = TrainablePolicy.admitted(["hps_missing", "hps_broken", "hps_exits"])
+    try:
+        for target, says in (("hps_missing:train", "is not importable"),
+                             ("hps_broken:train", "RuntimeError: no GPU driver here"),
+                             ("hps_exits:train", "SystemExit")):
+            with pytest.raises(SpaceError, match=says) as refused:
+                policy.check_loaded(target)
+            assert refused.value.field == "trainable" and refused.value.value == target
+    finally:
+        for name in ("hps_broken", "hps_exits"):
+            sys.modules.pop(name, None)

@@ -344,6 +344,7 @@ def test_check_data_rejects_bad_values(data, message):
         check_data(data)
 
 
+@pytest.mark.slow  # a Python process importing scikit-learn: seconds
 def test_shipped_tabular_csv_is_what_its_script_makes_and_loads_as_described(tmp_path):
     """search_spaces/data/tabular.csv (the tabular task of benchmarks/search_quality.py) is exactly what
     make_tabular.py writes, and loads as its space file reads it: 15 standardised columns plus `site` one-hot

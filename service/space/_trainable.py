@@ -82,16 +82,19 @@ class TrainablePolicy:
         """For a driver about to run `target`, a user's package.module:function whose name this policy admitted:
         the function must be defined in an admitted module too, so that an admitted module importing another's
         function (`from os import system`) opens no way in. Imports the module, as the driver is about to do
-        anyway; raises SpaceError when the function is not admitted."""
+        anyway; raises SpaceError when the function is not admitted, or the module does not import."""
         if self.modules is None or ":" not in target:
-            return
-        module_name, func_name = target.split(":", 1)
-        function = getattr(importlib.import_module(module_name), func_name, None)
-        home = getattr(function, "__module__", None) or ""
-        if callable(function) and self.admits(home):
             return
         from ._errors import SpaceError
 
+        module_name, func_name = target.split(":", 1)
+        module, problem = _import(module_name, target, None)
+        if problem is not None:  # not installed here, or failing as it imports: the study fails with the reason
+            raise SpaceError(problem.message, field="trainable", value=target, hint=problem.hint)
+        function = getattr(module, func_name, None)
+        home = getattr(function, "__module__", None) or ""
+        if callable(function) and self.admits(home):
+            return
         raise SpaceError(
             f"{target!r} is not a function of an admitted module (it comes from {home or 'nowhere'!r}): the trainable "
             f"policy of this service runs the built-in trainables and functions defined in modules under "
