@@ -20,6 +20,7 @@ What is the product's own code here, and what is not:
 
     python benchmarks/search_quality.py                         # synthetic task, 10 seeds, 30 full trainings
     python benchmarks/search_quality.py --tasks digits_small --seeds 10    # real training: about 15 minutes
+    python benchmarks/search_quality.py --tasks tabular --seeds 10         # tabular CSV: 48 minutes beside other work
     python benchmarks/search_quality.py --smoke                 # seconds: 2 seeds, small budget (tests/test_benchmarks.py)
     python benchmarks/search_quality.py --tasks digits_small --out benchmarks/search_quality/variants \
         --strategies "TPE + ASHA" "TPE + ASHA rf 2" "TPE + ASHA rf 4" "TPE startup 5 + ASHA" \
