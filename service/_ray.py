@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from service._errors import StudyError
-from service._sockets import tcp_listeners
+from service._sockets import tcp_listeners, unmapped
 from service._telemetry import telemetry_env
 
 logger = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def head_on_loopback_only(address: str) -> bool:
         return False
     # 127.0.0.1 itself, where the driver will connect: another user's listener on ::1 or 127.0.0.2 beside a
     # head bound to every interface must not switch its drivers to loopback.
-    return any(p == int(port) and a in ("127.0.0.1", "::ffff:127.0.0.1") for a, p in tcp_listeners().values())
+    return any(p == int(port) and unmapped(a) == "127.0.0.1" for a, p in tcp_listeners().values())
 
 
 def present_cluster_token() -> None:

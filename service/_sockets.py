@@ -27,6 +27,14 @@ def tcp_listeners() -> dict[str, tuple[str, int]]:
     return found
 
 
+def unmapped(address: str) -> str:
+    """The IPv4 address an IPv4-mapped IPv6 one stands for (::ffff:127.0.0.1 -> 127.0.0.1), else the address as
+    Python writes it: a dual-stack server bound to an IPv4 address, as Ray's gRPC servers are, is listed in
+    tcp6 that way, and Python before 3.13 writes it ::ffff:7f00:1."""
+    ip = ipaddress.ip_address(address)
+    return str(ip.ipv4_mapped) if ip.version == 6 and ip.ipv4_mapped is not None else str(ip)
+
+
 def is_loopback(address: str) -> bool:
     """127.0.0.0/8, ::1, or an IPv4 loopback address mapped into IPv6 (::ffff:127.0.0.1)."""
     ip = ipaddress.ip_address(address)

@@ -108,6 +108,13 @@ def test_ray_a_head_listening_on_loopback_itself_is_joined_on_loopback_even_besi
     with _listen("127.0.0.1") as head:
         port = head.getsockname()[1]
         assert head_on_loopback_only(f"127.0.0.1:{port}") and head_on_loopback_only(f"localhost:{port}")
+    # As Ray's GCS listens: a dual-stack (IPv6) socket bound to 127.0.0.1, which the kernel lists in tcp6 as
+    # ::ffff:127.0.0.1.
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as head:
+        head.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        head.bind(("::ffff:127.0.0.1", 0))
+        head.listen()
+        assert head_on_loopback_only(f"127.0.0.1:{head.getsockname()[1]}")
     head, squatter = _loopback_head_and_squatter(_machine_address())
     with head, squatter:
         assert head_on_loopback_only(f"127.0.0.1:{head.getsockname()[1]}")
