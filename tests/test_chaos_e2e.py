@@ -151,10 +151,12 @@ def test_three_lost_workers_fail_no_trial_and_each_resumes_from_its_checkpoint(c
 
     # Every trial reached its end, none failed for the kills: all twelve completed every epoch.
     records = assert_records_agree(study_id, cluster["env"])
-    failed = {n: (run.data.tags.get("hpsearch.fail_reason"), run.data.tags.get("hpsearch.retries"))
-              for n, run in records["runs"].items() if run.info.status != "FINISHED"}
-    assert (status["status"], status["n_trials"], status["n_completed"], status["n_failed"]) == ("succeeded", 12, 12, 0), \
-        (failed, _hpsearch(cluster, "logs", study_id, timeout=60).stdout[-4000:])
+    counts = (status["status"], status["n_trials"], status["n_completed"], status["n_failed"])
+    if counts != ("succeeded", 12, 12, 0):  # the whole story, untruncated: reasons, retries, the study's log
+        failed = {n: (run.data.tags.get("hpsearch.fail_reason"), run.data.tags.get("hpsearch.retries"))
+                  for n, run in records["runs"].items() if run.info.status != "FINISHED"}
+        pytest.fail(f"{counts}; failed trials (reason, retries): {failed}\nstudy log:\n"
+                    + _hpsearch(cluster, "logs", study_id, timeout=60).stdout[-12000:], pytrace=False)
     assert all(run.data.tags["hpsearch.rung"] == str(epochs) for run in records["runs"].values())
     # The kills are visible: retries on the registry row, on the trials' runs, in the study's log.
     assert records["record"].retries >= 3
