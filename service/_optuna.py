@@ -156,12 +156,15 @@ def optuna_number(study: "optuna.Study", tune_trial_id: str) -> Optional[int]:
     return None if trial is None else trial.number
 
 
-def ended_before(study: Optional["optuna.Study"], tune_trial_id: str) -> bool:
-    """Whether Optuna already holds the Tune trial's Optuna trial as ended (or, in deterministic mode, as ended
-    and held back from the sampler). Tune can run such a trial again after a restore (its saved state was older
-    than the trial's end); what that run does changes no record."""
-    trial = _of_tune_trial(study, tune_trial_id) if study is not None else None
-    return trial is not None and (trial.state.is_finished() or HELD_ATTR in trial.user_attrs)
+def ended_tune_trials(study: Optional["optuna.Study"]) -> frozenset[str]:
+    """The Tune ids of the trials Optuna holds as ended (or, in deterministic mode, as ended and held back from
+    the sampler). Taken as a restored driver starts: Tune can run such a trial again, or give up on it, when its
+    saved state was older than the trial's end; what it does with it then changes no record. (Asked later, the
+    answer would also hold the trials this driver's searcher has just told Optuna about.)"""
+    if study is None:
+        return frozenset()
+    return frozenset(t.user_attrs[TUNE_TRIAL_ID_ATTR] for t in study.get_trials(deepcopy=False)
+                     if TUNE_TRIAL_ID_ATTR in t.user_attrs and (t.state.is_finished() or HELD_ATTR in t.user_attrs))
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,11 @@ from ray.tune.stopper import Stopper
 
 from service._clock import hms
 from service._context import StudyContext
-from service._optuna import LOST_ATTR, OUT_OF_TIME_ATTR, RETRIES_ATTR, ended_before, note_trial, optuna_number
+from service._optuna import LOST_ATTR, OUT_OF_TIME_ATTR, RETRIES_ATTR, ended_tune_trials, note_trial, optuna_number
 from service._outcome import epochs_reached, is_fault, trial_outcome
 from service._states import TrialLabel
 from service._studylog import append_log
-from service._trial_runs import failure_reason
+from service._trial_runs import failure_reason, gave_up_reason
 from trainables import RESERVED_CONFIG_KEYS
 
 HEARTBEAT_INTERVAL_S = 5.0  # a driver silent for 12 of these is taken for dead (service/_studies.py)
@@ -60,6 +60,10 @@ class Snapshot:
 
 
 class StudyProgress(Callback, Stopper):
+    # Tune trials Optuna held as ended as a restore began (setup). A class default: a study saved by an older
+    # hpsearch pickled its progress without it.
+    _ended_before: frozenset = frozenset()
+
     def __init__(self, ctx: StudyContext, *, with_registry: bool = True):
         self.ctx = ctx
         self.with_registry = with_registry  # False: no registry row to update (unit tests of the callback)
@@ -139,12 +143,17 @@ class StudyProgress(Callback, Stopper):
         return True
 
     # -- Callback --------------------------------------------------------------------------------------
+    def setup(self, **info) -> None:
+        """The study starts (or resumes) on this driver."""
+        if self._restored:
+            self._ended_before = ended_tune_trials(self._optuna_study())
+
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
         self._poll_stop_request()
         self._heartbeat()
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
-        if self._restored and ended_before(self._optuna_study(), trial.trial_id):
+        if trial.trial_id in self._ended_before:
             # Tune's saved state was older than the trial's end: Tune runs it again. Its end stands.
             self._reruns.add(trial.trial_id)
             self._emit(f"trial {self._view(trial.trial_id).number:04d} had ended before the study was resumed: "
@@ -186,13 +195,13 @@ class StudyProgress(Callback, Stopper):
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         """Tune gave up on the trial: its worker or node was lost more often than max_retries allows (its own
-        errors never reach Tune, see service/_tuner.py). It failed, but not of its own fault."""
-        if trial.trial_id in self._reruns or ended_before(self._optuna_study(), trial.trial_id):
-            return  # a rerun, after a restore, of a trial that had ended: its end stands
+        errors never reach Tune, see service/_tuner.py). It failed, but not of its own fault. (Tune has told
+        the searcher first: Optuna holds the trial as failed already.)"""
+        if trial.trial_id in self._reruns or trial.trial_id in self._ended_before:
+            return  # after a restore, a trial that had ended: its end stands
         view = self._view(trial.trial_id)
         view.state, view.lost = TrialLabel.FAILED, True
-        view.reason = (f"its worker was lost {view.retries + 1} times, more than max_retries="
-                       f"{self.ctx.space.budget.max_retries}: {failure_reason(trial)}")
+        view.reason = gave_up_reason(trial, view.retries, self.ctx.space.budget.max_retries)
         if self._optuna_study() is not None:
             note_trial(self._optuna_study(), LOST_ATTR, view.number, view.reason)
         self._emit(f"trial {view.number:04d} failed    epoch {view.epoch}/{self.max_epochs}  {view.reason}")

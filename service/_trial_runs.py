@@ -21,7 +21,7 @@ from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from service._context import StudyContext
-from service._optuna import ended_before, load_study, optuna_number
+from service._optuna import ended_tune_trials, load_study, optuna_number
 from service._outcome import FAULT_TRACE_KEY, epochs_reached, is_fault, trial_outcome
 from service._report_drawer import ReportDrawer
 from service._states import TrialLabel
@@ -70,6 +70,12 @@ def failure_reason(trial) -> str:
     return lines[-1][:500]
 
 
+def gave_up_reason(trial, retries: int, max_retries: int) -> str:
+    """Why Tune gave up on a trial after `retries` restarts: its worker failed once more than max_retries
+    allows (lost with its node or process, or failing to restore the trial's checkpoint), and how, last."""
+    return f"its worker failed {retries + 1} times, more than max_retries={max_retries} allows: {failure_reason(trial)}"
+
+
 class MlflowTrialLogger(Callback):
     """Tune callback: one MLflow child run per trial, with every epoch's metrics and the trial's end state."""
 
@@ -84,6 +90,7 @@ class MlflowTrialLogger(Callback):
         self._retries: dict[str, int] = {}  # Tune trial id -> restarts after a lost worker
         self._logged: dict[str, int] = {}  # Tune trial id -> last epoch logged in its run
         self._reruns: set[str] = set()  # Tune trials run again though Optuna holds them as ended
+        self._ended_before: frozenset[str] = frozenset()  # Tune trials Optuna held as ended as a restore began
         self._client = None
         self._study = None
         # Tune unpickles its callbacks only when it restores a study: a trial may then have a run already that
@@ -134,6 +141,8 @@ class MlflowTrialLogger(Callback):
     def setup(self, **info) -> None:
         """The study starts (or resumes) on this driver."""
         self._reports = ReportDrawer(self._draw_report, interval_s=self.report_interval_s)
+        if self._restored:
+            self._ended_before = ended_tune_trials(self.study)
 
     def on_experiment_end(self, trials: list, **info) -> None:
         """Tune's loop ended: no more redraws (the runner draws the last report with the study's outcome)."""
@@ -143,7 +152,7 @@ class MlflowTrialLogger(Callback):
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         run_id = self._runs.get(trial.trial_id) or (self._find_run(trial.trial_id) if self._restored else None)
         if run_id is not None:  # a resumed or restarted trial keeps its run
-            if ended_before(self.study, trial.trial_id):
+            if trial.trial_id in self._ended_before:
                 self._reruns.add(trial.trial_id)
                 return
             self._runs[trial.trial_id] = run_id
@@ -219,14 +228,14 @@ class MlflowTrialLogger(Callback):
             self.client.set_tag(run_id, TAG_RETRIES, str(self._retries[trial.trial_id]))
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        """Tune gave up on the trial after its worker or node was lost more often than max_retries."""
+        """Tune gave up on the trial after its worker or node was lost more often than max_retries. (Tune has
+        told the searcher first: Optuna holds the trial as failed already.)"""
         from mlflow.entities import RunTag
 
         run_id = self._runs.get(trial.trial_id)
-        if run_id is None or trial.trial_id in self._reruns or ended_before(self.study, trial.trial_id):
-            return  # none, or a rerun after a restore of a trial that had ended: its run stands
-        reason = (f"its worker was lost more often than max_retries={self.ctx.space.budget.max_retries}: "
-                  f"{failure_reason(trial)}")
+        if run_id is None or trial.trial_id in self._reruns or trial.trial_id in self._ended_before:
+            return  # none, or after a restore a trial that had ended: its run stands
+        reason = gave_up_reason(trial, self._retries.get(trial.trial_id, 0), self.ctx.space.budget.max_retries)
         self.client.log_batch(run_id, tags=[
             RunTag(TAG_STATE, TrialLabel.FAILED.value), RunTag(TAG_REASON, reason[:5000]),
             RunTag(TAG_RUNG, str((trial.last_result or {}).get("training_iteration", 0))),

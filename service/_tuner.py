@@ -30,7 +30,9 @@ def build_tuner(ctx: StudyContext, *, resume: bool, seed_trials: list) -> "Tuner
     from service._progress import StudyProgress
     from service._searcher import StudySearcher
     from service._trial_runs import MlflowTrialLogger
+    from service._tune_fixes import install as install_tune_fixes
 
+    install_tune_fixes()
     space = ctx.space
     trainable = tune.with_resources(
         trial_trainable(load_trainable(trainable_target(space))),

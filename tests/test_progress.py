@@ -160,9 +160,35 @@ def test_progress_a_rerun_of_a_trial_that_had_ended_changes_none_of_its_records(
     ended = study.ask()
     ended.set_user_attr(TUNE_TRIAL_ID_ATTR, "ended")
     study.tell(ended, 0.9)
-    progress = _progress(tmp_path)
+    saved = _progress(tmp_path)
+    progress = pickle.loads(pickle.dumps(saved))  # what Tune restores
+    progress.set_state(saved.get_state())
+    progress.setup()
     rerun = FakeTrial("ended")
     progress.on_trial_start(0, [], rerun)
     progress.on_trial_error(0, [], rerun)  # its checkpoint was gone: Tune gave up on the rerun
     assert not [k for k in study.user_attrs if k.startswith("hpsearch.lost")]
     assert progress.snapshot.count("failed") == 0
+
+
+def test_progress_a_trial_tune_gave_up_on_is_lost_though_optuna_was_told_first(tmp_path):
+    # Tune tells the searcher (Optuna: failed) before the callbacks: the trial is still this run's to record.
+    import optuna
+
+    from service._optuna import LOST_ATTR, TUNE_TRIAL_ID_ATTR
+
+    progress = _progress(tmp_path)
+    progress.setup()
+    study = optuna.create_study(study_name="s", storage=progress.ctx.optuna_storage, direction="maximize")
+    asked = study.ask()
+    asked.set_user_attr(TUNE_TRIAL_ID_ATTR, "lost")
+    error = tmp_path / "error.txt"
+    error.write_text("Failure # 2\nray.exceptions.ActorDiedError: The actor died unexpectedly\n")
+    trial = FakeTrial("lost", error_file=str(error))
+    progress.on_trial_start(0, [], trial)
+    progress.on_trial_recover(0, [], trial)
+    study.tell(asked, state=optuna.trial.TrialState.FAIL)
+    progress.on_trial_error(0, [], trial)
+    reason = "its worker failed 2 times, more than max_retries=3 allows: ray.exceptions.ActorDiedError: The actor died unexpectedly"
+    assert study.user_attrs[f"{LOST_ATTR}.0"] == reason
+    assert progress.snapshot.count("failed") == 1 and progress.snapshot.trials["lost"].reason == reason

@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from service.cli import main
+from support import assert_records_agree
 
 pytestmark = pytest.mark.e2e
 
@@ -346,3 +347,76 @@ def test_warm_start_from_unknown_study_exits_2(stores):
     result = CliRunner().invoke(main, ["submit", str(space), "--warm-start", "no-such-study"])
     assert result.exit_code == 2
     assert "no-such-study" in result.stderr
+
+
+REUSED_WORKER_SPACE = """
+name: e2e-reused-worker-dies
+trainable: "dies:OnReuse"
+metric: score
+mode: max
+budget: {{trials: 4, max_epochs: 2, concurrency: 1, max_retries: 1}}
+sampler: {{type: random, seed: 3}}
+scheduler: {{type: fifo}}
+params:
+  x: {{type: float, low: 0.0, high: 1.0}}
+fixed: {{marker: "{marker}"}}
+"""
+
+
+def test_a_worker_that_dies_as_it_is_handed_the_next_trial_costs_that_trial_one_retry(ray_cluster, stores):
+    # The trainable's worker dies once, in Tune's reset of it for the second trial (service/_tune_fixes.py):
+    # that trial is started again on a new worker, and counted once.
+    marker = stores / "died"
+    space = stores / "reused.yaml"
+    space.write_text(REUSED_WORKER_SPACE.format(marker=marker))
+
+    result, summary = _submit(space)
+
+    assert result.exit_code == 0, result.output
+    assert marker.exists(), "the worker never died: the test did not test anything"
+    assert (summary["status"], summary["n_trials"], summary["n_completed"], summary["n_failed"]) == ("succeeded", 4, 4, 0)
+    records = assert_records_agree(summary["study_id"], {
+        "HPSEARCH_REGISTRY_URL": f"sqlite:///{stores / 'home' / 'registry.db'}",
+        "HPSEARCH_OPTUNA_STORAGE": summary["optuna_storage"], "MLFLOW_TRACKING_URI": summary["mlflow_tracking_uri"]})
+    assert records["record"].retries == 1
+    retries = {n: run.data.tags.get("hpsearch.retries") for n, run in records["runs"].items()}
+    assert retries == {0: None, 1: "1", 2: None, 3: None}
+    assert all(run.data.tags["hpsearch.rung"] == "2" for run in records["runs"].values())
+
+
+LOST_TWICE_SPACE = """
+name: e2e-lost-twice
+trainable: "dies:in_epoch_2"
+metric: score
+mode: max
+budget: {trials: 4, max_epochs: 3, concurrency: 2, max_retries: 1, max_failed_trials: 0}
+sampler: {type: random, seed: 3}
+scheduler: {type: fifo}
+params:
+  x: {type: float, low: 0.0, high: 1.0}
+"""
+
+
+def test_a_trial_whose_worker_dies_more_often_than_max_retries_fails_as_lost_and_the_study_goes_on(ray_cluster, stores):
+    # Trial 1 (x = 0.708) loses its worker in epoch 2 every time: retried once, then Tune gives up on it. Not its
+    # own fault: outside the failure budget (max_failed_trials: 0), and every record says why.
+    from service._optuna import LOST_ATTR
+
+    space = stores / "lost.yaml"
+    space.write_text(LOST_TWICE_SPACE)
+
+    result, summary = _submit(space)
+
+    assert result.exit_code == 0, result.output
+    assert (summary["status"], summary["n_trials"], summary["n_completed"], summary["n_failed"]) == ("succeeded", 4, 3, 1)
+    records = assert_records_agree(summary["study_id"], {
+        "HPSEARCH_REGISTRY_URL": f"sqlite:///{stores / 'home' / 'registry.db'}",
+        "HPSEARCH_OPTUNA_STORAGE": summary["optuna_storage"], "MLFLOW_TRACKING_URI": summary["mlflow_tracking_uri"]})
+    lost = records["runs"][1]
+    assert records["trials"][1].params["x"] > 0.7 and lost.info.status == "FAILED"
+    reason = lost.data.tags["hpsearch.fail_reason"]
+    assert reason.startswith("its worker failed 2 times, more than max_retries=1 allows: ") and "died" in reason
+    assert lost.data.tags["hpsearch.retries"] == "1" and records["record"].retries == 1
+    assert _study(summary).user_attrs[f"{LOST_ATTR}.1"] == reason
+    log = CliRunner().invoke(main, ["logs", summary["study_id"]]).stdout
+    assert "trial 0001 lost its worker at epoch 1" in log and f"trial 0001 failed    epoch 1/3  {reason}" in log

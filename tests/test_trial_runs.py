@@ -119,7 +119,8 @@ def test_trial_runs_lost_workers_are_retries_then_the_reason(logger, tmp_path):
     run = logger.client.get_run(logger.run_id_for("lost"))
     assert run.info.status == "FAILED"
     assert run.data.tags["hpsearch.fail_reason"] == (
-        "its worker was lost more often than max_retries=3: ray.exceptions.ActorDiedError: The actor died unexpectedly")
+        "its worker failed 3 times, more than max_retries=3 allows: ray.exceptions.ActorDiedError: The actor died "
+        "unexpectedly")
 
 
 def test_trial_runs_a_worker_lost_before_the_trial_started_is_a_retry_on_its_run(logger):
