@@ -1,7 +1,8 @@
 # The two commands a newcomer needs:
 #   make demo   set up, then run the example study on scikit-learn's digits (a few minutes on a laptop CPU)
 #   make test   set up, then run the whole test suite: the pytest suite, then the compose stage
-# For the edit-test loop: make test-fast (the unit tests, under a minute; no Ray cluster, no model training).
+# For the edit-test loop: make test-fast (the unit tests, under a minute: no Ray cluster, no model training, and
+# the tests that run on both kinds of registry on SQLite only).
 # Both create .venv on first use. torch is installed first and pinned to the CPU build 2.13.0, so no
 # multi-GB CUDA wheel is pulled in; pyproject.toml's torch range accepts it.
 #
@@ -44,7 +45,7 @@ test-compose: $(STAMP)
 	exit $$status
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto -m "not slow and not e2e" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n auto -m "not slow and not e2e and not postgresql" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -11,6 +11,10 @@ import pytest
 PG_ADMIN_URL = os.environ.get("HPSEARCH_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
 
+# A test on a registry runs on both: the PostgreSQL twin is left out of `make test-fast` (marker `postgresql`).
+STORE_KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+
+
 @pytest.fixture(scope="session")
 def pg_url():
     """A fresh PostgreSQL database for this test session, dropped afterwards."""
@@ -37,14 +41,14 @@ def _pg_database():
     admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=STORE_KINDS)
 def registry_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'registry.db'}"
     return request.getfixturevalue("pg_url")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=STORE_KINDS)
 def empty_registry_url(request, tmp_path):
     """Like `registry_url`, but a database nobody has used yet (for schema and migration tests)."""
     if request.param == "sqlite":

@@ -40,6 +40,7 @@ def test_ray_private_single_machine_switch_still_keeps_a_node_on_loopback():
     assert (ray_constants.ENABLE_RAY_CLUSTER, os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")) == before
 
 
+@pytest.mark.slow  # seconds, not milliseconds
 def test_ray_private_names_of_ray_start_loopback_still_keep_a_cluster_node_on_loopback():
     """scripts/cluster/ray-start-loopback (local-cluster's nodes) sets Ray's private
     `ray_constants.ENABLE_RAY_CLUSTER` and replaces `services.get_node_ip_address` (checked against Ray 2.60.0).

@@ -56,6 +56,7 @@ def _running_study(studies: LocalStudies, driver: str, **fields):
                                    mlflow_parent_run_id=parent, **fields)
 
 
+@pytest.mark.slow  # seconds, not milliseconds
 def test_studies_a_dead_local_driver_is_seen_as_crashed_at_once(studies):
     record = _running_study(studies, f"{socket.gethostname()}:{_dead_pid()}")
     data = studies.status(record.id)

@@ -82,6 +82,7 @@ def test_load_dataset_digits_are_scikit_learns_digits():
     assert ds.y_train.tolist() == digits.target[train_idx].tolist()
 
 
+@pytest.mark.slow  # seconds, not milliseconds
 def test_load_dataset_digits_does_not_import_scikit_learn():
     # importing scikit-learn costs about a second in every trial process
     code = (
