@@ -21,14 +21,30 @@ logger = logging.getLogger(__name__)
 
 
 def quiet_libraries() -> None:
-    """Our progress lines are the study's voice: keep the libraries' banners out of the terminal.
+    """Our progress lines are the study's voice: keep the libraries' banners out of the terminal. Ray's part
+    (quiet_ray) is done before Ray starts; MLflow's and Optuna's here, once both are imported (each sets its
+    loggers up as it is imported, which would undo what was set before)."""
+    import mlflow  # noqa: F401
+    import optuna
+
+    quiet_ray()
+    if os.environ.get("HPSEARCH_VERBOSE"):  # `hpsearch -v`: the libraries speak too
+        return
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # MLflow's requirement inference and model logging notes, and alembic's migrations (MLflow's tables on
+    # a new store), are not for a study's user.
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def quiet_ray() -> None:
+    """Ray's and Tune's part of quiet_libraries: before Ray starts (its token banner comes with `ray.init`).
 
     Tune snapshots its experiment state whenever a trial checkpoints (every epoch) and at
     least every TUNE_GLOBAL_CHECKPOINT_S (1 s here, 10 s by default), so that after a crash `resume` re-runs
     as little as possible; a small study's snapshot takes milliseconds, so Tune's warning about frequent
     snapshots is switched off."""
-    import mlflow  # noqa: F401  (it sets its loggers up on import; quiet them after that)
-    import optuna
+    import ray  # noqa: F401  (its logging set-up on import resets the level of every logger under "ray")
 
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -40,13 +56,21 @@ def quiet_libraries() -> None:
     # A result without the study's metric (a trial's last one after its own error, or a trainable that never
     # reports it) is judged by the study (service/_outcome.py), not refused by Tune's driver loop.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    if os.environ.get("HPSEARCH_VERBOSE"):  # `hpsearch -v`: the libraries speak too
+    if os.environ.get("HPSEARCH_VERBOSE"):
         return
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # MLflow's requirement inference and model logging notes, alembic's migrations, and Ray's "token
-    # authentication is enabled" banner (it is, for an embedded Ray too) are not for a study's user.
-    for name in ("mlflow", "alembic", "ray._private.authentication.authentication_token_setup"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    # A trial whose worker was lost: the study's log says which, at which epoch and why, in one line each time
+    # (service/_progress.py), and its MLflow run keeps Tune's whole error. Tune's traceback of it and its
+    # closing list of the trials it gave up on only repeat that, as tracebacks and object names.
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    tune_logger = logging.getLogger("ray.tune.tune")
+    if _not_tunes_incomplete_trials_list not in tune_logger.filters:
+        tune_logger.addFilter(_not_tunes_incomplete_trials_list)
+    # Ray's "token authentication is enabled" banner: it is, for an embedded Ray too.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+
+
+def _not_tunes_incomplete_trials_list(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Trials did not complete")
 
 
 def connect(address: Optional[str], space_source: Optional[str] = None) -> None:

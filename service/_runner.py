@@ -63,8 +63,9 @@ def connect_ahead(ray_address: Optional[str], space_source: Optional[str], track
 
     import ray
 
-    from service._ray import connect
+    from service._ray import connect, quiet_ray
 
+    quiet_ray()
     if ray.is_initialized():  # connected already: nothing to overlap
         connect(ray_address, space_source)
         return
@@ -83,7 +84,10 @@ def connect_ahead(ray_address: Optional[str], space_source: Optional[str], track
 def _load_ahead(tracking_uri: Optional[str]) -> None:
     from service._imports import import_ahead
 
+    from service._ray import quiet_libraries
+
     import_ahead(_STUDY_MODULES)
+    quiet_libraries()  # MLflow is imported now: before its store is opened
     if tracking_uri is None:
         return
     try:

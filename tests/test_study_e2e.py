@@ -420,3 +420,24 @@ def test_a_trial_whose_worker_dies_more_often_than_max_retries_fails_as_lost_and
     assert _study(summary).user_attrs[f"{LOST_ATTR}.1"] == reason
     log = CliRunner().invoke(main, ["logs", summary["study_id"]]).stdout
     assert "trial 0001 lost its worker at epoch 1" in log and f"trial 0001 failed    epoch 1/3  {reason}" in log
+
+
+def test_a_study_in_a_terminal_speaks_in_its_own_lines_only(tmp_path):
+    # `hpsearch submit` as a user runs it: an embedded Ray of its own, a new MLflow store, a trial whose worker
+    # dies. What it prints is the study's lines: no library banner, no traceback.
+    import os
+    import subprocess
+    import sys
+
+    space = tmp_path / "lost.yaml"
+    space.write_text(LOST_TWICE_SPACE.replace("trials: 4", "trials: 2"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "HPSEARCH_", "MLFLOW_"))}
+    env.update(HPSEARCH_HOME=str(tmp_path / "home"), MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+               PYTHONPATH=os.pathsep.join([str(USER_TRAINABLES), env.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-m", "service.cli", "submit", str(space)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    assert "trial 0001 lost its worker at epoch 1" in output and "trial 0001 failed" in output
+    for noise in ("Traceback", "Token authentication", "INFO mlflow", "Trials did not complete", "alembic"):
+        assert noise not in output, (noise, output[-3000:])
