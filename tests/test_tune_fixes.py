@@ -1,10 +1,19 @@
-"""service/_tune_fixes.py: each repair is installed once, and what it relies on is still Tune's. The fault it
-repairs runs in tests/test_study_e2e.py (a worker that dies as Tune hands it the next trial)."""
+"""service/_tune_fixes.py: each repair is installed once, what it relies on is still Tune's, and the fault it
+repairs no longer happens: a worker that dies as Tune hands it the next trial (tests/test_study_e2e.py, a real
+study), a snapshot forced while the last one is being copied (here, with Tune's own checkpoint manager and a
+copy that starts late and runs slowly, as on a busy machine)."""
 
 from __future__ import annotations
 
 import inspect
+import json
+import logging
+import os
+from pathlib import Path
+from types import SimpleNamespace
 
+from ray.train._internal.storage import _FilesystemSyncer
+from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
 from ray.tune.execution.tune_controller import TuneController
 
 from service import _tune_fixes
@@ -39,3 +48,58 @@ def test_the_dead_reused_worker_repair_still_matches_tunes_controller():
     reset = _source("_schedule_trial_reset")
     assert "self._resetting_trials.add(trial)" in reset and "on_error=self._trial_task_failure" in reset
     assert "if trial in self._resetting_trials:\n            return True" in _source("_maybe_reuse_cached_actor")
+
+
+# -- a snapshot written while the last one is being copied ------------------------------------------------------
+def _slow_copy(local_path: str, fs, fs_path: str, exclude=None) -> None:
+    """A copy of the staging folder as Tune's makes it (list, then copy each file), on a busy machine: its
+    thread starts late and copies slowly."""
+    import shutil
+    import time
+
+    time.sleep(0.3)
+    names = sorted(os.listdir(local_path))
+    time.sleep(0.5)
+    for name in names:
+        shutil.copyfile(os.path.join(local_path, name), os.path.join(fs_path, name))
+
+
+class _SlowSyncer(_FilesystemSyncer):
+    def _sync_up_command(self, local_path, uri, exclude=None):
+        return _slow_copy, dict(local_path=local_path, fs=None, fs_path=uri, exclude=exclude)
+
+
+def _snapshot(staging: Path, n: int) -> None:
+    """Like Tune's own writes of a snapshot's files: a temporary file renamed into place."""
+    import time
+
+    tmp = staging / f".{n}-tmp-experiment_state.json"
+    tmp.write_text(json.dumps({"snapshot": n}))
+    time.sleep(0.6)  # a large trial list
+    os.replace(tmp, staging / "experiment_state.json")
+
+
+def test_a_snapshot_forced_right_after_another_waits_for_its_copy(tmp_path, caplog):
+    _tune_fixes.install()
+    staging, storage = tmp_path / "staging", tmp_path / "storage"
+    staging.mkdir()
+    storage.mkdir()
+    manager = _ExperimentCheckpointManager(storage=SimpleNamespace(
+        experiment_driver_staging_path=str(staging), experiment_fs_path=str(storage),
+        syncer=_SlowSyncer(storage_filesystem=None, sync_period=0)), checkpoint_period=0)
+
+    with caplog.at_level(logging.WARNING):
+        manager.sync_up_experiment_state(lambda: _snapshot(staging, 1), force=True)
+        manager.sync_up_experiment_state(lambda: _snapshot(staging, 2), force=True)  # two trials checkpointed
+        manager.sync_up_experiment_state(lambda: None, force=True, wait=True)
+
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert json.loads((storage / "experiment_state.json").read_text()) == {"snapshot": 2}
+    assert [p.name for p in storage.iterdir()] == ["experiment_state.json"]
+
+
+def test_the_snapshot_repair_still_matches_tunes_checkpoint_manager():
+    # Tune writes the snapshot (save_fn), and only then waits for the copy under way, and only when forced.
+    source = inspect.getsource(_ExperimentCheckpointManager.sync_up_experiment_state.__wrapped__)
+    assert source.index("save_fn()") < source.index("wait_for_sync()")
+    assert "self._storage.syncer.sync_up(" in source and "self._storage.syncer.wait()" in source
