@@ -194,7 +194,7 @@ def head_on_loopback_only(address: str) -> bool:
     head, or reach whoever else listens on the machine's address at that port, so it is joined with
     `loopback_node`. Read from the kernel's socket table, not by probing: nobody else can hold 127.0.0.1:PORT
     while the head does, whereas the machine's address at that port is free for anyone to take."""
-    host, _, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
+    host, port = _host_port(address)
     if host not in ("127.0.0.1", "localhost") or not port.isdigit():
         return False
     # 127.0.0.1 itself, where the driver will connect: another user's listener on ::1 or 127.0.0.2 beside a
@@ -250,12 +250,17 @@ def _auth_sentence(exc: BaseException) -> str:
     return text.strip().splitlines()[0].split(". ")[0].rstrip(".")
 
 
+def _host_port(address: str) -> tuple[str, str]:
+    """("ray-head", "6379") of "ray-head:6379", "ray://ray-head:6379/" and the like ("" for a missing part)."""
+    host, _, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
+    return host, port
+
+
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     """`ray.init` retries an unreachable address for minutes; a TCP probe answers in seconds."""
     if address == "auto":
         return
-    host_port = address.split("://", 1)[-1].rstrip("/")
-    host, _, port = host_port.rpartition(":")
+    host, port = _host_port(address)
     if not host or not port.isdigit():
         raise StudyError(f"--ray-address {address!r} is not HOST:PORT (e.g. 127.0.0.1:6379 or ray-head:6379)")
     try:

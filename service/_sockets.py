@@ -37,5 +37,4 @@ def unmapped(address: str) -> str:
 
 def is_loopback(address: str) -> bool:
     """127.0.0.0/8, ::1, or an IPv4 loopback address mapped into IPv6 (::ffff:127.0.0.1)."""
-    ip = ipaddress.ip_address(address)
-    return ip.is_loopback or (ip.version == 6 and ip.ipv4_mapped is not None and ip.ipv4_mapped.is_loopback)
+    return ipaddress.ip_address(unmapped(address)).is_loopback
