@@ -87,7 +87,10 @@ def _load_ahead(tracking_uri: Optional[str]) -> None:
     from service._ray import quiet_libraries
 
     import_ahead(_STUDY_MODULES)
-    quiet_libraries()  # MLflow is imported now: before its store is opened
+    try:
+        quiet_libraries()  # MLflow is imported now: before its store is opened
+    except Exception:  # noqa: BLE001 - MLflow does not import: the study's own import of it says why
+        return
     if tracking_uri is None:
         return
     try:

@@ -15,7 +15,7 @@ requeued trial from ever getting a worker. Tune no longer needs it when a failed
 `_trial_task_failure` once, or with the trial still holding the worker.
 
 **A snapshot written while the last one is being copied.** Tune writes its experiment state (its trial list,
-the searcher's and the callbacks' state, each through a temporary file renamed into place) into a staging
+and the searcher's and the callbacks' state, each through a temporary file renamed into place) into a staging
 folder and copies that folder to the study's storage in a background thread. It writes the next snapshot
 without waiting for that copy; a snapshot forced right after another (two trials checkpointing in one step of
 Tune's loop) renames its temporary files under a copy that has just listed them, the copy fails (an ERROR and a
@@ -55,7 +55,7 @@ def _drop_second_report_of_a_dead_reused_worker() -> None:
             # The reset's own report of a worker whose death _actor_failed has handled: the trial is requeued
             # (or, out of retries, ended) already.
             self._resetting_trials.discard(trial)
-            logger.debug("trial %s: the worker it was to reuse died; it waits for another", trial)
+            logger.debug("trial %s: the worker it was to reuse died (reported already)", trial)
             return None
         return original(self, trial, exception)
 

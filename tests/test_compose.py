@@ -356,6 +356,9 @@ def test_compose_ray_scripts_start_a_node_on_loopback_through_ray_start_loopback
         apart = _run_role(role, fake_tools, **{**base, "HPSEARCH_RAY_HEAD_ADDRESS": "ray-head:6379"},
                           HPSEARCH_RAY_NODE_IP="127.0.0.1")
         assert apart.returncode == 2 and "joins a head on loopback" in apart.stderr and not apart.stdout
+        named = _run_role(role, fake_tools, **{**base, "HPSEARCH_RAY_HEAD_ADDRESS": "LOCALHOST:6379"},
+                          HPSEARCH_RAY_NODE_IP="127.0.0.1")  # a host name is a host name in any case
+        assert named.returncode == 0 and _option(named.stdout.splitlines(), "--address") == "LOCALHOST:6379", named.stderr
     else:  # the dashboard stays on loopback too, unless told otherwise
         assert _option(argv, "--dashboard-host") == "127.0.0.1"
     # No Python beside `ray`, and `ray`'s first line names none (#!/bin/sh): refused, nothing run.

@@ -171,17 +171,22 @@ def test_progress_a_rerun_of_a_trial_that_had_ended_changes_none_of_its_records(
     assert progress.snapshot.count("failed") == 0
 
 
-def test_progress_a_trial_tune_gave_up_on_is_lost_though_optuna_was_told_first(tmp_path):
-    # Tune tells the searcher (Optuna: failed) before the callbacks: the trial is still this run's to record.
+@pytest.mark.parametrize("restored", [False, True])
+def test_progress_a_trial_tune_gave_up_on_is_lost_though_optuna_was_told_first(tmp_path, restored):
+    # Tune tells the searcher (Optuna: failed) before the callbacks: the trial is still this run's to record,
+    # on a first run as on a resumed one whose trial was still running when the study was saved.
     import optuna
 
     from service._optuna import LOST_ATTR, TUNE_TRIAL_ID_ATTR
 
     progress = _progress(tmp_path)
-    progress.setup()
     study = optuna.create_study(study_name="s", storage=progress.ctx.optuna_storage, direction="maximize")
     asked = study.ask()
     asked.set_user_attr(TUNE_TRIAL_ID_ATTR, "lost")
+    if restored:
+        saved, progress = progress, pickle.loads(pickle.dumps(progress))
+        progress.set_state(saved.get_state())
+    progress.setup()
     error = tmp_path / "error.txt"
     error.write_text("Failure # 2\nray.exceptions.ActorDiedError: The actor died unexpectedly\n")
     trial = FakeTrial("lost", error_file=str(error))

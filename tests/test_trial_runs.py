@@ -123,6 +123,30 @@ def test_trial_runs_lost_workers_are_retries_then_the_reason(logger, tmp_path):
         "unexpectedly")
 
 
+def test_trial_runs_a_trial_tune_gave_up_on_is_failed_though_optuna_was_told_first(logger, tmp_path):
+    # Tune tells the searcher (Optuna: failed) before the callbacks' on_trial_error: the run still gets its end.
+    import optuna
+
+    from service._optuna import TUNE_TRIAL_ID_ATTR
+
+    study = optuna.create_study(study_name=logger.ctx.study_id, storage=logger.ctx.optuna_storage)
+    asked = study.ask()
+    asked.set_user_attr(TUNE_TRIAL_ID_ATTR, "gone")
+    logger.setup()
+    error = tmp_path / "error.txt"
+    error.write_text("Failure # 2\nray.exceptions.ActorDiedError: The actor died unexpectedly\n")
+    trial = FakeTrial("gone", {"lr": 0.1, "optimizer": "sgd"}, error_file=str(error))
+    _train(logger, trial, [0.2])
+    logger.on_trial_recover(0, [], trial)
+    study.tell(asked, state=optuna.trial.TrialState.FAIL)
+    logger.on_trial_error(0, [], trial)
+    logger.on_experiment_end([])
+    run = logger.client.get_run(logger.run_id_for("gone"))
+    assert run.info.status == "FAILED" and run.data.tags["hpsearch.fail_reason"] == (
+        "its worker failed 2 times, more than max_retries=3 allows: ray.exceptions.ActorDiedError: The actor died "
+        "unexpectedly")
+
+
 def test_trial_runs_a_worker_lost_before_the_trial_started_is_a_retry_on_its_run(logger):
     # Tune placed the trial on a node that died before the trial's first start: it recovers it at once.
     trial = FakeTrial("early", {"lr": 0.1, "optimizer": "sgd"})

@@ -9,8 +9,12 @@ import inspect
 import json
 import logging
 import os
+import shutil
+import threading
 from pathlib import Path
 from types import SimpleNamespace
+
+import pytest
 
 from ray.train._internal.storage import _FilesystemSyncer
 from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
@@ -51,55 +55,64 @@ def test_the_dead_reused_worker_repair_still_matches_tunes_controller():
 
 
 # -- a snapshot written while the last one is being copied ------------------------------------------------------
-def _slow_copy(local_path: str, fs, fs_path: str, exclude=None) -> None:
-    """A copy of the staging folder as Tune's makes it (list, then copy each file), on a busy machine: its
-    thread starts late and copies slowly."""
-    import shutil
-    import time
-
-    time.sleep(0.3)
+# The race, made certain instead of likely: the copy of snapshot 1 lists the staging folder while snapshot 2's
+# temporary file is there, and copies after its rename (each step waits for the other, or 2 s at most: with the
+# repair, snapshot 2 is written only once the copy has ended, so the copy waits in vain).
+def _copy_in_the_race(local_path: str, fs, fs_path: str, exclude=None, *, written, renamed) -> None:
+    """A copy of the staging folder as Tune's makes it: list, then copy each file."""
+    written.wait(timeout=2)
     names = sorted(os.listdir(local_path))
-    time.sleep(0.5)
+    renamed.wait(timeout=2)
     for name in names:
         shutil.copyfile(os.path.join(local_path, name), os.path.join(fs_path, name))
 
 
-class _SlowSyncer(_FilesystemSyncer):
+class _RacingSyncer(_FilesystemSyncer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.written, self.renamed = threading.Event(), threading.Event()
+
     def _sync_up_command(self, local_path, uri, exclude=None):
-        return _slow_copy, dict(local_path=local_path, fs=None, fs_path=uri, exclude=exclude)
+        return _copy_in_the_race, dict(local_path=local_path, fs=None, fs_path=uri, exclude=exclude,
+                                       written=self.written, renamed=self.renamed)
 
 
-def _snapshot(staging: Path, n: int) -> None:
+def _snapshot(staging: Path, n: int, syncer: _RacingSyncer) -> None:
     """Like Tune's own writes of a snapshot's files: a temporary file renamed into place."""
-    import time
-
-    tmp = staging / f".{n}-tmp-experiment_state.json"
+    tmp = staging / f".{n}-tmp-searcher-state.pkl"
     tmp.write_text(json.dumps({"snapshot": n}))
-    time.sleep(0.6)  # a large trial list
-    os.replace(tmp, staging / "experiment_state.json")
+    if n == 2:
+        syncer.written.set()
+        syncer.renamed.wait(timeout=0.5)  # the copy has listed the folder by now (without the repair)
+    os.replace(tmp, staging / "searcher-state.pkl")
+    if n == 2:
+        syncer.renamed.set()
 
 
+@pytest.mark.slow  # seconds: the copy's waits
 def test_a_snapshot_forced_right_after_another_waits_for_its_copy(tmp_path, caplog):
     _tune_fixes.install()
     staging, storage = tmp_path / "staging", tmp_path / "storage"
     staging.mkdir()
     storage.mkdir()
+    syncer = _RacingSyncer(storage_filesystem=None, sync_period=0)
     manager = _ExperimentCheckpointManager(storage=SimpleNamespace(
-        experiment_driver_staging_path=str(staging), experiment_fs_path=str(storage),
-        syncer=_SlowSyncer(storage_filesystem=None, sync_period=0)), checkpoint_period=0)
+        experiment_driver_staging_path=str(staging), experiment_fs_path=str(storage), syncer=syncer),
+        checkpoint_period=0)
 
     with caplog.at_level(logging.WARNING):
-        manager.sync_up_experiment_state(lambda: _snapshot(staging, 1), force=True)
-        manager.sync_up_experiment_state(lambda: _snapshot(staging, 2), force=True)  # two trials checkpointed
+        manager.sync_up_experiment_state(lambda: _snapshot(staging, 1, syncer), force=True)
+        manager.sync_up_experiment_state(lambda: _snapshot(staging, 2, syncer), force=True)  # two trials checkpointed
         manager.sync_up_experiment_state(lambda: None, force=True, wait=True)
 
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
-    assert json.loads((storage / "experiment_state.json").read_text()) == {"snapshot": 2}
-    assert [p.name for p in storage.iterdir()] == ["experiment_state.json"]
+    assert json.loads((storage / "searcher-state.pkl").read_text()) == {"snapshot": 2}
+    assert [p.name for p in storage.iterdir()] == ["searcher-state.pkl"]
 
 
 def test_the_snapshot_repair_still_matches_tunes_checkpoint_manager():
     # Tune writes the snapshot (save_fn), and only then waits for the copy under way, and only when forced.
+    _tune_fixes.install()
     source = inspect.getsource(_ExperimentCheckpointManager.sync_up_experiment_state.__wrapped__)
     assert source.index("save_fn()") < source.index("wait_for_sync()")
     assert "self._storage.syncer.sync_up(" in source and "self._storage.syncer.wait()" in source
