@@ -53,6 +53,7 @@ def train_once(space, settings: Settings, *, ray_address: Optional[str] = None, 
     from ray import tune
 
     from service._ray import connect, quiet_libraries
+    from service._tune_fixes import install as install_tune_fixes
     from service._tuner import load_trainable, trainable_target, trial_trainable
 
     if space.params or space.budget.trials != 1:
@@ -62,6 +63,7 @@ def train_once(space, settings: Settings, *, ray_address: Optional[str] = None, 
             f"with `hpsearch best STUDY_ID -o best.yaml`, or run the search with `hpsearch submit`"
         )
     quiet_libraries()
+    install_tune_fixes()
     connect(ray_address, space.source)
     client = client_for(settings.tracking_uri)
     experiment_id = get_or_create_experiment(client, space.name)
@@ -93,7 +95,7 @@ def _close(space, settings: Settings, client, experiment_id: str, run_id: str, r
     outcome = trial_outcome(last, result.error is not None, space.metrics, space.budget.max_epochs)
     reason = outcome.reason
     if result.error is not None:
-        reason = f"its worker was lost more often than max_retries={space.budget.max_retries}: {result.error}"
+        reason = f"its worker failed more often than max_retries={space.budget.max_retries} allows: {result.error}"
     client.set_tag(run_id, TAG_STATE, outcome.label.value)
     registered = None
     if outcome.label == TrialLabel.COMPLETED and result.checkpoint is not None:

@@ -14,8 +14,8 @@ holds a worker) and takes the trial off Tune's list of trials being reset, which
 requeued trial from ever getting a worker. Tune no longer needs it when a failed reset of a dead worker reaches
 `_trial_task_failure` once, or with the trial still holding the worker.
 
-**A snapshot written while the last one is being copied.** Tune writes its experiment state (its trial list,
-and the searcher's and the callbacks' state, each through a temporary file renamed into place) into a staging
+**A snapshot written while the last one is being copied.** Tune writes its experiment state (its trial list in place,
+the searcher's and the callbacks' state each through a temporary file renamed into place) into a staging
 folder and copies that folder to the study's storage in a background thread. It writes the next snapshot
 without waiting for that copy; a snapshot forced right after another (two trials checkpointing in one step of
 Tune's loop) renames its temporary files under a copy that has just listed them, the copy fails (an ERROR and a
