@@ -33,7 +33,6 @@ from service._optuna import (
 )
 from service._outcome import StudyOutcome
 from service._registry import Registry, StudyRecord
-from service._report_drawer import close_all as close_report_drawers
 from service._settings import Settings
 from service._states import StudyStatus, TrialLabel, trial_label
 from service._studylog import append_log
@@ -49,7 +48,6 @@ from service._tracking import (
     get_or_create_experiment,
     log_best_model,
     log_params,
-    log_study_report,
     record_best,
     record_outcome,
     record_pareto_front,
@@ -113,8 +111,8 @@ def close_records(
     ctx: StudyContext, registry: Registry, outcome: StudyOutcome, checkpoints: dict[str, str]
 ) -> StudySummary:
     """Write the outcome everywhere: trials left running are failed in Optuna (unless the study stopped and
-    will resume them), the best trial and its model, the Pareto front, the report and the status go to the
-    study's MLflow run, and the same numbers to its registry row. `checkpoints` maps Tune trial ids to their
+    will resume them), the best trial and its model, the Pareto front and the status go to the study's MLflow
+    run, and the same numbers to its registry row (the last report follows: service/_report_drawer.py). `checkpoints` maps Tune trial ids to their
     last checkpoint folder (the best one becomes `best_model/`)."""
     study = load_study(ctx.optuna_storage, ctx.study_id)
     client = client_for(ctx.stores.tracking_uri)
@@ -140,8 +138,6 @@ def close_records(
         error = "; ".join(e for e in (error, model_error) if e) or None
     if front:
         record_pareto_front(client, ctx.experiment_id, ctx.parent_run_id, ctx.study_id, front)
-    close_report_drawers()  # a redraw under way must not land after this last report
-    log_study_report(client, ctx.parent_run_id, study, ctx.space.metrics)
     fields = {
         "retries": noted_retries(study, trials),
         "best_value": best.value if best is not None else None,

@@ -41,9 +41,10 @@ _PNG_DPI = 100
 # names no line anyone can find; the PNG drops it, the HTML keeps hover labels.
 _MAX_LEGEND_ENTRIES = 20
 
-# What drawing a report imports, in the order it needs them (service/_report_drawer.py imports them ahead).
-PLOTTING_MODULES = ("plotly.graph_objects", "plotly.offline", "optuna.visualization", "matplotlib.pyplot",
-                    "optuna.visualization.matplotlib")
+# What drawing a report imports, in the order it needs them (optuna.importance: scikit-learn, for fANOVA). A
+# driver imports them only when a redraw is due (service/_report_drawer.py).
+PLOTTING_MODULES = ("optuna.importance", "plotly.graph_objects", "plotly.offline", "optuna.visualization",
+                    "matplotlib.pyplot", "optuna.visualization.matplotlib")
 
 NOTES_FILE = "report_notes.txt"
 TRIALS_FILE = "trials.csv"

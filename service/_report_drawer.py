@@ -1,28 +1,33 @@
-"""The study report, drawn off Tune's event loop.
+"""The study report, drawn off Tune's event loop and off the command's critical path.
 
-Drawing a study's plots (service/_report.py) takes a second or two, most of it importing plotly and
-matplotlib the first time. `ReportDrawer` does that work on a thread of its own:
+Drawing a study's plots (service/_report.py) takes a few seconds of CPU, and importing plotly, matplotlib and
+scikit-learn (fANOVA) as much again the first time in a process. Two places draw it:
 
-- it imports the plotting libraries from the first trial result on (the trials are up by then, so the imports
-  do not delay them), and the last report, drawn by the runner after the last trial, no longer pays for them
-  between the last result and the exit code;
-- while trials run it redraws the report when asked (a trial ended), at most every `interval_s`, and only if
-  a trial ended since its last drawing: Tune's loop only sets a flag.
-
-Python threads share one interpreter lock, so a redraw still slows Tune's loop down; it no longer stops it.
-The last report is the runner's: `close_all` (called before it is drawn) stops every drawer of this process
-and waits for a redraw under way, upload included, so that an older report never lands after the last one.
+- While trials run, `ReportDrawer` redraws the report on a thread of its own when asked (a trial ended), at
+  most every `interval_s`, and only if a trial ended since its last drawing: Tune's loop only sets a flag.
+  It imports the plotting libraries at its first drawing, so a study shorter than one interval never pays
+  for them in the driver, whose CPU is the trials' on a small machine. Python threads share one interpreter
+  lock, so a redraw still slows Tune's loop down; it no longer stops it.
+- The last report, with every trial, is drawn by a child process (`draw_last_report`) once the study's
+  records are closed: `hpsearch submit` prints its summary and returns its exit code without waiting for it
+  (the report lands on the study's MLflow run a few seconds later; a report that cannot be drawn is a line
+  in the study's log), and a driver the API launched waits for it. `close_all`, called first, stops every
+  drawer of this process and waits for a redraw under way, upload included, so that an older report never
+  lands after the last one.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 import weakref
+from pathlib import Path
 from typing import Callable, Optional
-
-from service._imports import import_ahead
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +35,7 @@ _OPEN: "weakref.WeakSet[ReportDrawer]" = weakref.WeakSet()  # drawers started an
 
 
 class ReportDrawer:
-    """One background thread per study run: imports the plotting libraries, then draws when asked."""
+    """One background thread per study run: draws when asked, at most every `interval_s`."""
 
     def __init__(self, draw: Callable[[], None], *, interval_s: float):
         self._draw = draw  # draws the report and uploads it
@@ -67,11 +72,6 @@ class ReportDrawer:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
-        try:
-            from service._report import PLOTTING_MODULES
-        except Exception:  # noqa: BLE001 - the drawing reports it, as import_ahead leaves it to do
-            PLOTTING_MODULES = ()
-        import_ahead(PLOTTING_MODULES)
         while not self._closed.is_set():
             self._wanted.wait()
             wait_s = self.interval_s - (time.monotonic() - self._last)
@@ -93,3 +93,65 @@ def close_all(timeout_s: float = 60.0) -> None:
     close them (an interrupted `fit` does not)."""
     for drawer in list(_OPEN):
         drawer.close(timeout_s)
+
+
+def draw_last_report(ctx, *, wait: bool) -> None:
+    """The study's last report, drawn and uploaded by a child process, once every drawer of this process is
+    closed. `wait`: return when it is on the study's run; otherwise return at once (the child has its own
+    session, so a Ctrl-C in the terminal the command ran in does not cut it off). The stores' URLs reach the
+    child on its stdin, not on its command line, where every user of the machine could read them."""
+    close_all()
+    job = {"tracking_uri": ctx.stores.tracking_uri, "run_id": ctx.parent_run_id, "optuna_storage": ctx.optuna_storage,
+           "study_name": ctx.study_id, "metrics": list(ctx.space.metrics), "log_path": ctx.log_path}
+    here = str(Path(__file__).resolve().parent.parent)  # the child imports this copy of hpsearch
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
+    try:
+        child = subprocess.Popen([sys.executable, "-m", "service._report_drawer"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=here,
+                                 start_new_session=not wait)
+        child.stdin.write(json.dumps(job).encode())
+        child.stdin.close()
+    except OSError as exc:  # no process could be started: the study's results stand
+        _log_failure(ctx.log_path, ctx.study_id, f"{type(exc).__name__}: {exc}")
+        return
+    if wait:
+        child.wait()
+
+
+def _draw_job(job: dict) -> None:
+    """In the child: load the study, draw its report, upload it; what goes wrong is a line in the study log."""
+    from service._ray import quiet_libraries
+
+    quiet_libraries()
+    handler = _StudyLogHandler(job["log_path"], job["study_name"])
+    logging.getLogger("service").addHandler(handler)  # log_study_report's warning when a plot cannot be drawn
+    try:
+        from service._optuna import load_study
+        from service._tracking import client_for, log_study_report
+
+        study = load_study(job["optuna_storage"], job["study_name"])
+        if study is not None:  # the study ended before its first trial was asked for: nothing to draw
+            log_study_report(client_for(job["tracking_uri"]), job["run_id"], study, job["metrics"])
+    except Exception as exc:  # noqa: BLE001 - the study's records are closed already; only the report is lost
+        _log_failure(job["log_path"], job["study_name"], f"{type(exc).__name__}: {exc}")
+
+
+class _StudyLogHandler(logging.Handler):
+    def __init__(self, log_path: str, study_id: str):
+        super().__init__(logging.WARNING)
+        self.log_path, self.study_id = log_path, study_id
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from service._studylog import append_log
+
+        append_log(self.log_path, f"study {self.study_id}: {record.getMessage()}")
+
+
+def _log_failure(log_path: str, study_id: str, reason: str) -> None:
+    from service._studylog import append_log
+
+    append_log(log_path, f"study {study_id}: its last report was not drawn: {reason.splitlines()[0] if reason else ''}")
+
+
+if __name__ == "__main__":
+    _draw_job(json.loads(sys.stdin.read()))

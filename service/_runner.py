@@ -37,15 +37,17 @@ def submit_study(
     ray_address: Optional[str] = None,
     register: Optional[str] = None,
     warm_start: Optional[str] = None,
+    wait_for_report: bool = True,
 ) -> StudySummary:
     """Record a new study in the registry and run it to the end on this machine's Ray (or `ray_address`)."""
     # Ray up (or the cluster reachable and admitting us) before anything is recorded
-    connect_ahead(ray_address, space.source, settings.tracking_uri)
+    connect_ahead(ray_address, space, settings.tracking_uri)
     registry = open_registry(settings.registry_url)
     seed_trials = plan_warm_start(registry, warm_start, space, show_progress) if warm_start else []
     record = record_study(registry, space, settings, warm_start=warm_start, register=register)
     return run_study(registry, record, space, settings, resume=False, seed_trials=seed_trials,
-                     ray_address=ray_address, show_progress=show_progress, register=register)
+                     ray_address=ray_address, show_progress=show_progress, register=register,
+                     wait_for_report=wait_for_report)
 
 
 # What a study imports after Ray is up: MLflow, Optuna, Tune and hpsearch's rooms that use them.
@@ -53,27 +55,29 @@ _STUDY_MODULES = ("mlflow", "mlflow.tracking", "optuna", "ray.tune", "service._r
                   "service._progress", "service._searcher", "service._trial_runs")
 
 
-def connect_ahead(ray_address: Optional[str], space_source: Optional[str], tracking_uri: str) -> None:
+def connect_ahead(ray_address: Optional[str], space, tracking_uri: str) -> None:
     """Connect to Ray (service._ray.connect) while a thread imports the study's modules and, for an embedded
     Ray, opens its MLflow store: starting Ray is mostly waiting for its processes, so that work costs no wall
     time then. Opening a database store the first time creates MLflow's tables (about a second on SQLite); it
     is done once the thread is joined, before anything else opens the store. A cluster's address is not
-    known to be good until `connect` returns, and nothing may be written before that."""
+    known to be good until `connect` returns, and nothing may be written before that. An embedded Ray's
+    workers import what the space's trials will (torch, the training loop) from the moment they start."""
     import threading
 
     import ray
 
     from service._ray import connect, quiet_ray
+    from service._tuner import worker_imports
 
     quiet_ray()
     if ray.is_initialized():  # connected already: nothing to overlap
-        connect(ray_address, space_source)
+        connect(ray_address, space.source)
         return
     ahead = threading.Thread(target=_load_ahead, args=(None if ray_address else tracking_uri,),
                              name="hpsearch-import-ahead", daemon=True)
     ahead.start()
     try:
-        connect(ray_address, space_source)
+        connect(ray_address, space.source, worker_imports(space), space.resources.cpu)
     except BaseException:
         if ray_address is None:  # it may be creating MLflow's tables: not to be cut off half-way by the exit
             ahead.join()
@@ -166,6 +170,7 @@ def resume_study(
     show_progress: bool = True,
     ray_address: Optional[str] = None,
     register: Optional[str] = None,
+    wait_for_report: bool = True,
 ) -> StudySummary:
     """Continue a stopped, failed or crashed study: finished trials are kept, unfinished ones continue."""
     from service._ray import check_reachable
@@ -176,10 +181,11 @@ def resume_study(
     record = registry.find_or_raise_by_id(study_id)  # the caller checked that it may resume (Studies.resume)
     space = space_of(record)
     # A refused token or a Ray that cannot start fails here, before anything moves.
-    connect_ahead(ray_address, space.source, stores_of(record, settings).tracking_uri)
+    connect_ahead(ray_address, space, stores_of(record, settings).tracking_uri)
     registry.update(record.id, stop_requested_at=None)
     return run_study(registry, record, space, stores_of(record, settings), resume=True, ray_address=ray_address,
-                     show_progress=show_progress, register=register or record.register_model)
+                     show_progress=show_progress, register=register or record.register_model,
+                     wait_for_report=wait_for_report)
 
 
 def run_registered_study(
@@ -254,13 +260,17 @@ def run_study(
     ray_address: Optional[str] = None,
     show_progress: bool = True,
     register: Optional[str] = None,
+    wait_for_report: bool = True,
 ) -> StudySummary:
+    """Open the study's records, fit its Tuner, judge the outcome, close the records, then draw the last
+    report (`wait_for_report` False: a child process draws it while this returns)."""
     from service._ray import quiet_libraries
 
     quiet_libraries()
-    connect_ahead(ray_address, space.source, stores.tracking_uri)  # a no-op when the caller connected already
+    connect_ahead(ray_address, space, stores.tracking_uri)  # a no-op when the caller connected already
     from service._progress import announce
     from service._records import close_failed_start, close_records, open_records
+    from service._report_drawer import draw_last_report
     from service._tuner import build_tuner
 
     ctx = open_records(registry, record, space, stores, resume=resume, ray_address=ray_address,
@@ -284,7 +294,9 @@ def run_study(
     except Exception as exc:  # the study itself failed; keep the reason where people look
         logger.exception("study %s failed", ctx.study_id)
         outcome = StudyOutcome(StudyStatus.FAILED, f"{type(exc).__name__}: {exc}")
-    return close_records(ctx, registry, outcome, checkpoints)
+    summary = close_records(ctx, registry, outcome, checkpoints)
+    draw_last_report(ctx, wait=wait_for_report)
+    return summary
 
 
 def _tell_held(ctx) -> int:

@@ -161,8 +161,9 @@ class LocalStudies(RegistryStudies):
         from service._runner import submit_study
 
         self.settings.home.mkdir(parents=True, exist_ok=True)
+        # The command returns with the summary; the study's last report lands on its MLflow run seconds later.
         summary = submit_study(space, self.settings, show_progress=self.show_progress, ray_address=self.ray_address,
-                               register=register, warm_start=warm_start)
+                               register=register, warm_start=warm_start, wait_for_report=False)
         return study_dict(self.registry.find_or_raise_by_id(summary.study_id))
 
     def resume(self, study_id: str, register: Optional[str] = None) -> dict:
@@ -170,7 +171,7 @@ class LocalStudies(RegistryStudies):
 
         self.check_resumable(self.find(study_id))
         summary = resume_study(study_id, self.settings, show_progress=self.show_progress,
-                               ray_address=self.ray_address, register=register)
+                               ray_address=self.ray_address, register=register, wait_for_report=False)
         return study_dict(self.registry.find_or_raise_by_id(summary.study_id))
 
     def driver_running(self, record: StudyRecord) -> bool:

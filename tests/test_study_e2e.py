@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from service.cli import main
-from support import assert_records_agree
+from support import assert_records_agree, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -55,6 +55,16 @@ def _submit(space_path: Path, *extra: str):
 
 def _study(summary):
     return optuna.load_study(study_name=summary["optuna_study_name"], storage=summary["optuna_storage"])
+
+
+def _report(client, run_id: str) -> dict:
+    """The study's last report on its run, {path: size}: `hpsearch submit` returns before a child process has
+    drawn and uploaded it (service/_report_drawer.py), so it is waited for, as a user opening MLflow would."""
+    def drawn():
+        listed = {a.path: a.file_size for a in client.list_artifacts(run_id, "report")}
+        return listed if "report/report.html" in listed else None
+
+    return wait_for(drawn, 120, "the study's last report")
 
 
 def _child_runs(summary):
@@ -142,9 +152,9 @@ def test_submit_digits_study_records_every_trial_in_optuna_and_mlflow(ray_cluste
     parent = client.get_run(summary["mlflow_parent_run_id"])
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["best_val_acc"] == pytest.approx(summary["best_value"])
+    report = _report(client, parent.info.run_id)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"space.yaml", "best.json", "best_model", "report"} <= artifacts
-    report = {a.path: a.file_size for a in client.list_artifacts(parent.info.run_id, "report")}
     assert report.get("report/report.html", 0) > 0
     for name in ("optimization_history", "parallel_coordinate", "intermediate_values"):
         assert report.get(f"report/{name}.png", 0) > 0, name
@@ -248,7 +258,7 @@ def test_failing_trials_are_recorded_with_reason_and_the_study_goes_on(ray_clust
     assert math.isfinite(summary["best_value"])
     # With several completed trials every single-objective plot is drawn, failed trials notwithstanding.
     client = MlflowClient(summary["mlflow_tracking_uri"])
-    report = {a.path: a.file_size for a in client.list_artifacts(summary["mlflow_parent_run_id"], "report")}
+    report = _report(client, summary["mlflow_parent_run_id"])
     for name in ("optimization_history", "param_importances", "parallel_coordinate", "intermediate_values", "slice"):
         assert report.get(f"report/{name}.png", 0) > 0, name
 
@@ -304,7 +314,7 @@ def test_multi_objective_study_reports_the_pareto_front(ray_cluster, stores, mon
         assert t.values == [pytest.approx(run.data.metrics["val_acc"]), run.data.metrics["n_params"]]
     tagged = {int(r.data.tags["hpsearch.trial"]) for r in runs if r.data.tags.get("hpsearch.pareto") == "true"}
     assert tagged == front
-    report = {a.path for a in client.list_artifacts(summary["mlflow_parent_run_id"], "report")}
+    report = set(_report(client, summary["mlflow_parent_run_id"]))
     assert {"report/pareto_front.png", "report/report.html"} <= report
     # The report that stays is the last one, drawn once every trial had ended, not a redraw from mid-run.
     csv_path = client.download_artifacts(summary["mlflow_parent_run_id"], "report/trials.csv", str(stores))
@@ -441,3 +451,46 @@ def test_a_study_in_a_terminal_speaks_in_its_own_lines_only(tmp_path):
     assert "trial 0001 lost its worker at epoch 1" in output and "trial 0001 failed" in output
     for noise in ("Traceback", "Token authentication", "INFO mlflow", "Trials did not complete", "alembic"):
         assert noise not in output, (noise, output[-3000:])
+
+
+PRELOADED_SPACE = """
+name: e2e-preloaded
+trainable: "preloaded:train"
+metric: score
+mode: max
+budget: {trials: 4, max_epochs: 1, concurrency: 2}
+sampler: {type: random, seed: 1}
+scheduler: {type: fifo}
+resources: {cpu: 1}
+params:
+  x: {type: float, low: 0.0, high: 1.0}
+"""
+
+
+def test_a_study_from_a_terminal_preloads_its_workers_and_its_report_follows_the_exit_code(tmp_path):
+    # `hpsearch submit` starts its own Ray: its workers import the trainable's module (and Tune) as they start,
+    # sized for one-CPU trials (OMP_NUM_THREADS=1, as Ray would set it for the trial), and with the usage
+    # reporting of MLflow and Ray off, as in the driver. The command returns with the summary; the study's last
+    # report, drawn by a child process, lands on the study's run after it.
+    import os
+    import subprocess
+    import sys
+
+    space = tmp_path / "preloaded.yaml"
+    space.write_text(PRELOADED_SPACE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "HPSEARCH_", "MLFLOW_", "OMP_"))}
+    env.update(HPSEARCH_HOME=str(tmp_path / "home"), MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+               PYTHONPATH=os.pathsep.join([str(USER_TRAINABLES), env.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-m", "service.cli", "submit", str(space), "--json", "--quiet"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert (summary["n_trials"], summary["n_completed"]) == (4, 4)
+    _, runs = _child_runs(summary)
+    metrics = [r.data.metrics for r in runs]
+    assert [m["preloaded"] for m in metrics] == [1.0] * 4, metrics
+    assert [m["threads_at_import"] for m in metrics] == [1.0] * 4, metrics
+    assert [m["telemetry_off"] for m in metrics] == [1.0] * 4, metrics
+    client = MlflowClient(summary["mlflow_tracking_uri"])
+    report = _report(client, summary["mlflow_parent_run_id"])
+    assert report["report/trials.csv"] > 0
