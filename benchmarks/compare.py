@@ -105,7 +105,7 @@ def run_arm(arm: str, trials: int, max_epochs: int, noop: bool = False, store_ki
         wall = time.perf_counter() - started
         if done.returncode != 0:
             raise SystemExit(f"{arm} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-        _wait_for_report_drawers()
+        wait_for_report_drawers()
         peak_mib = float(done.stderr.strip().splitlines()[-1].removeprefix("peak_rss_kib=")) / 1024
         row = {"arm": arm, "wall_s": wall, "peak_rss_mib": peak_mib,
                "report_s": time.perf_counter() - started if arm == "hpsearch" else wall}
@@ -115,7 +115,7 @@ def run_arm(arm: str, trials: int, max_epochs: int, noop: bool = False, store_ki
         return row
 
 
-def _wait_for_report_drawers(timeout_s: float = 300) -> None:
+def wait_for_report_drawers(timeout_s: float = 300) -> None:
     """Until no `python -m service._report_drawer` (hpsearch's last report, drawn after its exit) is running."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

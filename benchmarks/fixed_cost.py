@@ -1,13 +1,16 @@
 """The fixed cost of a study on an embedded Ray: from the command's start to its first trial running, and from
 its last trial's end to the exit code.
 
-    python benchmarks/fixed_cost.py [--runs 5] [--trials 4]
+    python benchmarks/fixed_cost.py [--runs 5] [--trials 4] [--space FILE]
 
 Runs `hpsearch submit benchmarks/spaces/noop.yaml --set budget.trials=N` (trials that do nothing, so nearly
 all of the time is the fixed part) in a fresh process each time, with a fresh HPSEARCH_HOME and MLflow store,
 and timestamps every line the command prints as it arrives: "start → first trial" ends at the first
-`trial NNNN started` line, "last trial → exit" begins at the last trial's `completed`/`pruned`/`failed`
-line. Prints each run and the median and range of both parts and of their sum.
+`trial NNNN started` line, "start → first trial ended" at the first trial's `completed`/`pruned`/`failed`
+line (with the noop space, one result; with `--space search_spaces/digits_cnn.yaml`, run with
+`budget.max_epochs=1`, it includes the worker's imports of torch and the training loop and one epoch),
+"last trial → exit" begins at the last trial's end line. Prints each run and the median and range of every
+part and of "fixed" (start → first trial plus last trial → exit).
 """
 
 from __future__ import annotations
@@ -23,17 +26,19 @@ import threading
 import time
 from pathlib import Path
 
+from compare import wait_for_report_drawers
+
 REPO = Path(__file__).resolve().parents[1]
 SPACE = REPO / "benchmarks/spaces/noop.yaml"
 STARTED = re.compile(r"^trial \d+ started")
 ENDED = re.compile(r"^trial \d+ (completed|pruned|failed)")
 
 
-def one_run(trials: int) -> dict[str, float]:
+def one_run(trials: int, space: Path = SPACE) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="hps-fixed-") as home:
         env = {**os.environ, "HPSEARCH_HOME": home, "PYTHONPATH": str(REPO / "benchmarks")}
-        command = [sys.executable, "-m", "service.cli", "submit", str(SPACE), "--set", f"budget.trials={trials}",
-                   "--tracking-uri", f"sqlite:///{home}/mlflow.db"]
+        command = [sys.executable, "-m", "service.cli", "submit", str(space), "--set", f"budget.trials={trials}",
+                   "--set", "budget.max_epochs=1", "--tracking-uri", f"sqlite:///{home}/mlflow.db"]
         lines: list[tuple[float, str]] = []
         started = time.perf_counter()
         process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -50,23 +55,26 @@ def one_run(trials: int) -> dict[str, float]:
         exited = time.perf_counter() - started
         for reader in readers:
             reader.join()
+        wait_for_report_drawers()  # hpsearch's last report is drawn after its exit: not into the next run
     if code != 0:
         raise SystemExit(f"hpsearch exited {code}:\n" + "\n".join(text for _, text in lines[-20:]))
     first = min(t for t, text in lines if STARTED.match(text))
+    first_ended = min(t for t, text in lines if ENDED.match(text))
     last = max(t for t, text in lines if ENDED.match(text))
-    return {"start → first trial": first, "last trial → exit": exited - last, "fixed": first + exited - last,
-            "wall": exited}
+    return {"start → first trial": first, "start → first trial ended": first_ended, "last trial → exit": exited - last,
+            "fixed": first + exited - last, "wall": exited}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--space", type=Path, default=SPACE, help="the space file (default: the no-op trials)")
     args = parser.parse_args()
-    one_run(args.trials)  # warm-up: fills the OS file cache
+    one_run(args.trials, args.space.resolve())  # warm-up: fills the OS file cache
     runs = []
     for i in range(args.runs):
-        runs.append(one_run(args.trials))
+        runs.append(one_run(args.trials, args.space.resolve()))
         print(f"run {i + 1}: " + ", ".join(f"{k} {v:.2f} s" for k, v in runs[-1].items()), flush=True)
     for key in runs[0]:
         values = [r[key] for r in runs]
