@@ -1,14 +1,14 @@
 """The fixed cost of a study on an embedded Ray: from the command's start to its first trial running, and from
 its last trial's end to the exit code.
 
-    python benchmarks/fixed_cost.py [--runs 5] [--trials 4] [--space FILE]
+    python benchmarks/fixed_cost.py [--runs 5] [--trials 4] [--space FILE] [--set KEY=VALUE ...]
 
 Runs `hpsearch submit benchmarks/spaces/noop.yaml --set budget.trials=N` (trials that do nothing, so nearly
 all of the time is the fixed part) in a fresh process each time, with a fresh HPSEARCH_HOME and MLflow store,
 and timestamps every line the command prints as it arrives: "start → first trial" ends at the first
 `trial NNNN started` line, "start → first trial ended" at the first trial's `completed`/`pruned`/`failed`
-line (with the noop space, one result; with `--space search_spaces/digits_cnn.yaml`, run with
-`budget.max_epochs=1`, it includes the worker's imports of torch and the training loop and one epoch),
+line (with the noop space, one result; with `--space search_spaces/digits_cnn.yaml --set budget.max_epochs=2`,
+the worker's imports of torch and the training loop and two epochs),
 "last trial → exit" begins at the last trial's end line. Prints each run and the median and range of every
 part and of "fixed" (start → first trial plus last trial → exit).
 """
@@ -34,11 +34,11 @@ STARTED = re.compile(r"^trial \d+ started")
 ENDED = re.compile(r"^trial \d+ (completed|pruned|failed)")
 
 
-def one_run(trials: int, space: Path = SPACE) -> dict[str, float]:
+def one_run(trials: int, space: Path = SPACE, overrides: tuple[str, ...] = ()) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="hps-fixed-") as home:
         env = {**os.environ, "HPSEARCH_HOME": home, "PYTHONPATH": str(REPO / "benchmarks")}
         command = [sys.executable, "-m", "service.cli", "submit", str(space), "--set", f"budget.trials={trials}",
-                   "--set", "budget.max_epochs=1", "--tracking-uri", f"sqlite:///{home}/mlflow.db"]
+                   *(arg for o in overrides for arg in ("--set", o)), "--tracking-uri", f"sqlite:///{home}/mlflow.db"]
         lines: list[tuple[float, str]] = []
         started = time.perf_counter()
         process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -70,11 +70,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--space", type=Path, default=SPACE, help="the space file (default: the no-op trials)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE, as hpsearch's")
     args = parser.parse_args()
-    one_run(args.trials, args.space.resolve())  # warm-up: fills the OS file cache
+    space, overrides = args.space.resolve(), tuple(args.overrides)
+    one_run(args.trials, space, overrides)  # warm-up: fills the OS file cache
     runs = []
     for i in range(args.runs):
-        runs.append(one_run(args.trials, args.space.resolve()))
+        runs.append(one_run(args.trials, space, overrides))
         print(f"run {i + 1}: " + ", ".join(f"{k} {v:.2f} s" for k, v in runs[-1].items()), flush=True)
     for key in runs[0]:
         values = [r[key] for r in runs]

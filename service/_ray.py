@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import atexit
 import logging
-import math
 import os
 import socket
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from service._errors import StudyError
 from service._sockets import tcp_listeners, unmapped
@@ -74,13 +73,11 @@ def _not_tunes_incomplete_trials_list(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("Trials did not complete")
 
 
-def connect(address: Optional[str], space_source: Optional[str] = None, worker_modules: Sequence[str] = (),
-            trial_cpus: float = 1) -> None:
+def connect(address: Optional[str], space_source: Optional[str] = None) -> None:
     """Start an embedded Ray (`address` None) or join the cluster at `address`; a no-op when connected.
 
     Workers import the user's own trainable modules from where the space file and the command are, so both
-    folders go on the workers' PYTHONPATH. An embedded Ray's workers import `worker_modules` as they start,
-    sized for trials of `trial_cpus` CPUs (see _start_embedded); a cluster's workers are its nodes' to start."""
+    folders go on the workers' PYTHONPATH."""
     import ray
 
     if address:
@@ -92,16 +89,16 @@ def connect(address: Optional[str], space_source: Optional[str] = None, worker_m
         paths.append(str(Path(space_source).resolve().parent))
     if os.environ.get("PYTHONPATH"):
         paths.append(os.environ["PYTHONPATH"])
-    pythonpath = os.pathsep.join(dict.fromkeys(paths))
     kwargs: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING)
-    if not address:
-        _start_embedded(kwargs, pythonpath, worker_modules, trial_cpus)
-        return
     # A driver launched as a Ray job (by the API service) already runs in the job's runtime env, which its
     # workers inherit; Ray refuses a second one that sets the same variables. Workers on a cluster's nodes do
     # not inherit this process's environment: its telemetry choices go with the runtime env.
     if not os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
-        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": pythonpath, **telemetry_env()}}
+        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
+                                              **telemetry_env()}}
+    if not address:
+        _start_embedded(kwargs)
+        return
     try:
         present_cluster_token()
         with loopback_node() if head_on_loopback_only(address) else nullcontext():
@@ -120,36 +117,19 @@ def connect(address: Optional[str], space_source: Optional[str] = None, worker_m
         ) from None
 
 
-def _start_embedded(kwargs: dict, pythonpath: str, worker_modules: Sequence[str], trial_cpus: float) -> None:
+def _start_embedded(kwargs: dict) -> None:
     """A fresh local Ray instance, never a `ray start` cluster that happens to be running. Starting it can fail
     for a moment (a port taken between Ray choosing it and binding it, a slow disk under /tmp): one more try,
-    then one line naming the cause.
-
-    Ray starts a few idle workers as the driver connects, but only for a driver without a runtime env, so the
-    workers' PYTHONPATH (and this process's telemetry choices) reach them through the environment Ray's
-    processes inherit. Each worker imports `worker_modules` as it starts (Ray's `preload_python_modules`):
-    torch and the training loop are imported while the driver opens its records, not when the first trials
-    start; a module that fails to import there is imported again by the trial, which reports the error.
-
-    Ray tells a worker its thread count (OMP_NUM_THREADS: the task's CPUs, at least 1) only once a task is
-    handed to it, after those imports, and torch sizes its thread pool as it is imported: a preloaded torch
-    would run every trial on all the machine's cores at once, many times slower when trials share them. The
-    embedded Ray runs only this study's trials, so the count is known ahead and set as Ray would set it
-    (unless the user set OMP_NUM_THREADS)."""
+    then one line naming the cause."""
     import ray
 
     from service._retry import retry
 
-    system_config = {"preload_python_modules": list(worker_modules)} if worker_modules else None
-    environment = {"PYTHONPATH": pythonpath}
-    if "OMP_NUM_THREADS" not in os.environ:
-        environment["OMP_NUM_THREADS"] = str(max(math.floor(trial_cpus), 1))
-
     def start() -> None:
         if ray.is_initialized():
             ray.shutdown()
-        with loopback_node(), _environment(**environment):
-            ray.init(**kwargs, address="local", include_dashboard=False, _system_config=system_config)
+        with loopback_node():
+            ray.init(**kwargs, address="local", include_dashboard=False)
 
     try:
         retry(start, on=(Exception,), attempts=2, first_pause_s=1.0, what="starting an embedded Ray")
@@ -160,21 +140,6 @@ def _start_embedded(kwargs: dict, pythonpath: str, worker_modules: Sequence[str]
             f"under {os.environ.get('RAY_TMPDIR') or '/tmp'} (RAY_TMPDIR moves it) and that no firewall or "
             f"container limit blocks local ports, or run on a cluster with --ray-address"
         ) from None
-
-
-@contextmanager
-def _environment(**variables: str):
-    """`variables` in os.environ while the block runs (the processes it starts inherit them), then as before."""
-    before = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _end_autoscaler_monitor() -> None:

@@ -114,8 +114,8 @@ def draw_last_report(ctx, *, wait: bool) -> None:
     except OSError as exc:  # no process could be started: the study's results stand
         _log_failure(ctx.log_path, ctx.study_id, f"{type(exc).__name__}: {exc}")
         return
-    if wait:
-        child.wait()
+    if wait and child.wait() != 0:  # it ended before it could say why (it logs what it meets itself)
+        _log_failure(ctx.log_path, ctx.study_id, f"its process ended with exit code {child.returncode}")
 
 
 def _draw_job(job: dict) -> None:

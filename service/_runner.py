@@ -41,7 +41,7 @@ def submit_study(
 ) -> StudySummary:
     """Record a new study in the registry and run it to the end on this machine's Ray (or `ray_address`)."""
     # Ray up (or the cluster reachable and admitting us) before anything is recorded
-    connect_ahead(ray_address, space, settings.tracking_uri)
+    connect_ahead(ray_address, space.source, settings.tracking_uri)
     registry = open_registry(settings.registry_url)
     seed_trials = plan_warm_start(registry, warm_start, space, show_progress) if warm_start else []
     record = record_study(registry, space, settings, warm_start=warm_start, register=register)
@@ -55,29 +55,27 @@ _STUDY_MODULES = ("mlflow", "mlflow.tracking", "optuna", "ray.tune", "service._r
                   "service._progress", "service._searcher", "service._trial_runs")
 
 
-def connect_ahead(ray_address: Optional[str], space, tracking_uri: str) -> None:
+def connect_ahead(ray_address: Optional[str], space_source: Optional[str], tracking_uri: str) -> None:
     """Connect to Ray (service._ray.connect) while a thread imports the study's modules and, for an embedded
     Ray, opens its MLflow store: starting Ray is mostly waiting for its processes, so that work costs no wall
     time then. Opening a database store the first time creates MLflow's tables (about a second on SQLite); it
     is done once the thread is joined, before anything else opens the store. A cluster's address is not
-    known to be good until `connect` returns, and nothing may be written before that. An embedded Ray's
-    workers import what the space's trials will (torch, the training loop) from the moment they start."""
+    known to be good until `connect` returns, and nothing may be written before that."""
     import threading
 
     import ray
 
     from service._ray import connect, quiet_ray
-    from service._tuner import worker_imports
 
     quiet_ray()
     if ray.is_initialized():  # connected already: nothing to overlap
-        connect(ray_address, space.source)
+        connect(ray_address, space_source)
         return
     ahead = threading.Thread(target=_load_ahead, args=(None if ray_address else tracking_uri,),
                              name="hpsearch-import-ahead", daemon=True)
     ahead.start()
     try:
-        connect(ray_address, space.source, worker_imports(space), space.resources.cpu)
+        connect(ray_address, space_source)
     except BaseException:
         if ray_address is None:  # it may be creating MLflow's tables: not to be cut off half-way by the exit
             ahead.join()
@@ -181,7 +179,7 @@ def resume_study(
     record = registry.find_or_raise_by_id(study_id)  # the caller checked that it may resume (Studies.resume)
     space = space_of(record)
     # A refused token or a Ray that cannot start fails here, before anything moves.
-    connect_ahead(ray_address, space, stores_of(record, settings).tracking_uri)
+    connect_ahead(ray_address, space.source, stores_of(record, settings).tracking_uri)
     registry.update(record.id, stop_requested_at=None)
     return run_study(registry, record, space, stores_of(record, settings), resume=True, ray_address=ray_address,
                      show_progress=show_progress, register=register or record.register_model,
@@ -267,7 +265,7 @@ def run_study(
     from service._ray import quiet_libraries
 
     quiet_libraries()
-    connect_ahead(ray_address, space, stores.tracking_uri)  # a no-op when the caller connected already
+    connect_ahead(ray_address, space.source, stores.tracking_uri)  # a no-op when the caller connected already
     from service._progress import announce
     from service._records import close_failed_start, close_records, open_records
     from service._report_drawer import draw_last_report

@@ -54,7 +54,7 @@ def train_once(space, settings: Settings, *, ray_address: Optional[str] = None, 
 
     from service._ray import connect, quiet_libraries
     from service._tune_fixes import install as install_tune_fixes
-    from service._tuner import load_trainable, trainable_target, trial_trainable, worker_imports
+    from service._tuner import load_trainable, trainable_target, trial_trainable
 
     if space.params or space.budget.trials != 1:
         raise StudyError(
@@ -64,7 +64,7 @@ def train_once(space, settings: Settings, *, ray_address: Optional[str] = None, 
         )
     quiet_libraries()
     install_tune_fixes()
-    connect(ray_address, space.source, worker_imports(space), space.resources.cpu)
+    connect(ray_address, space.source)
     client = client_for(settings.tracking_uri)
     experiment_id = get_or_create_experiment(client, space.name)
     tags = {"hpsearch.role": "train", **({TAG_RETRAIN_OF: space.retrain_of} if space.retrain_of else {})}

@@ -108,13 +108,6 @@ def trainable_target(space) -> str:
     return spec.target if spec is not None else space.trainable
 
 
-def worker_imports(space) -> tuple[str, ...]:
-    """What a trial's worker imports before the trial's first result: Tune's function-trainable machinery and
-    the trainable's slow imports (a built-in's from the catalog, a user's own module)."""
-    spec = space.trainable_spec
-    return ("ray.tune", *(spec.worker_imports if spec is not None else (space.trainable.partition(":")[0],)))
-
-
 def load_trainable(target: str) -> Callable:
     module_name, _, func_name = target.partition(":")
     return getattr(importlib.import_module(module_name), func_name)

@@ -21,9 +21,7 @@ def test_connecting_ahead_leaves_the_study_modules_imported_and_mlflow_tables_ma
         "import sys\n"
         "from service._runner import _STUDY_MODULES, connect_ahead\n"
         "before = [m for m in _STUDY_MODULES if m in sys.modules]\n"
-        "from service.space import parse_space\n"
-        "space = parse_space(open('search_spaces/digits_mlp.yaml').read(), source='search_spaces/digits_mlp.yaml')\n"
-        f"connect_ahead(None, space, 'sqlite:///{db}')\n"
+        f"connect_ahead(None, None, 'sqlite:///{db}')\n"
         "import ray\n"
         "print(before, [m for m in _STUDY_MODULES if m not in sys.modules], ray.is_initialized())\n"
     )

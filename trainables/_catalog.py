@@ -115,11 +115,6 @@ _COMMON: dict[str, ParamRule] = {
 }
 
 
-# The torch loop's imports: torch itself, and torch._dynamo, which the first optimizer a process makes imports
-# (about a second of CPU on its own).
-_TORCH_LOOP = ("trainables._loop", "torch._dynamo")
-
-
 @dataclass(frozen=True)
 class TrainableSpec:
     """A built-in trainable: where its function lives, what it accepts, what it reports."""
@@ -131,9 +126,6 @@ class TrainableSpec:
     description: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)  # value of every param a config leaves out
     needs_images: bool = False  # convolves over height and width, so tabular (csv) data cannot feed it
-    # What its trials import that is slow to import: an embedded Ray's idle workers import it as they start,
-    # before a trial is handed to them (service/_ray.py).
-    worker_imports: tuple[str, ...] = ()
 
 
 BUILTIN_TRAINABLES: dict[str, TrainableSpec] = {
@@ -147,7 +139,6 @@ BUILTIN_TRAINABLES: dict[str, TrainableSpec] = {
             "units": ParamRule("int", "units per hidden layer", low=1, high=65536),
         },
         defaults={**asdict(TrainConfig()), **asdict(MLPArch())},
-        worker_imports=_TORCH_LOOP,
     ),
     "cnn": TrainableSpec(
         name="cnn",
@@ -164,7 +155,6 @@ BUILTIN_TRAINABLES: dict[str, TrainableSpec] = {
             "dense_units": ParamRule("int", "units of the dense layer before the classifier", low=1, high=65536),
         },
         defaults={**asdict(TrainConfig()), **asdict(CNNArch())},
-        worker_imports=_TORCH_LOOP,
         needs_images=True,
     ),
     "synthetic": TrainableSpec(
