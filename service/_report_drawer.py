@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 import weakref
 from pathlib import Path
 from typing import Callable, Optional
@@ -95,45 +96,87 @@ def close_all(timeout_s: float = 60.0) -> None:
         drawer.close(timeout_s)
 
 
+# How long a driver that waits for its last report (a cluster's) gives the child before ending it.
+LAST_REPORT_TIMEOUT_S = float(os.environ.get("HPSEARCH_LAST_REPORT_TIMEOUT_S", "600"))
+
+
 def draw_last_report(ctx, *, wait: bool) -> None:
     """The study's last report, drawn and uploaded by a child process, once every drawer of this process is
-    closed. `wait`: return when it is on the study's run; otherwise return at once (the child has its own
-    session, so a Ctrl-C in the terminal the command ran in does not cut it off). The stores' URLs reach the
-    child on its stdin, not on its command line, where every user of the machine could read them."""
+    closed. `wait`: return when it is on the study's run (or after LAST_REPORT_TIMEOUT_S, the child ended and
+    the study log saying so); otherwise return at once (the child has its own session, so a Ctrl-C in the
+    terminal the command ran in does not cut it off).
+
+    The study's run carries the child's token (TAG_LAST_REPORT, "drawing <token>") until it is done ("drawn",
+    or "not drawn: why"). A child uploads only while the run is there and still names its token: a later run of
+    the same study (a resume) that asks for its own last report, or the study's deletion, calls an older child's
+    upload off. The stores' URLs reach the child on its stdin, not on its command line, where every user of
+    the machine could read them."""
+    from service._tracking import TAG_LAST_REPORT, client_for
+
     close_all()
+    token = uuid.uuid4().hex
     job = {"tracking_uri": ctx.stores.tracking_uri, "run_id": ctx.parent_run_id, "optuna_storage": ctx.optuna_storage,
-           "study_name": ctx.study_id, "metrics": list(ctx.space.metrics), "log_path": ctx.log_path}
-    here = str(Path(__file__).resolve().parent.parent)  # the child imports this copy of hpsearch
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
+           "study_name": ctx.study_id, "metrics": list(ctx.space.metrics), "log_path": ctx.log_path, "token": token}
     try:
+        client_for(ctx.stores.tracking_uri).set_tag(ctx.parent_run_id, TAG_LAST_REPORT, f"drawing {token}")
+        # `-m` from this folder: the child imports this copy of hpsearch, whether installed or a checkout.
         child = subprocess.Popen([sys.executable, "-m", "service._report_drawer"], stdin=subprocess.PIPE,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=here,
-                                 start_new_session=not wait)
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 cwd=str(Path(__file__).resolve().parent.parent), start_new_session=not wait)
         child.stdin.write(json.dumps(job).encode())
         child.stdin.close()
-    except OSError as exc:  # no process could be started: the study's results stand
+    except Exception as exc:  # noqa: BLE001 - MLflow unreachable, no process to be had: the results stand
         _log_failure(ctx.log_path, ctx.study_id, f"{type(exc).__name__}: {exc}")
         return
-    if wait and child.wait() != 0:  # it ended before it could say why (it logs what it meets itself)
-        _log_failure(ctx.log_path, ctx.study_id, f"its process ended with exit code {child.returncode}")
+    if not wait:
+        return
+    try:
+        code = child.wait(timeout=LAST_REPORT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+        _log_failure(ctx.log_path, ctx.study_id, f"it took longer than {LAST_REPORT_TIMEOUT_S:.0f} s "
+                                                 f"(HPSEARCH_LAST_REPORT_TIMEOUT_S) and was ended")
+        return
+    if code != 0:  # it ended before it could say why (it logs what it meets itself)
+        _log_failure(ctx.log_path, ctx.study_id, f"its process ended with exit code {code}")
 
 
 def _draw_job(job: dict) -> None:
-    """In the child: load the study, draw its report, upload it; what goes wrong is a line in the study log."""
-    from service._ray import quiet_libraries
-
-    quiet_libraries()
-    handler = _StudyLogHandler(job["log_path"], job["study_name"])
-    logging.getLogger("service").addHandler(handler)  # log_study_report's warning when a plot cannot be drawn
+    """In the child: load the study, draw its report, upload it while it is still the one wanted, and say how
+    it went on the study's run; what goes wrong is also a line in the study log."""
+    client = None
     try:
+        logging.getLogger("service").addHandler(_StudyLogHandler(job["log_path"], job["study_name"]))
         from service._optuna import load_study
-        from service._tracking import client_for, log_study_report
+        from service._tracking import TAG_LAST_REPORT, client_for, log_study_report
 
+        client = client_for(job["tracking_uri"])
         study = load_study(job["optuna_storage"], job["study_name"])
-        if study is not None:  # the study ended before its first trial was asked for: nothing to draw
-            log_study_report(client_for(job["tracking_uri"]), job["run_id"], study, job["metrics"])
-    except Exception as exc:  # noqa: BLE001 - the study's records are closed already; only the report is lost
-        _log_failure(job["log_path"], job["study_name"], f"{type(exc).__name__}: {exc}")
+        if study is None:  # the study ended before its first trial was asked for
+            outcome = "not drawn: the study has no trials"
+        else:
+            why = log_study_report(client, job["run_id"], study, job["metrics"],
+                                   still_wanted=lambda: _still_wanted(client, job))
+            outcome = "drawn" if why is None else f"not drawn: {why}"
+        if _still_wanted(client, job):
+            client.set_tag(job["run_id"], TAG_LAST_REPORT, outcome[:5000])
+    except BaseException as exc:  # noqa: BLE001 - the study's records are closed already; only the report is lost
+        reason = f"{type(exc).__name__}: {exc}"
+        _log_failure(job["log_path"], job["study_name"], reason)
+        if client is not None and _still_wanted(client, job):
+            client.set_tag(job["run_id"], TAG_LAST_REPORT, f"not drawn: {reason}"[:5000])
+
+
+def _still_wanted(client, job: dict) -> bool:
+    """The study's run is there and still waits for this child's report."""
+    from service._tracking import TAG_LAST_REPORT
+
+    try:
+        run = client.get_run(job["run_id"])
+    except Exception:  # noqa: BLE001 - deleted with its study, or the store is gone
+        return False
+    return run.info.lifecycle_stage == "active" and run.data.tags.get(TAG_LAST_REPORT) == f"drawing {job['token']}"
 
 
 class _StudyLogHandler(logging.Handler):
@@ -142,15 +185,23 @@ class _StudyLogHandler(logging.Handler):
         self.log_path, self.study_id = log_path, study_id
 
     def emit(self, record: logging.LogRecord) -> None:
-        from service._studylog import append_log
-
-        append_log(self.log_path, f"study {self.study_id}: {record.getMessage()}")
+        _append(self.log_path, f"study {self.study_id}: {_first_line(record.getMessage())}")
 
 
 def _log_failure(log_path: str, study_id: str, reason: str) -> None:
+    _append(log_path, f"study {study_id}: its last report was not drawn: {_first_line(reason)}")
+
+
+def _append(log_path: str, line: str) -> None:
+    """A line in the study's log, unless the log is gone (the study was deleted meanwhile: not made again)."""
     from service._studylog import append_log
 
-    append_log(log_path, f"study {study_id}: its last report was not drawn: {reason.splitlines()[0] if reason else ''}")
+    if os.path.exists(log_path):
+        append_log(log_path, line)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
 
 
 if __name__ == "__main__":

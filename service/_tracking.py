@@ -15,7 +15,7 @@ import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from service._states import StudyStatus
 from trainables import RESERVED_CONFIG_KEYS
@@ -35,6 +35,9 @@ TAG_PARETO = "hpsearch.pareto"  # multi-objective: the trial is on the Pareto fr
 TAG_RETRIES = "hpsearch.retries"  # restarts from its checkpoint after its worker or node was lost
 TAG_STUDY_STATUS = "hpsearch.status"  # on the parent run: the study's status
 TAG_ERROR = "hpsearch.error"  # on the parent run: why the study failed or stopped
+# On the parent run: "drawing <token>" while a child process draws the study's last report, then "drawn" or
+# "not drawn: <why>" (service/_report_drawer.py).
+TAG_LAST_REPORT = "hpsearch.last_report"
 PARENT_TAG = "mlflow.parentRunId"
 # MLflow's run status for each way a study ends (a stopped or crashed study can be resumed: KILLED).
 RUN_STATUS = {StudyStatus.SUCCEEDED: "FINISHED", StudyStatus.STOPPED: "KILLED", StudyStatus.CRASHED: "KILLED"}
@@ -248,9 +251,11 @@ def serving_example(checkpoint_file: str, batch: int = 2):
     return np.random.default_rng(0).standard_normal((batch, *shape)).astype(np.float32)  # (B, C, H, W) or (B, F)
 
 
-def log_study_report(client, parent_run_id: str, study, metric_names: list[str]) -> None:
+def log_study_report(client, parent_run_id: str, study, metric_names: list[str],
+                     still_wanted: Optional[Callable[[], bool]] = None) -> Optional[str]:
     """Optuna plots (HTML and PNG) and trials.csv under `report/` of the study's run; replaces the last
-    report. A report that cannot be drawn is logged and skipped: it never fails a study."""
+    report. A report that cannot be drawn is logged and skipped: it never fails a study. `still_wanted`, asked
+    between drawing and uploading, may call the upload off. Returns why nothing was uploaded, or None."""
     from service._report import write_study_report
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -258,8 +263,11 @@ def log_study_report(client, parent_run_id: str, study, metric_names: list[str])
             write_study_report(study, tmp, metric_names=metric_names)
         except Exception as exc:  # noqa: BLE001
             logger.warning("could not draw the study report: %s", exc)
-            return
+            return f"could not draw the study report: {exc}"
+        if still_wanted is not None and not still_wanted():
+            return "a newer report of the study was asked for"
         client.log_artifacts(parent_run_id, tmp, artifact_path="report")
+    return None
 
 
 def record_outcome(client, parent_run_id: str, status: StudyStatus, counts: dict[str, int], error: Optional[str]) -> None:

@@ -187,7 +187,7 @@ class MlflowTrialLogger(Callback):
             return
         self._logged[trial.trial_id] = step
         if self._reports is not None:
-            self._reports.start()  # from the first result on, trials are up: its imports no longer delay them
+            self._reports.start()  # its thread waits for a redraw to be asked for and due
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, step) for k, v in result_metrics(result).items()]
         tags = [RunTag(TAG_RUNG, str(step))]

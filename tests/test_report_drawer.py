@@ -1,5 +1,6 @@
-"""service/_report_drawer.py: the study report's own thread — imports ahead, redraws when asked, never more
-often than its interval, never after it is closed."""
+"""service/_report_drawer.py: the study report's own thread — redraws when asked, never more often than its
+interval, never after it is closed, imports nothing before a drawing is due — and the child process that draws
+the last report."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from tests.support import REPO, wait_for
 
 @pytest.fixture(scope="module", autouse=True)
 def _plotting_imported():
-    """A drawer's thread imports these first: loaded already, the tests time its drawing, not the imports."""
+    """What a drawing imports, loaded already: the tests time the drawer's waits, not the imports."""
     import_ahead(PLOTTING_MODULES)
 
 
@@ -168,20 +169,66 @@ def test_starting_it_imports_no_plotting_library_until_a_drawing_is_due():
     assert out.stdout.strip() == "True []"
 
 
-def test_the_last_report_that_cannot_be_drawn_is_a_line_in_the_study_log(tmp_path):
-    # The child process meets a store it cannot read: the study's records are closed already, so the command's
-    # outcome stands and the study log says what happened to its report.
+def test_the_last_report_that_cannot_be_drawn_is_a_line_in_the_study_log_and_said_on_the_run(tmp_path):
+    # The child process meets an Optuna storage it cannot open: the study's records are closed already, so the
+    # command's outcome stands; the study log and the study's run say what happened to its report.
     from types import SimpleNamespace
 
-    from service._report_drawer import draw_last_report
+    from mlflow.tracking import MlflowClient
 
+    from service._report_drawer import draw_last_report
+    from service._tracking import TAG_LAST_REPORT
+
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri)
+    run_id = client.create_run(client.create_experiment("s")).info.run_id
     log = tmp_path / "study.log"
+    log.write_text("")
     ctx = SimpleNamespace(
-        stores=SimpleNamespace(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"), parent_run_id="0" * 32,
+        stores=SimpleNamespace(tracking_uri=tracking_uri), parent_run_id=run_id,
         optuna_storage=f"sqlite:///{tmp_path / 'no-such-folder' / 'optuna.db'}", study_id="s-1",
         space=SimpleNamespace(metrics=["val_acc"]), log_path=str(log))
 
     draw_last_report(ctx, wait=True)
 
     line = log.read_text().strip()
-    assert "study s-1: its last report was not drawn: " in line and line.count("\n") == 0, line
+    assert "study s-1: its last report was not drawn: OperationalError: " in line and line.count("\n") == 0, line
+    assert client.get_run(run_id).data.tags[TAG_LAST_REPORT].startswith("not drawn: OperationalError: ")
+
+
+def test_a_last_report_a_later_one_replaced_is_not_uploaded(tmp_path):
+    # A resumed study asked for its own last report while an older child still drew: the older one's upload
+    # is called off (its token is no longer the run's), and it leaves the run's tag to the newer child.
+    import json
+    import subprocess
+    import sys
+
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    from service._tracking import TAG_LAST_REPORT
+    from tests.support import REPO
+
+    tracking_uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s-1", storage=storage)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    client = MlflowClient(tracking_uri)
+    run_id = client.create_run(client.create_experiment("s")).info.run_id
+    client.set_tag(run_id, TAG_LAST_REPORT, "drawing newer")
+    (tmp_path / "study.log").write_text("")
+    job = {"tracking_uri": tracking_uri, "run_id": run_id, "optuna_storage": storage, "study_name": "s-1",
+           "metrics": ["value"], "log_path": str(tmp_path / "study.log"), "token": "older"}
+
+    done = subprocess.run([sys.executable, "-m", "service._report_drawer"], input=json.dumps(job), cwd=REPO,
+                          capture_output=True, text=True, timeout=180)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert client.list_artifacts(run_id, "report") == []
+    assert client.get_run(run_id).data.tags[TAG_LAST_REPORT] == "drawing newer"
+    job["token"] = "newer"  # the same child, still wanted: it uploads and says so
+    done = subprocess.run([sys.executable, "-m", "service._report_drawer"], input=json.dumps(job), cwd=REPO,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "report/trials.csv" in {a.path for a in client.list_artifacts(run_id, "report")}
+    assert client.get_run(run_id).data.tags[TAG_LAST_REPORT] == "drawn"
+    assert (tmp_path / "study.log").read_text() == ""

@@ -59,12 +59,14 @@ def _study(summary):
 
 def _report(client, run_id: str) -> dict:
     """The study's last report on its run, {path: size}: `hpsearch submit` returns before a child process has
-    drawn and uploaded it (service/_report_drawer.py), so it is waited for, as a user opening MLflow would."""
-    def drawn():
-        listed = {a.path: a.file_size for a in client.list_artifacts(run_id, "report")}
-        return listed if "report/report.html" in listed else None
+    drawn and uploaded it (service/_report_drawer.py), so it is waited for, as a user opening MLflow would, until
+    the run says it is drawn (an earlier redraw may be there already)."""
+    from service._tracking import TAG_LAST_REPORT
 
-    return wait_for(drawn, 120, "the study's last report")
+    state = wait_for(lambda: (client.get_run(run_id).data.tags.get(TAG_LAST_REPORT, "drawing")).partition(" ")[0]
+                     .replace("drawing", ""), 120, "the study's last report")
+    assert state == "drawn", client.get_run(run_id).data.tags.get(TAG_LAST_REPORT)
+    return {a.path: a.file_size for a in client.list_artifacts(run_id, "report")}
 
 
 def _child_runs(summary):
