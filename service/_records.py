@@ -39,6 +39,7 @@ from service._studylog import append_log
 from service._summary import StudySummary
 from service._tracking import (
     PARENT_TAG,
+    TAG_LAST_REPORT,
     TAG_REASON,
     TAG_RETRIES,
     TAG_STATE,
@@ -79,6 +80,8 @@ def open_records(
         parent_run_id = start_parent_run(client, experiment_id, record.id, space)
     else:
         client.update_run(parent_run_id, status="RUNNING")
+        # A last report of the study's earlier run still being drawn is no longer wanted (service/_report_drawer.py).
+        client.set_tag(parent_run_id, TAG_LAST_REPORT, "not drawn: the study was resumed")
     ctx = StudyContext(
         study_id=record.id,
         space=space,

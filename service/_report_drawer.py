@@ -10,10 +10,11 @@ scikit-learn (fANOVA) as much again the first time in a process. Two places draw
   lock, so a redraw still slows Tune's loop down; it no longer stops it.
 - The last report, with every trial, is drawn by a child process (`draw_last_report`) once the study's
   records are closed: `hpsearch submit` prints its summary and returns its exit code without waiting for it
-  (the report lands on the study's MLflow run a few seconds later; a report that cannot be drawn is a line
-  in the study's log), and a driver the API launched waits for it. `close_all`, called first, stops every
-  drawer of this process and waits for a redraw under way, upload included, so that an older report never
-  lands after the last one.
+  (the report lands on the study's MLflow run a few seconds later), and a driver the API launched waits for it,
+  at most HPSEARCH_LAST_REPORT_TIMEOUT_S. The run's tag `hpsearch.last_report` says where it is ("drawing
+  <token>", "drawn", "not drawn: why"); a report not drawn is also a line in the study's log. `close_all`,
+  called first, stops every drawer of this process and waits for a redraw under way (one that has not
+  uploaded yet then does not), so that an older report never lands after the last one.
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ class ReportDrawer:
                            "be replaced by it", timeout_s)
 
     @property
+    def closed(self) -> bool:
+        """No more redraws wanted: one under way that has not uploaded yet leaves it to the last report."""
+        return self._closed.is_set()
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
@@ -96,14 +102,18 @@ def close_all(timeout_s: float = 60.0) -> None:
         drawer.close(timeout_s)
 
 
-# How long a driver that waits for its last report (a cluster's) gives the child before ending it.
-LAST_REPORT_TIMEOUT_S = float(os.environ.get("HPSEARCH_LAST_REPORT_TIMEOUT_S", "600"))
+def last_report_timeout_s() -> float:
+    """How long a driver that waits for its last report (a cluster's) gives the child before ending it."""
+    try:
+        return float(os.environ.get("HPSEARCH_LAST_REPORT_TIMEOUT_S", "600"))
+    except ValueError:
+        return 600.0
 
 
 def draw_last_report(ctx, *, wait: bool) -> None:
     """The study's last report, drawn and uploaded by a child process, once every drawer of this process is
-    closed. `wait`: return when it is on the study's run (or after LAST_REPORT_TIMEOUT_S, the child ended and
-    the study log saying so); otherwise return at once (the child has its own session, so a Ctrl-C in the
+    closed. `wait`: return when it is on the study's run (or after last_report_timeout_s(), the child ended and
+    the run and the study log saying so); otherwise return at once (the child has its own session, so a Ctrl-C in the
     terminal the command ran in does not cut it off).
 
     The study's run carries the child's token (TAG_LAST_REPORT, "drawing <token>") until it is done ("drawn",
@@ -130,16 +140,22 @@ def draw_last_report(ctx, *, wait: bool) -> None:
         return
     if not wait:
         return
+    timeout_s = last_report_timeout_s()
     try:
-        code = child.wait(timeout=LAST_REPORT_TIMEOUT_S)
+        code = child.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait()
-        _log_failure(ctx.log_path, ctx.study_id, f"it took longer than {LAST_REPORT_TIMEOUT_S:.0f} s "
-                                                 f"(HPSEARCH_LAST_REPORT_TIMEOUT_S) and was ended")
-        return
-    if code != 0:  # it ended before it could say why (it logs what it meets itself)
-        _log_failure(ctx.log_path, ctx.study_id, f"its process ended with exit code {code}")
+        why = f"it took longer than {timeout_s:.0f} s (HPSEARCH_LAST_REPORT_TIMEOUT_S) and was ended"
+    else:
+        if code == 0:
+            return
+        why = f"its process ended with exit code {code}"  # before it could say why (it says what it meets)
+    _log_failure(ctx.log_path, ctx.study_id, why)
+    try:
+        _say(client_for(ctx.stores.tracking_uri), {"run_id": ctx.parent_run_id, "token": token}, f"not drawn: {why}")
+    except Exception as exc:  # noqa: BLE001 - MLflow unreachable: the study log has it
+        logger.warning("could not note the last report's outcome on run %s: %s", ctx.parent_run_id, exc)
 
 
 def _draw_job(job: dict) -> None:
@@ -147,9 +163,8 @@ def _draw_job(job: dict) -> None:
     it went on the study's run; what goes wrong is also a line in the study log."""
     client = None
     try:
-        logging.getLogger("service").addHandler(_StudyLogHandler(job["log_path"], job["study_name"]))
         from service._optuna import load_study
-        from service._tracking import TAG_LAST_REPORT, client_for, log_study_report
+        from service._tracking import REPORT_NOT_WANTED, client_for, log_study_report
 
         client = client_for(job["tracking_uri"])
         study = load_study(job["optuna_storage"], job["study_name"])
@@ -158,34 +173,43 @@ def _draw_job(job: dict) -> None:
         else:
             why = log_study_report(client, job["run_id"], study, job["metrics"],
                                    still_wanted=lambda: _still_wanted(client, job))
+            if why == REPORT_NOT_WANTED:  # a later run of the study, or its deletion, called it off: its say
+                return
             outcome = "drawn" if why is None else f"not drawn: {why}"
-        if _still_wanted(client, job):
-            client.set_tag(job["run_id"], TAG_LAST_REPORT, outcome[:5000])
     except BaseException as exc:  # noqa: BLE001 - the study's records are closed already; only the report is lost
-        reason = f"{type(exc).__name__}: {exc}"
-        _log_failure(job["log_path"], job["study_name"], reason)
-        if client is not None and _still_wanted(client, job):
-            client.set_tag(job["run_id"], TAG_LAST_REPORT, f"not drawn: {reason}"[:5000])
+        outcome = f"not drawn: {type(exc).__name__}: {exc}"
+    if outcome != "drawn":
+        _log_failure(job["log_path"], job["study_name"], outcome.removeprefix("not drawn: "))
+    if client is not None:
+        _say(client, job, outcome)
 
 
 def _still_wanted(client, job: dict) -> bool:
-    """The study's run is there and still waits for this child's report."""
+    """The study's run is there and still waits for this child's report. Any other error reading it (MLflow
+    unreachable after its retries) is raised: the child then says so."""
+    from mlflow.exceptions import MlflowException
+
     from service._tracking import TAG_LAST_REPORT
 
     try:
         run = client.get_run(job["run_id"])
-    except Exception:  # noqa: BLE001 - deleted with its study, or the store is gone
-        return False
+    except MlflowException as exc:
+        if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":  # deleted with its study
+            return False
+        raise
     return run.info.lifecycle_stage == "active" and run.data.tags.get(TAG_LAST_REPORT) == f"drawing {job['token']}"
 
 
-class _StudyLogHandler(logging.Handler):
-    def __init__(self, log_path: str, study_id: str):
-        super().__init__(logging.WARNING)
-        self.log_path, self.study_id = log_path, study_id
+def _say(client, job: dict, outcome: str) -> None:
+    """`outcome` in the run's TAG_LAST_REPORT while the run still waits for this child; best effort (the study
+    log has the failure already)."""
+    from service._tracking import TAG_LAST_REPORT
 
-    def emit(self, record: logging.LogRecord) -> None:
-        _append(self.log_path, f"study {self.study_id}: {_first_line(record.getMessage())}")
+    try:
+        if _still_wanted(client, job):
+            client.set_tag(job["run_id"], TAG_LAST_REPORT, outcome[:5000])
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("could not note the last report's outcome on run %s: %s", job["run_id"], exc)
 
 
 def _log_failure(log_path: str, study_id: str, reason: str) -> None:
@@ -196,8 +220,11 @@ def _append(log_path: str, line: str) -> None:
     """A line in the study's log, unless the log is gone (the study was deleted meanwhile: not made again)."""
     from service._studylog import append_log
 
-    if os.path.exists(log_path):
-        append_log(log_path, line)
+    try:
+        if os.path.exists(log_path):
+            append_log(log_path, line)
+    except OSError as exc:  # a full disk: the report's fate is not worth failing a closed study for
+        logger.warning("could not write to %s: %s", log_path, exc)
 
 
 def _first_line(text: str) -> str:

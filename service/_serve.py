@@ -53,7 +53,8 @@ def api_config(ray_dashboard: str, settings: Settings):
         "HPSEARCH_HOME": str(settings.home),
         **telemetry_env(),  # for the job's workers on other nodes; the driver itself sets them as it starts
     }
-    for name in ("HPSEARCH_DATA_DIR", "PYTHONPATH", "HPSEARCH_REPORT_INTERVAL_S", "HPSEARCH_TRAINABLE_MODULES"):
+    for name in ("HPSEARCH_DATA_DIR", "PYTHONPATH", "HPSEARCH_REPORT_INTERVAL_S", "HPSEARCH_LAST_REPORT_TIMEOUT_S",
+                 "HPSEARCH_TRAINABLE_MODULES"):
         if os.environ.get(name):
             driver_env[name] = os.environ[name]
     return ApiConfig(token=token, settings=settings, jobs=RayJobs(address=ray_dashboard, driver_env=driver_env),

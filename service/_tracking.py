@@ -38,6 +38,7 @@ TAG_ERROR = "hpsearch.error"  # on the parent run: why the study failed or stopp
 # On the parent run: "drawing <token>" while a child process draws the study's last report, then "drawn" or
 # "not drawn: <why>" (service/_report_drawer.py).
 TAG_LAST_REPORT = "hpsearch.last_report"
+REPORT_NOT_WANTED = "the report asked for is no longer the one wanted"  # log_study_report's, when called off
 PARENT_TAG = "mlflow.parentRunId"
 # MLflow's run status for each way a study ends (a stopped or crashed study can be resumed: KILLED).
 RUN_STATUS = {StudyStatus.SUCCEEDED: "FINISHED", StudyStatus.STOPPED: "KILLED", StudyStatus.CRASHED: "KILLED"}
@@ -265,7 +266,7 @@ def log_study_report(client, parent_run_id: str, study, metric_names: list[str],
             logger.warning("could not draw the study report: %s", exc)
             return f"could not draw the study report: {exc}"
         if still_wanted is not None and not still_wanted():
-            return "a newer report of the study was asked for"
+            return REPORT_NOT_WANTED
         client.log_artifacts(parent_run_id, tmp, artifact_path="report")
     return None
 

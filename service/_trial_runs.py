@@ -255,7 +255,9 @@ class MlflowTrialLogger(Callback):
     def _draw_report(self) -> None:
         """On the report's thread (service/_report_drawer.py); the runner draws the last report."""
         if self.study is not None:
-            log_study_report(self.client, self.ctx.parent_run_id, self.study, self.ctx.space.metrics)
+            reports = self._reports
+            log_study_report(self.client, self.ctx.parent_run_id, self.study, self.ctx.space.metrics,
+                             still_wanted=lambda: reports is None or not reports.closed)
 
     def _log_best_so_far(self, value: float) -> None:
         """The parent's chart of `best_<metric>_so_far` over completed trials shows the search converging."""

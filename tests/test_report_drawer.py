@@ -196,6 +196,31 @@ def test_the_last_report_that_cannot_be_drawn_is_a_line_in_the_study_log_and_sai
     assert client.get_run(run_id).data.tags[TAG_LAST_REPORT].startswith("not drawn: OperationalError: ")
 
 
+def test_a_driver_waits_for_its_last_report_no_longer_than_its_timeout(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from mlflow.tracking import MlflowClient
+
+    from service._report_drawer import draw_last_report
+    from service._tracking import TAG_LAST_REPORT
+
+    monkeypatch.setenv("HPSEARCH_LAST_REPORT_TIMEOUT_S", "0.05")  # the child cannot even import in that time
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri)
+    run_id = client.create_run(client.create_experiment("s")).info.run_id
+    log = tmp_path / "study.log"
+    log.write_text("")
+    ctx = SimpleNamespace(
+        stores=SimpleNamespace(tracking_uri=tracking_uri), parent_run_id=run_id,
+        optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}", study_id="s-1",
+        space=SimpleNamespace(metrics=["val_acc"]), log_path=str(log))
+
+    draw_last_report(ctx, wait=True)
+
+    assert "its last report was not drawn: it took longer than 0 s (HPSEARCH_LAST_REPORT_TIMEOUT_S)" in log.read_text()
+    assert client.get_run(run_id).data.tags[TAG_LAST_REPORT].startswith("not drawn: it took longer than")
+
+
 def test_a_last_report_a_later_one_replaced_is_not_uploaded(tmp_path):
     # A resumed study asked for its own last report while an older child still drew: the older one's upload
     # is called off (its token is no longer the run's), and it leaves the run's tag to the newer child.
