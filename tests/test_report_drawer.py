@@ -169,25 +169,31 @@ def test_starting_it_imports_no_plotting_library_until_a_drawing_is_due():
     assert out.stdout.strip() == "True []"
 
 
-def test_the_last_report_that_cannot_be_drawn_is_a_line_in_the_study_log_and_said_on_the_run(tmp_path):
-    # The child process meets an Optuna storage it cannot open: the study's records are closed already, so the
-    # command's outcome stands; the study log and the study's run say what happened to its report.
+def _closed_study(tmp_path, optuna_storage: str):
+    """An MLflow run and a study log as a closed study leaves them, and the context `draw_last_report` reads:
+    (client, run id, log path, ctx)."""
     from types import SimpleNamespace
 
     from mlflow.tracking import MlflowClient
-
-    from service._report_drawer import draw_last_report
-    from service._tracking import TAG_LAST_REPORT
 
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri)
     run_id = client.create_run(client.create_experiment("s")).info.run_id
     log = tmp_path / "study.log"
     log.write_text("")
-    ctx = SimpleNamespace(
-        stores=SimpleNamespace(tracking_uri=tracking_uri), parent_run_id=run_id,
-        optuna_storage=f"sqlite:///{tmp_path / 'no-such-folder' / 'optuna.db'}", study_id="s-1",
-        space=SimpleNamespace(metrics=["val_acc"]), log_path=str(log))
+    ctx = SimpleNamespace(stores=SimpleNamespace(tracking_uri=tracking_uri), parent_run_id=run_id,
+                          optuna_storage=optuna_storage, study_id="s-1", space=SimpleNamespace(metrics=["val_acc"]),
+                          log_path=str(log))
+    return client, run_id, log, ctx
+
+
+def test_the_last_report_that_cannot_be_drawn_is_a_line_in_the_study_log_and_said_on_the_run(tmp_path):
+    # The child process meets an Optuna storage it cannot open: the study's records are closed already, so the
+    # command's outcome stands; the study log and the study's run say what happened to its report.
+    from service._report_drawer import draw_last_report
+    from service._tracking import TAG_LAST_REPORT
+
+    client, run_id, log, ctx = _closed_study(tmp_path, f"sqlite:///{tmp_path / 'no-such-folder' / 'optuna.db'}")
 
     draw_last_report(ctx, wait=True)
 
@@ -197,23 +203,11 @@ def test_the_last_report_that_cannot_be_drawn_is_a_line_in_the_study_log_and_sai
 
 
 def test_a_driver_waits_for_its_last_report_no_longer_than_its_timeout(tmp_path, monkeypatch):
-    from types import SimpleNamespace
-
-    from mlflow.tracking import MlflowClient
-
     from service._report_drawer import draw_last_report
     from service._tracking import TAG_LAST_REPORT
 
     monkeypatch.setenv("HPSEARCH_LAST_REPORT_TIMEOUT_S", "0.05")  # the child cannot even import in that time
-    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri)
-    run_id = client.create_run(client.create_experiment("s")).info.run_id
-    log = tmp_path / "study.log"
-    log.write_text("")
-    ctx = SimpleNamespace(
-        stores=SimpleNamespace(tracking_uri=tracking_uri), parent_run_id=run_id,
-        optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}", study_id="s-1",
-        space=SimpleNamespace(metrics=["val_acc"]), log_path=str(log))
+    client, run_id, log, ctx = _closed_study(tmp_path, f"sqlite:///{tmp_path / 'optuna.db'}")
 
     draw_last_report(ctx, wait=True)
 

@@ -63,9 +63,11 @@ def _report(client, run_id: str) -> dict:
     the run says it is drawn (an earlier redraw may be there already)."""
     from service._tracking import TAG_LAST_REPORT
 
-    state = wait_for(lambda: (client.get_run(run_id).data.tags.get(TAG_LAST_REPORT, "drawing")).partition(" ")[0]
-                     .replace("drawing", ""), 120, "the study's last report")
-    assert state == "drawn", client.get_run(run_id).data.tags.get(TAG_LAST_REPORT)
+    def settled():
+        state = client.get_run(run_id).data.tags.get(TAG_LAST_REPORT, "drawing")
+        return None if state.startswith("drawing") else state
+
+    assert wait_for(settled, 120, "the study's last report") == "drawn"
     return {a.path: a.file_size for a in client.list_artifacts(run_id, "report")}
 
 
