@@ -2,7 +2,7 @@
 # picks the role with `command:` (a script in /app/scripts/cluster/).
 #
 # Three stages, so that a change to the code rebuilds in seconds:
-#   requirements  the dependency list, read out of pyproject.toml (a version bump alone changes nothing below)
+#   requirements  the dependency list, read out of pyproject.toml, and constraints.txt's exact versions
 #   deps          a virtualenv with torch and every dependency; rebuilt only when that list, the torch
 #                 requirement or the base image changes
 #   (final)       that virtualenv, then the project itself, installed last with `pip install --no-deps`
@@ -13,7 +13,7 @@
 # Plain `docker build .` takes the CPU index too. Nothing here needs BuildKit: the classic builder works.
 
 FROM python:3.11-slim AS requirements
-COPY pyproject.toml /tmp/pyproject.toml
+COPY pyproject.toml constraints.txt /tmp/
 # The project's dependencies, its `cluster` extra (PostgreSQL's driver) and its build backend, one per line.
 RUN python -c "import tomllib; p = tomllib.load(open('/tmp/pyproject.toml', 'rb')); \
 print('\n'.join(p['build-system']['requires'] + p['project']['dependencies'] \
@@ -29,9 +29,10 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 # torch first, in a layer of its own: the largest download, and the one that changes least.
 RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$TORCH_SPEC"
-COPY --from=requirements /tmp/requirements.txt /tmp/requirements.txt
-# The packages' own test suites go (about 250 MB, torch's compiled C++ tests the largest): nothing imports them.
-RUN pip install -r /tmp/requirements.txt \
+COPY --from=requirements /tmp/requirements.txt /tmp/constraints.txt /tmp/
+# At the versions constraints.txt names, as `make setup` and CI install them. The packages' own test suites go
+# (about 250 MB, torch's compiled C++ tests the largest): nothing imports them.
+RUN pip install -c /tmp/constraints.txt -r /tmp/requirements.txt \
  && find /opt/venv/lib -depth -type d \( -name tests -o -path "*/site-packages/torch/test" \) -exec rm -rf {} +
 
 

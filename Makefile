@@ -4,7 +4,8 @@
 # For the edit-test loop: make test-fast (the unit tests, under a minute: no Ray cluster, no model training, and
 # the tests that run on both kinds of registry on SQLite only).
 # Both create .venv on first use. torch is installed first and pinned to the CPU build 2.13.0, so no
-# multi-GB CUDA wheel is pulled in; pyproject.toml's torch range accepts it.
+# multi-GB CUDA wheel is pulled in; pyproject.toml's torch range accepts it. Every other package comes at the
+# version constraints.txt names (`make constraints` refreshes that file).
 #
 # The two stages of `make test`, each on its own:
 #   make test-main      the pytest suite (tests/, without tests/compose)
@@ -19,16 +20,29 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-main test-compose test-fast clean
+.PHONY: setup constraints demo test test-main test-compose test-fast clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
 	touch $(STAMP)
+
+# constraints.txt anew: the newest versions pyproject.toml's ranges allow, installed in a scratch venv and frozen
+# (torch left out: it is pinned where it is installed, here and by the Dockerfile's TORCH_SPEC).
+constraints:
+	rm -rf $(VENV)-constraints
+	$(PYTHON) -m venv $(VENV)-constraints
+	$(VENV)-constraints/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)-constraints/bin/python -m pip install --quiet torch==2.13.0
+	$(VENV)-constraints/bin/python -m pip install --quiet -e ".[test]"
+	{ sed -n '/^#/p' constraints.txt; $(VENV)-constraints/bin/python -m pip freeze --exclude-editable \
+	  | grep -v '^torch=='; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf $(VENV)-constraints
 
 demo: $(STAMP)
 	$(BIN)/hpsearch submit search_spaces/digits_cnn.yaml
