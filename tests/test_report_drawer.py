@@ -187,6 +187,7 @@ def _closed_study(tmp_path, optuna_storage: str):
     return client, run_id, log, ctx
 
 
+@pytest.mark.slow  # a child process draws: seconds
 def test_the_last_report_that_cannot_be_drawn_is_a_line_in_the_study_log_and_said_on_the_run(tmp_path):
     # The child process meets an Optuna storage it cannot open: the study's records are closed already, so the
     # command's outcome stands; the study log and the study's run say what happened to its report.
@@ -215,6 +216,7 @@ def test_a_driver_waits_for_its_last_report_no_longer_than_its_timeout(tmp_path,
     assert client.get_run(run_id).data.tags[TAG_LAST_REPORT].startswith("not drawn: it took longer than")
 
 
+@pytest.mark.slow  # two child processes draw: seconds
 def test_a_last_report_a_later_one_replaced_is_not_uploaded(tmp_path):
     # A resumed study asked for its own last report while an older child still drew: the older one's upload
     # is called off (its token is no longer the run's), and it leaves the run's tag to the newer child.
