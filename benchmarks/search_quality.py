@@ -9,8 +9,9 @@ FIFO's median best at the full budget) and "best at budget B", printed and writt
 What is the product's own code here, and what is not:
 - the sampler is built and driven by `service._searcher.StudySearcher` (Optuna ask/tell exactly as a study
   does; its Optuna study kept in memory instead of SQLite);
-- the scheduler is `service._tuner.scheduler_for` — Ray Tune's AsyncHyperBandScheduler or FIFOScheduler, or
-  hpsearch's ASHA with brackets (`service._asha.Asha`), called with each result as Tune calls it;
+- the scheduler is `service._tuner.scheduler_for` — hpsearch's ASHA (`service._asha.Asha`, Ray Tune's rule,
+  tested decision for decision against Tune's AsyncHyperBandScheduler) or Tune's FIFOScheduler, called with
+  each result as Tune calls it;
 - the trial is the built-in trainable's own loop (`trainables.synthetic.run`, `trainables.fit`), stopped by
   raising from its report callback when the scheduler says STOP;
 - not Tune's trial runner or Ray: trials run one after another (concurrency 1, which is also what makes a
@@ -175,7 +176,7 @@ def replay(space, budget_epochs: int, concurrency: int = 1) -> tuple[list[tuple[
     metric, mode = space.metrics[0], space.modes[0]
     sign = 1.0 if mode == "max" else -1.0
     searcher = StudySearcher(study_name=space.name, storage_url=None, space=space)
-    scheduler = scheduler_for(SimpleNamespace(space=space, metric=metric, mode=mode))
+    scheduler = scheduler_for(SimpleNamespace(space=space, metric=metric, mode=mode, optuna_storage=None, study_id=None))
     max_epochs = space.budget.max_epochs
     spent, best, curve, overhead, now = 0, -math.inf, [], 0.0, 0
     running: list[_Trial] = []

@@ -1,9 +1,9 @@
-"""ASHA with brackets dealt in turn, and for the deterministic mode, on the rung rule of `service/space/_rungs.py`.
+"""Every study's ASHA: Ray Tune's rule, with brackets dealt in turn, a window for the deterministic mode, and its
+rungs carried through a resume.
 
-Ray Tune's `AsyncHyperBandScheduler` with one bracket is what a study runs by default; the space package states the
-same rule (where the rungs are, the cutoff) so that `hpsearch validate` can show the rungs, and this scheduler and
-the search-quality benchmark apply exactly that rule (tests/test_asha.py feeds Tune's and this one the same
-results and compares every decision):
+The rule is Ray Tune's `AsyncHyperBandScheduler`'s; the space package states it (where the rungs are, the cutoff)
+so that `hpsearch validate` can show the rungs, and this scheduler and the search-quality benchmark apply exactly
+that rule (tests/test_asha.py feeds Tune's and this one the same results and compares every decision):
 
 - rungs at grace * rf**k epochs for k = 0 .. floor(log(max_epochs / grace) / log(rf)); a trial is judged at a
   rung the first time it reports at or past it;
@@ -11,7 +11,12 @@ results and compares every decision):
   of the values the trials judged before it recorded at that rung; the first trial at a rung always goes on;
 - a trial reaching max_epochs ends.
 
-`Asha` is used where Tune's cannot be:
+`Asha` does what Tune's cannot:
+- a resumed study judges as if it had not stopped. Tune saves its searcher and callbacks but not its scheduler:
+  on resume its ASHA starts with no values at any rung, so the next trials are judged against none of the
+  study's earlier ones (the first trial at a rung always goes on) and early stopping all but stops. Here every
+  trial Tune adds back gets the values it recorded at the rungs, replayed from its learning curve in the Optuna
+  study (`curves`), up to the last result Tune's saved state holds for it;
 - `brackets` > 1 (asynchronous Hyperband): the k-th trial added goes to bracket b = k mod brackets, whose rungs
   are bracket 0's without its first b, and is judged only against its own bracket's trials. Tune's scheduler
   draws each trial's bracket from numpy's global random state, with odds e**(the bracket's number of rungs), so
@@ -25,7 +30,7 @@ results and compares every decision):
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
@@ -53,17 +58,26 @@ class Asha(FIFOScheduler):
     `experiment_tag`), not the order of `on_trial_add` calls: Tune adds a trial again when it restarts it after a
     lost worker, and on resume re-adds every trial newest result first. So a trial keeps its bracket and its
     window through a retry and a resume; one added again keeps its rung values too (a resumed study's scheduler
-    starts with none: Tune does not save it). A trial without such a tag (the search-quality benchmark's) takes
-    the next position."""
+    starts with none: Tune does not save it; `curves` gives them back). A trial without such a tag (the
+    search-quality benchmark's) takes the next position.
+
+    `curves`: called once, as Tune adds back the first trial that has results, for every trial's learning curve
+    (Tune trial id -> {epoch: metric}); None (the benchmark's replays) gives a resumed study no values back."""
 
     def __init__(self, *, metric: str, mode: str, max_epochs: int, grace_period: int, reduction_factor: float,
-                 brackets: int = 1, window: Optional[int] = None):
+                 brackets: int = 1, window: Optional[int] = None,
+                 curves: Optional[Callable[[], dict[str, dict[int, float]]]] = None):
         super().__init__()
         self._metric, self._sign = metric, (1.0 if mode == "max" else -1.0)
         self._max_epochs, self._rf, self._window = max_epochs, reduction_factor, window
         self._milestones = [bracket_rungs(max_epochs, grace_period, reduction_factor, b) for b in range(brackets)]
         self._order: dict[str, int] = {}  # trial id -> its position k
         self._records: dict[int, RungRecord] = {}  # position -> its values at the rungs
+        self._curves = curves
+        self._read_curves: Optional[dict[str, dict[int, float]]] = None  # what `curves` gave, once asked
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_read_curves": None}
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True  # metric and mode are the space's, given at construction
@@ -76,6 +90,27 @@ class Asha(FIFOScheduler):
             k = max(self._records, default=-1) + 1
         self._order[trial.trial_id] = k
         self._records[k] = RungRecord(self._milestones[self.bracket_of(k)])
+        self._replay(trial, self._records[k])
+
+    def _replay(self, trial, record: RungRecord) -> None:
+        """A trial Tune adds back as a study resumes: record what it recorded at the rungs before, from its learning
+        curve, as `judge` did, up to the last result Tune saved for it (an ended trial: all of it). Later epochs
+        of its curve (reached after Tune's last save) are judged again when the trial reaches them again. A new
+        trial has no results and nothing to replay."""
+        ended = getattr(trial, "status", None) in ("TERMINATED", "ERROR")
+        last = (getattr(trial, "last_result", None) or {}).get("training_iteration") or 0
+        curves = getattr(self, "_curves", None)  # None in what an older hpsearch pickled
+        if curves is None or not (ended or last):
+            return
+        if getattr(self, "_read_curves", None) is None:
+            self._read_curves = curves()
+        curve = self._read_curves.get(trial.trial_id, {})
+        for epoch in sorted(curve):
+            if epoch >= self._max_epochs or (not ended and epoch > last):
+                break  # judge records nothing at max_epochs
+            milestone = record.next_rung(epoch)
+            if milestone is not None:
+                record.values[milestone] = self._sign * curve[epoch]
 
     def bracket_of(self, k: int) -> int:
         """The bracket of the trial at position k."""

@@ -156,6 +156,23 @@ def optuna_number(study: "optuna.Study", tune_trial_id: str) -> Optional[int]:
     return None if trial is None else trial.number
 
 
+@dataclass(frozen=True)
+class StudyCurves:
+    """Where a study's learning curves are (its Optuna storage and study name), read on call: a plain value, so
+    the scheduler that holds it pickles into Tune's saved state."""
+
+    storage_url: str
+    study_name: str
+
+    def __call__(self) -> dict[str, dict[int, float]]:
+        """Tune trial id -> {epoch: primary metric}, as the searcher reported them (service/_searcher.py)."""
+        study = load_study(self.storage_url, self.study_name)
+        if study is None:
+            return {}
+        return {t.user_attrs[TUNE_TRIAL_ID_ATTR]: dict(t.intermediate_values)
+                for t in study.get_trials(deepcopy=False) if TUNE_TRIAL_ID_ATTR in t.user_attrs}
+
+
 def ended_tune_trials(study: Optional["optuna.Study"]) -> frozenset[str]:
     """The Tune ids of the trials Optuna holds as ended (or, in deterministic mode, as ended and held back from
     the sampler). Taken as a restored driver starts: Tune can run such a trial again, or give up on it, when its

@@ -76,24 +76,22 @@ def build_tuner(ctx: StudyContext, *, resume: bool, seed_trials: list) -> "Tuner
 
 
 def scheduler_for(ctx: StudyContext):
-    """ASHA, the median rule or FIFO, acting on the primary metric with epochs as time. ASHA with several
-    brackets, or with `sampler.deterministic` (judging each trial against the trials that finished before it
-    started, so that its decisions do not depend on timing either), is `service._asha.Asha`; plain ASHA is
-    Tune's."""
-    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, MedianStoppingRule
+    """ASHA, the median rule or FIFO, acting on the primary metric with epochs as time. ASHA is
+    `service._asha.Asha`: Tune's rule, with brackets dealt in turn, with `sampler.deterministic` judging each
+    trial against the trials that finished before it started (so that its decisions do not depend on timing
+    either), and its rungs read back from the study's learning curves when the study resumes. Without an Optuna
+    storage (`ctx.optuna_storage` None: the search-quality benchmark's replays) there is nothing to read back."""
+    from ray.tune.schedulers import FIFOScheduler, MedianStoppingRule
 
     from service._asha import Asha
+    from service._optuna import StudyCurves
 
     s = ctx.space.scheduler
-    if s.type == "asha" and (s.brackets > 1 or ctx.space.sampler.deterministic):
+    if s.type == "asha":
         return Asha(metric=ctx.metric, mode=ctx.mode, max_epochs=ctx.space.budget.max_epochs,
                     grace_period=ctx.space.grace_epochs, reduction_factor=s.reduction_factor, brackets=s.brackets,
-                    window=ctx.space.budget.concurrency if ctx.space.sampler.deterministic else None)
-    if s.type == "asha":
-        return AsyncHyperBandScheduler(
-            time_attr="training_iteration", metric=ctx.metric, mode=ctx.mode, max_t=ctx.space.budget.max_epochs,
-            grace_period=ctx.space.grace_epochs, reduction_factor=s.reduction_factor,
-        )
+                    window=ctx.space.budget.concurrency if ctx.space.sampler.deterministic else None,
+                    curves=StudyCurves(ctx.optuna_storage, ctx.study_id) if ctx.optuna_storage else None)
     if s.type == "median":
         return MedianStoppingRule(
             time_attr="training_iteration", metric=ctx.metric, mode=ctx.mode, grace_period=ctx.space.grace_epochs,

@@ -194,3 +194,88 @@ def test_asha_reads_back_the_deterministic_asha_a_study_saved_before_brackets():
     restored.on_trial_add(None, _Trial("t2"))
     assert restored.judge(1, 1, 0.1) == TrialScheduler.CONTINUE  # t1 may not see t0 (window 2)
     assert restored.judge(2, 1, 0.4) == TrialScheduler.STOP  # t2 sees t0 (0.5)
+
+
+_CURVES: dict[str, dict[int, float]] = {}  # the learning curves the searcher told "Optuna", by Tune trial id
+
+
+class _Curves:
+    """What StudyCurves is to a study's Optuna storage: a reader of curves kept outside the scheduler."""
+
+    def __call__(self) -> dict[str, dict[int, float]]:
+        return _CURVES
+
+
+class _Restored(_Trial):
+    """A trial as Tune adds it back to a resumed study: its status and the last result Tune saved for it."""
+
+    def __init__(self, k: int, status: str, last_epoch: int):
+        super().__init__(f"id{k}", experiment_tag=f"{k + 1}_lr=0.1")
+        self.status, self.last_result = status, ({"training_iteration": last_epoch} if last_epoch else {})
+
+
+@pytest.mark.parametrize("brackets, window", [(1, None), (3, None), (2, 2)])
+def test_asha_resumed_from_what_tune_pickled_at_the_start_decides_as_the_one_that_never_stopped(brackets, window):
+    """Tune restores the scheduler it pickled when the study started (no values at any rung). Every trial it adds
+    back replays its learning curve (what the searcher told Optuna) up to the last result Tune saved for it; what
+    the curve holds past that (reported after Tune's last save) is judged again. From there on, the resumed
+    scheduler decides exactly as one that ran through, and without the curves it would not."""
+    import pickle
+
+    rng = random.Random(brackets)
+    curves = _CURVES
+    curves.clear()
+    through = Asha(metric="m", mode="max", max_epochs=27, grace_period=1, reduction_factor=3, brackets=brackets,
+                   window=window, curves=_Curves())
+    at_start = pickle.dumps(through)
+    shapes = [(rng.random(), rng.random()) for _ in range(60)]
+    shapes[30] = (1.0, 1.0)  # the trial in flight at the stop is the best: it goes on at every rung
+
+    def value(k: int, epoch: int) -> float:
+        level, slope = shapes[k]
+        return level + slope * epoch / 27 + ((k * 7919 + epoch * 104729) % 100) / 2000
+
+    def run(asha, k: int, epochs) -> list[str]:
+        trial = _tagged(k)
+        decisions = []
+        for epoch in epochs:
+            decision = asha.on_trial_result(None, trial, {"training_iteration": epoch, "m": value(k, epoch)})
+            curves.setdefault(trial.trial_id, {}).setdefault(epoch, value(k, epoch))  # the searcher's report
+            decisions.append(decision)
+            if decision == TrialScheduler.STOP:
+                break
+        return decisions
+
+    # 30 trials run through; the 31st is at epoch 11 when Tune last saves, at 13 when the driver stops.
+    ended = []
+    for k in range(30):
+        through.on_trial_add(None, _tagged(k))
+        ended.append(len(run(through, k, range(1, 28))))
+    through.on_trial_add(None, _tagged(30))
+    assert run(through, 30, range(1, 14)) == [TrialScheduler.CONTINUE] * 13, "the setup needs trial 30 to go on"
+    stops = {k for k in range(30) if ended[k] < 27}
+    assert stops and len(stops) < 30
+
+    def resumed(with_curves: bool):
+        asha = pickle.loads(at_start)
+        if not with_curves:
+            asha._curves = None
+        asha.on_trial_add(None, _Restored(30, "PENDING", last_epoch=11))  # newest result first, as Tune re-adds
+        for k in reversed(range(30)):
+            asha.on_trial_add(None, _Restored(k, "TERMINATED", last_epoch=ended[k]))
+        return asha
+
+    again = resumed(with_curves=True)
+    # Trial 30 restarts from its checkpoint at epoch 10: epochs 11..27, where the one that ran through sees 14..27.
+    assert run(again, 30, range(11, 28))[3:] == run(through, 30, range(14, 28))
+    for k in range(31, 60):
+        for asha in (through, again):
+            asha.on_trial_add(None, _tagged(k))
+        assert run(again, k, range(1, 28)) == run(through, k, range(1, 28)), k
+
+    # Without the curves (how Tune resumes its own ASHA) the first trial at a rung goes on, however low.
+    low = _tagged(60)
+    for with_curves, expected in ((False, TrialScheduler.CONTINUE), (True, TrialScheduler.STOP)):
+        asha = resumed(with_curves)
+        asha.on_trial_add(None, low)
+        assert asha.on_trial_result(None, low, {"training_iteration": 1, "m": -1.0}) == expected

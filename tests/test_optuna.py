@@ -157,3 +157,25 @@ def test_a_reader_of_an_sqlite_storage_never_holds_up_its_writer(tmp_path):
     reader.close()
 
     assert [s.study_name for s in optuna.get_all_study_summaries(open_storage(f"sqlite:///{database}"))] == ["renamed"]
+
+
+def test_study_curves_reads_each_tune_trials_learning_curve_from_the_storage(tmp_path):
+    """What a resumed study's ASHA replays its rungs from (service/_asha.py): every tagged trial's curve, read on
+    call, from a scheduler that was pickled before any of it was written."""
+    import pickle
+
+    from service._optuna import StudyCurves
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    curves = pickle.loads(pickle.dumps(StudyCurves(url, "s")))
+    assert curves() == {}  # no study yet
+    study = optuna.create_study(study_name="s", storage=open_storage(url), direction="maximize")
+    for tune_id, values in (("a", [0.1, 0.3, 0.2]), ("b", [0.5])):
+        trial = study.ask()
+        tag_tune_trial(trial, tune_id)
+        for step, value in enumerate(values, start=1):
+            trial.report(value, step)
+        if tune_id == "a":
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    study.ask().report(0.9, 1)  # not asked for by the searcher (no Tune id): not a Tune trial's curve
+    assert curves() == {"a": {1: 0.1, 2: 0.3, 3: 0.2}, "b": {1: 0.5}}

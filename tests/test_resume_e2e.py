@@ -278,3 +278,66 @@ def test_a_trial_whose_saved_checkpoint_is_gone_resumes_from_its_newest(tmp_path
     assert_records_agree(record.id, {"HPSEARCH_REGISTRY_URL": f"sqlite:///{tmp_path / 'home' / 'registry.db'}",
                                      "HPSEARCH_OPTUNA_STORAGE": record.optuna_storage,
                                      "MLFLOW_TRACKING_URI": env["MLFLOW_TRACKING_URI"]})
+
+
+ASHA_SPACE = """
+name: {name}
+trainable: synthetic
+metric: val_acc
+mode: max
+budget: {{trials: 16, max_epochs: 9, concurrency: 1}}
+sampler: {{type: tpe, seed: 3, n_startup_trials: 4}}
+scheduler: {{type: asha, grace_period: 1, reduction_factor: 3, brackets: 2}}
+params:
+  lr:     {{type: float, low: 1.0e-3, high: 1.0, log: true}}
+  width:  {{type: int, low: 512, high: 1024}}
+  warmup: {{type: float, low: 0.0, high: 0.5}}
+fixed: {{epoch_seconds: 0.25}}
+"""
+
+
+def _trials_of(record) -> list[tuple]:
+    study = optuna.load_study(study_name=record.optuna_study_name, storage=record.optuna_storage)
+    return [(t.number, t.params, t.state.name, dict(t.intermediate_values))
+            for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)]
+
+
+def test_a_study_with_asha_brackets_resumed_after_ctrl_c_makes_the_same_trials_as_one_that_ran_through(tmp_path):
+    """Tune does not save its scheduler: a resumed ASHA used to start with no values at any rung, so the trials
+    after a resume were hardly stopped. Now the rungs are read back from the study's learning curves. At
+    concurrency 1 with a seed, a study stopped with Ctrl-C half-way and resumed makes the very same trials (what
+    was asked, what ASHA stopped and where, every value) as the same study run through."""
+    through_dir, resumed_dir = tmp_path / "through", tmp_path / "resumed"
+    for folder in (through_dir, resumed_dir):
+        folder.mkdir()
+        (folder / "asha.yaml").write_text(ASHA_SPACE.format(name=f"e2e-asha-{folder.name}"))
+
+    env = _env(through_dir)
+    ran = subprocess.run(_hpsearch("submit", str(through_dir / "asha.yaml"), "--json", "--quiet"), env=env,
+                         capture_output=True, text=True, timeout=400)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    through = _trials_of(_only_study(through_dir))
+    states = [state for _, _, state, _ in through]
+    assert states.count("PRUNED") >= 4 and "COMPLETE" in states, states  # ASHA acted, in both brackets' ways
+
+    env = _env(resumed_dir)
+    driver = subprocess.Popen(_hpsearch("submit", str(resumed_dir / "asha.yaml"), "--json", "--quiet"), env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: _registry_has_study(resumed_dir), 120, "the study to be registered")
+        record = _only_study(resumed_dir)
+        wait_for(lambda: _count_trials(record, TrialState.COMPLETE, TrialState.PRUNED) >= 7, 240,
+                 "seven finished trials")
+        driver.send_signal(signal.SIGINT)
+        out, err = driver.communicate(timeout=120)
+        assert driver.returncode == 1 and json.loads(out)["status"] == "stopped", err[-3000:]
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert len(_trials_of(record)) < 16, "the study ended before it was stopped: nothing was resumed"
+
+    resumed = subprocess.run(_hpsearch("resume", record.id, "--json", "--quiet"), env=env,
+                             capture_output=True, text=True, timeout=400)
+
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _trials_of(record) == through
