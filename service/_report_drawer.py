@@ -128,7 +128,8 @@ def draw_last_report(ctx, *, wait: bool) -> None:
     job = {"tracking_uri": ctx.stores.tracking_uri, "run_id": ctx.parent_run_id, "optuna_storage": ctx.optuna_storage,
            "study_name": ctx.study_id, "metrics": list(ctx.space.metrics), "log_path": ctx.log_path, "token": token}
     try:
-        client_for(ctx.stores.tracking_uri).set_tag(ctx.parent_run_id, TAG_LAST_REPORT, f"drawing {token}")
+        client = client_for(ctx.stores.tracking_uri)
+        client.set_tag(ctx.parent_run_id, TAG_LAST_REPORT, f"drawing {token}")
         # `-m` from this folder: the child imports this copy of hpsearch, whether installed or a checkout.
         child = subprocess.Popen([sys.executable, "-m", "service._report_drawer"], stdin=subprocess.PIPE,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -152,10 +153,7 @@ def draw_last_report(ctx, *, wait: bool) -> None:
             return
         why = f"its process ended with exit code {code}"  # before it could say why (it says what it meets)
     _log_failure(ctx.log_path, ctx.study_id, why)
-    try:
-        _say(client_for(ctx.stores.tracking_uri), {"run_id": ctx.parent_run_id, "token": token}, f"not drawn: {why}")
-    except Exception as exc:  # noqa: BLE001 - MLflow unreachable: the study log has it
-        logger.warning("could not note the last report's outcome on run %s: %s", ctx.parent_run_id, exc)
+    _say(client, {"run_id": ctx.parent_run_id, "token": token}, f"not drawn: {why}")
 
 
 def _draw_job(job: dict) -> None:

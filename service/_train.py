@@ -23,7 +23,7 @@ from service._settings import Settings
 from service._states import TrialLabel
 from service._tracking import TAG_REASON, TAG_STATE, client_for, get_or_create_experiment, log_best_model, log_params
 from service._tracking import register_best_model, trial_params
-from service._trial_runs import failure_reason, result_metrics
+from service._trial_runs import failure_reason, result_metrics, worker_gave_up
 
 TAG_RETRAIN_OF = "hpsearch.retrain_of"
 
@@ -95,7 +95,7 @@ def _close(space, settings: Settings, client, experiment_id: str, run_id: str, r
     outcome = trial_outcome(last, result.error is not None, space.metrics, space.budget.max_epochs)
     reason = outcome.reason
     if result.error is not None:
-        reason = f"its worker failed more often than max_retries={space.budget.max_retries} allows: {result.error}"
+        reason = worker_gave_up(str(result.error), space.budget.max_retries)
     client.set_tag(run_id, TAG_STATE, outcome.label.value)
     registered = None
     if outcome.label == TrialLabel.COMPLETED and result.checkpoint is not None:

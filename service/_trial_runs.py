@@ -73,7 +73,14 @@ def failure_reason(trial) -> str:
 def gave_up_reason(trial, retries: int, max_retries: int) -> str:
     """Why Tune gave up on a trial after `retries` restarts: its worker failed once more than max_retries
     allows (lost with its node or process, or failing to restore the trial's checkpoint), and how, last."""
-    return f"its worker failed {retries + 1} times, more than max_retries={max_retries} allows: {failure_reason(trial)}"
+    return worker_gave_up(failure_reason(trial), max_retries, failures=retries + 1)
+
+
+def worker_gave_up(why: str, max_retries: int, failures: Optional[int] = None) -> str:
+    """The words for a trial whose worker failed more often than max_retries allows (`failures` times, when
+    counted), and `why`, last."""
+    how_often = "more often than" if failures is None else f"{failures} times, more than"
+    return f"its worker failed {how_often} max_retries={max_retries} allows: {why}"
 
 
 class MlflowTrialLogger(Callback):
