@@ -30,9 +30,17 @@ ENV PATH=/opt/venv/bin:$PATH
 # torch first, in a layer of its own: the largest download, and the one that changes least.
 RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$TORCH_SPEC"
 COPY --from=requirements /tmp/requirements.txt /tmp/constraints.txt /tmp/
-# At the versions constraints.txt names, as `make setup` and CI install them. The packages' own test suites go
-# (about 250 MB, torch's compiled C++ tests the largest): nothing imports them.
-RUN pip install -c /tmp/constraints.txt -r /tmp/requirements.txt \
+# At the versions constraints.txt names, as `make setup` and CI install them, but for what torch brought
+# (a TORCH_SPEC other than the default may need other versions of them), and torch pinned as installed, so
+# that nothing swaps it for another build.
+RUN python -c "import importlib.metadata as m, re; \
+norm = lambda name: re.sub(r'[-_.]+', '-', name).lower(); \
+brought = {norm(d.metadata['Name']) for d in m.distributions()} - {'pip', 'setuptools', 'wheel'}; \
+pins = [l for l in open('/tmp/constraints.txt').read().splitlines() \
+        if l.strip() and not l.startswith('#') and norm(l.split('==')[0].strip()) not in brought]; \
+print('\n'.join(pins + ['torch==' + m.version('torch')]))" > /tmp/pins.txt
+# The packages' own test suites go (about 250 MB, torch's compiled C++ tests the largest): nothing imports them.
+RUN pip install -c /tmp/pins.txt -r /tmp/requirements.txt \
  && find /opt/venv/lib -depth -type d \( -name tests -o -path "*/site-packages/torch/test" \) -exec rm -rf {} +
 
 

@@ -32,16 +32,14 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # constraints.txt anew: the newest versions pyproject.toml's ranges allow, installed in a scratch venv and frozen
-# (torch left out: it is pinned where it is installed, here and by the Dockerfile's TORCH_SPEC).
+# for its Python (scripts/freeze-constraints; torch left out: it is pinned where it is installed).
 constraints:
 	rm -rf $(VENV)-constraints
 	$(PYTHON) -m venv $(VENV)-constraints
 	$(VENV)-constraints/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)-constraints/bin/python -m pip install --quiet torch==2.13.0
 	$(VENV)-constraints/bin/python -m pip install --quiet -e ".[test]"
-	{ sed -n '/^#/p' constraints.txt; $(VENV)-constraints/bin/python -m pip freeze --exclude-editable \
-	  | grep -v '^torch=='; } > constraints.txt.new
-	mv constraints.txt.new constraints.txt
+	$(VENV)-constraints/bin/python scripts/freeze-constraints $(VENV)-constraints/bin/python
 	rm -rf $(VENV)-constraints
 
 demo: $(STAMP)

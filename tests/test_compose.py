@@ -438,7 +438,7 @@ def test_compose_dockerfile_installs_dependencies_apart_from_the_code_and_the_pr
         copies = [line for line in stage if line.startswith("COPY ")]
         for line in copies:
             assert "--from=" in line or set(line.split()[1:-1]) <= {"pyproject.toml", "constraints.txt"}, f"{stage[0]}: {line}"
-    assert any(re.search(r"pip install -c /tmp/constraints.txt -r ", line) for stage in earlier for line in stage)
+    assert any(re.search(r"pip install -c /tmp/pins.txt -r ", line) for stage in earlier for line in stage)
     installs = [i for i, line in enumerate(final) if "pip install" in line]
     assert len(installs) == 1, final
     install = final[installs[0]]
