@@ -16,7 +16,10 @@ that rule (tests/test_asha.py feeds Tune's and this one the same results and com
   on resume its ASHA starts with no values at any rung, so the next trials are judged against none of the
   study's earlier ones (the first trial at a rung always goes on) and early stopping all but stops. Here every
   trial Tune adds back gets the values it recorded at the rungs, replayed from its learning curve in the Optuna
-  study (`curves`), up to the last result Tune's saved state holds for it;
+  study (`curves`): a trial that had ended (by Tune's saved state, or by Optuna's, which can be newer) all of
+  it, any other up to the last result Tune's saved state holds for it. Not for a multi-objective study (Optuna
+  keeps no curves for several objectives) nor one submitted before this (Tune restores the scheduler the study
+  started with);
 - `brackets` > 1 (asynchronous Hyperband): the k-th trial added goes to bracket b = k mod brackets, whose rungs
   are bracket 0's without its first b, and is judged only against its own bracket's trials. Tune's scheduler
   draws each trial's bracket from numpy's global random state, with odds e**(the bracket's number of rungs), so
@@ -30,11 +33,17 @@ that rule (tests/test_asha.py feeds Tune's and this one the same results and com
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+import logging
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from service.space import bracket_rungs, rung_cutoff
+
+if TYPE_CHECKING:
+    from service._optuna import LearningCurves
+
+logger = logging.getLogger(__name__)
 
 
 class RungRecord:
@@ -61,12 +70,13 @@ class Asha(FIFOScheduler):
     starts with none: Tune does not save it; `curves` gives them back). A trial without such a tag (the
     search-quality benchmark's) takes the next position.
 
-    `curves`: called once, as Tune adds back the first trial that has results, for every trial's learning curve
-    (Tune trial id -> {epoch: metric}); None (the benchmark's replays) gives a resumed study no values back."""
+    `curves`: called once, as Tune adds back the first trial that has results or has ended, for every trial's
+    learning curve and which trials ended (`service._optuna.LearningCurves`); None (the benchmark's replays)
+    gives a resumed study no values back."""
 
     def __init__(self, *, metric: str, mode: str, max_epochs: int, grace_period: int, reduction_factor: float,
                  brackets: int = 1, window: Optional[int] = None,
-                 curves: Optional[Callable[[], dict[str, dict[int, float]]]] = None):
+                 curves: Optional[Callable[[], "LearningCurves"]] = None):
         super().__init__()
         self._metric, self._sign = metric, (1.0 if mode == "max" else -1.0)
         self._max_epochs, self._rf, self._window = max_epochs, reduction_factor, window
@@ -74,7 +84,7 @@ class Asha(FIFOScheduler):
         self._order: dict[str, int] = {}  # trial id -> its position k
         self._records: dict[int, RungRecord] = {}  # position -> its values at the rungs
         self._curves = curves
-        self._read_curves: Optional[dict[str, dict[int, float]]] = None  # what `curves` gave, once asked
+        self._read_curves: Optional["LearningCurves"] = None  # what `curves` gave, once asked
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_read_curves": None}
@@ -94,20 +104,25 @@ class Asha(FIFOScheduler):
 
     def _replay(self, trial, record: RungRecord) -> None:
         """A trial Tune adds back as a study resumes: record what it recorded at the rungs before, from its learning
-        curve, as `judge` did, up to the last result Tune saved for it (an ended trial: all of it). Later epochs
-        of its curve (reached after Tune's last save) are judged again when the trial reaches them again. A new
-        trial has no results and nothing to replay."""
-        ended = getattr(trial, "status", None) in ("TERMINATED", "ERROR")
-        last = (getattr(trial, "last_result", None) or {}).get("training_iteration") or 0
+        curve, as `judge` did: all of it for a trial that had ended, else up to the last result Tune saved for
+        it (later epochs, reached after Tune's last save, are judged again when the trial reaches them again).
+        A new trial has no results and nothing to replay."""
         curves = getattr(self, "_curves", None)  # None in what an older hpsearch pickled
-        if curves is None or not (ended or last):
+        if curves is None:
+            return
+        last = (trial.last_result or {}).get("training_iteration") or 0
+        ended = trial.status in ("TERMINATED", "ERROR")
+        if not (ended or last):
             return
         if getattr(self, "_read_curves", None) is None:
-            self._read_curves = curves()
-        curve = self._read_curves.get(trial.trial_id, {})
+            self._read_curves = _read(curves)
+        # Optuna may hold as ended a trial Tune saved before its end: Tune runs it again, and the study's stopper
+        # ends that rerun at its first result, before this scheduler sees it.
+        ended = ended or trial.trial_id in self._read_curves.ended
+        curve = self._read_curves.values.get(trial.trial_id, {})
         for epoch in sorted(curve):
             if epoch >= self._max_epochs or (not ended and epoch > last):
-                break  # judge records nothing at max_epochs
+                break  # judge records nothing at max_epochs; past `last`, the trial is judged again
             milestone = record.next_rung(epoch)
             if milestone is not None:
                 record.values[milestone] = self._sign * curve[epoch]
@@ -141,6 +156,19 @@ class Asha(FIFOScheduler):
 
     def debug_string(self) -> str:
         return f"Asha: rungs at {self._milestones}" + (f", judging within {self._window}" if self._window else "")
+
+
+def _read(curves: Callable[[], "LearningCurves"]) -> "LearningCurves":
+    """The study's learning curves, or none when they cannot be read: Tune takes an error raised while it adds
+    a trial back for a failed restore and starts the study over, so a resume goes on with empty rungs instead."""
+    from service._optuna import LearningCurves
+
+    try:
+        return curves()
+    except Exception as exc:  # noqa: BLE001 - see above; the warning says why the rungs start empty
+        logger.warning("ASHA could not read the study's learning curves back, its rungs start empty: %s: %s",
+                       type(exc).__name__, exc)
+        return LearningCurves({}, frozenset())
 
 
 def _created_position(trial) -> Optional[int]:

@@ -157,20 +157,29 @@ def optuna_number(study: "optuna.Study", tune_trial_id: str) -> Optional[int]:
 
 
 @dataclass(frozen=True)
+class LearningCurves:
+    """What a resumed study's ASHA replays its rungs from (service/_asha.py)."""
+
+    values: dict[str, dict[int, float]]  # Tune trial id -> {epoch: primary metric}, as the searcher reported them
+    ended: frozenset[str]  # Tune trial ids Optuna holds as ended (see ended_tune_trials)
+
+
+@dataclass(frozen=True)
 class StudyCurves:
     """Where a study's learning curves are (its Optuna storage and study name), read on call: a plain value, so
-    the scheduler that holds it pickles into Tune's saved state."""
+    the scheduler that holds it pickles into Tune's saved state. Single objective only: Optuna keeps no
+    intermediate values for several objectives, so a multi-objective study has no curves to read."""
 
     storage_url: str
     study_name: str
 
-    def __call__(self) -> dict[str, dict[int, float]]:
-        """Tune trial id -> {epoch: primary metric}, as the searcher reported them (service/_searcher.py)."""
+    def __call__(self) -> LearningCurves:
         study = load_study(self.storage_url, self.study_name)
         if study is None:
-            return {}
-        return {t.user_attrs[TUNE_TRIAL_ID_ATTR]: dict(t.intermediate_values)
-                for t in study.get_trials(deepcopy=False) if TUNE_TRIAL_ID_ATTR in t.user_attrs}
+            return LearningCurves({}, frozenset())
+        values = {t.user_attrs[TUNE_TRIAL_ID_ATTR]: dict(t.intermediate_values)
+                  for t in study.get_trials(deepcopy=False) if TUNE_TRIAL_ID_ATTR in t.user_attrs}
+        return LearningCurves(values, ended_tune_trials(study))
 
 
 def ended_tune_trials(study: Optional["optuna.Study"]) -> frozenset[str]:

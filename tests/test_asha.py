@@ -31,6 +31,7 @@ def test_asha_rungs_are_tunes(max_epochs, grace, rf, rungs, judged):
 class _Trial:
     def __init__(self, trial_id: str, experiment_tag: str = ""):
         self.trial_id, self.experiment_tag = trial_id, experiment_tag
+        self.status, self.last_result = "PENDING", {}  # a new trial, as Tune adds it
 
 
 @pytest.mark.parametrize("window", [1, None])
@@ -197,13 +198,16 @@ def test_asha_reads_back_the_deterministic_asha_a_study_saved_before_brackets():
 
 
 _CURVES: dict[str, dict[int, float]] = {}  # the learning curves the searcher told "Optuna", by Tune trial id
+_ENDED: set[str] = set()  # the Tune trials "Optuna" holds as ended
 
 
 class _Curves:
     """What StudyCurves is to a study's Optuna storage: a reader of curves kept outside the scheduler."""
 
-    def __call__(self) -> dict[str, dict[int, float]]:
-        return _CURVES
+    def __call__(self):
+        from service._optuna import LearningCurves
+
+        return LearningCurves(_CURVES, frozenset(_ENDED))
 
 
 class _Restored(_Trial):
@@ -214,8 +218,10 @@ class _Restored(_Trial):
         self.status, self.last_result = status, ({"training_iteration": last_epoch} if last_epoch else {})
 
 
-@pytest.mark.parametrize("brackets, window", [(1, None), (3, None), (2, 2)])
-def test_asha_resumed_from_what_tune_pickled_at_the_start_decides_as_the_one_that_never_stopped(brackets, window):
+@pytest.mark.parametrize("brackets, window, mode, rf", [(1, None, "max", 3), (3, None, "max", 3), (2, 2, "max", 3),
+                                                        (1, None, "min", 3), (2, None, "max", 2.5)])
+def test_asha_resumed_from_what_tune_pickled_at_the_start_decides_as_the_one_that_never_stopped(brackets, window, mode,
+                                                                                                 rf):
     """Tune restores the scheduler it pickled when the study started (no values at any rung). Every trial it adds
     back replays its learning curve (what the searcher told Optuna) up to the last result Tune saved for it; what
     the curve holds past that (reported after Tune's last save) is judged again. From there on, the resumed
@@ -225,15 +231,17 @@ def test_asha_resumed_from_what_tune_pickled_at_the_start_decides_as_the_one_tha
     rng = random.Random(brackets)
     curves = _CURVES
     curves.clear()
-    through = Asha(metric="m", mode="max", max_epochs=27, grace_period=1, reduction_factor=3, brackets=brackets,
+    _ENDED.clear()
+    through = Asha(metric="m", mode=mode, max_epochs=27, grace_period=1, reduction_factor=rf, brackets=brackets,
                    window=window, curves=_Curves())
+    sign = 1 if mode == "max" else -1
     at_start = pickle.dumps(through)
     shapes = [(rng.random(), rng.random()) for _ in range(60)]
     shapes[30] = (1.0, 1.0)  # the trial in flight at the stop is the best: it goes on at every rung
 
     def value(k: int, epoch: int) -> float:
         level, slope = shapes[k]
-        return level + slope * epoch / 27 + ((k * 7919 + epoch * 104729) % 100) / 2000
+        return sign * (level + slope * epoch / 27 + ((k * 7919 + epoch * 104729) % 100) / 2000)
 
     def run(asha, k: int, epochs) -> list[str]:
         trial = _tagged(k)
@@ -273,9 +281,64 @@ def test_asha_resumed_from_what_tune_pickled_at_the_start_decides_as_the_one_tha
             asha.on_trial_add(None, _tagged(k))
         assert run(again, k, range(1, 28)) == run(through, k, range(1, 28)), k
 
-    # Without the curves (how Tune resumes its own ASHA) the first trial at a rung goes on, however low.
+    # Without the curves (how Tune resumes its own ASHA) the first trial at a rung goes on, however bad.
     low = _tagged(60)
     for with_curves, expected in ((False, TrialScheduler.CONTINUE), (True, TrialScheduler.STOP)):
         asha = resumed(with_curves)
         asha.on_trial_add(None, low)
-        assert asha.on_trial_result(None, low, {"training_iteration": 1, "m": -1.0}) == expected
+        assert asha.on_trial_result(None, low, {"training_iteration": 1, "m": -sign * 10.0}) == expected
+
+
+def test_asha_replays_all_of_a_trial_optuna_holds_as_ended_though_tune_saved_it_running():
+    """After a crash Tune's saved state can be older than a trial's end: Tune adds it back as PENDING with an
+    older last result, and the study's stopper ends its rerun before the scheduler sees a result. Its rungs past
+    Tune's save come from its curve all the same, because Optuna holds it as ended; a trial Optuna does not
+    hold as ended is replayed only up to Tune's last result."""
+    _CURVES.clear()
+    _ENDED.clear()
+    _CURVES.update({"id0": {1: 0.5, 2: 0.6, 3: 0.7, 4: 0.71}, "id1": {1: 0.5, 2: 0.6, 3: 0.7, 4: 0.71}})
+    _ENDED.add("id0")
+    asha = Asha(metric="m", mode="max", max_epochs=9, grace_period=1, reduction_factor=3, curves=_Curves())
+    asha.on_trial_add(None, _Restored(0, "PENDING", last_epoch=2))
+    asha.on_trial_add(None, _Restored(1, "PENDING", last_epoch=2))
+    assert asha._records[0].values == {1: 0.5, 3: 0.7}
+    assert asha._records[1].values == {1: 0.5}  # rung 3 is judged again when trial 1 gets there again
+
+
+def test_asha_resumes_with_empty_rungs_when_the_curves_cannot_be_read(caplog):
+    """Tune takes an error raised while it adds a trial back for a failed restore, and starts the study over:
+    a resume goes on with empty rungs instead, and says so."""
+
+    def unreachable():
+        raise ConnectionError("the Optuna storage is down")
+
+    asha = Asha(metric="m", mode="max", max_epochs=9, grace_period=1, reduction_factor=3, curves=unreachable)
+    asha.on_trial_add(None, _Restored(0, "TERMINATED", last_epoch=9))
+    asha.on_trial_add(None, _Restored(1, "PENDING", last_epoch=2))
+    assert asha._records[0].values == {} and asha._records[1].values == {}
+    assert "could not read the study's learning curves back" in caplog.text
+
+
+@pytest.mark.parametrize("brackets", [1, 2])
+def test_every_asha_study_runs_this_asha_reading_its_curves_back_from_its_own_optuna_study(brackets):
+    from types import SimpleNamespace
+
+    from service._optuna import StudyCurves
+    from service._tuner import scheduler_for
+    from service.space import parse_space
+
+    space = parse_space(f"""
+name: s
+trainable: synthetic
+metric: val_acc
+mode: max
+budget: {{trials: 4, max_epochs: 9}}
+scheduler: {{type: asha, brackets: {brackets}}}
+params:
+  lr: {{type: float, low: 0.001, high: 1.0, log: true}}
+""")
+    ctx = SimpleNamespace(space=space, metric="val_acc", mode="max", optuna_storage="sqlite:///o.db", study_id="s-1")
+    scheduler = scheduler_for(ctx)
+    assert isinstance(scheduler, Asha) and len(scheduler._milestones) == brackets
+    assert scheduler._curves == StudyCurves("sqlite:///o.db", "s-1")
+    assert scheduler_for(SimpleNamespace(**{**vars(ctx), "optuna_storage": None}))._curves is None

@@ -160,15 +160,15 @@ def test_a_reader_of_an_sqlite_storage_never_holds_up_its_writer(tmp_path):
 
 
 def test_study_curves_reads_each_tune_trials_learning_curve_from_the_storage(tmp_path):
-    """What a resumed study's ASHA replays its rungs from (service/_asha.py): every tagged trial's curve, read on
-    call, from a scheduler that was pickled before any of it was written."""
+    """What a resumed study's ASHA replays its rungs from (service/_asha.py): every tagged trial's curve and
+    which of them ended, read on call, from a scheduler that was pickled before any of it was written."""
     import pickle
 
-    from service._optuna import StudyCurves
+    from service._optuna import LearningCurves, StudyCurves
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     curves = pickle.loads(pickle.dumps(StudyCurves(url, "s")))
-    assert curves() == {}  # no study yet
+    assert curves() == LearningCurves({}, frozenset())  # no study yet
     study = optuna.create_study(study_name="s", storage=open_storage(url), direction="maximize")
     for tune_id, values in (("a", [0.1, 0.3, 0.2]), ("b", [0.5])):
         trial = study.ask()
@@ -178,4 +178,4 @@ def test_study_curves_reads_each_tune_trials_learning_curve_from_the_storage(tmp
         if tune_id == "a":
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     study.ask().report(0.9, 1)  # not asked for by the searcher (no Tune id): not a Tune trial's curve
-    assert curves() == {"a": {1: 0.1, 2: 0.3, 3: 0.2}, "b": {1: 0.5}}
+    assert curves() == LearningCurves({"a": {1: 0.1, 2: 0.3, 3: 0.2}, "b": {1: 0.5}}, ended=frozenset({"a"}))
