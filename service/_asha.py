@@ -70,9 +70,9 @@ class Asha(FIFOScheduler):
     starts with none: Tune does not save it; `curves` gives them back). A trial without such a tag (the
     search-quality benchmark's) takes the next position.
 
-    `curves`: called once, as Tune adds back the first trial that has results or has ended, for every trial's
-    learning curve and which trials ended (`service._optuna.LearningCurves`); None (the benchmark's replays)
-    gives a resumed study no values back."""
+    `curves`: called once, as Tune adds back the first trial of a resumed study, for every trial's learning curve
+    and which trials ended (`service._optuna.LearningCurves`); None (the benchmark's replays) gives a resumed
+    study no values back."""
 
     def __init__(self, *, metric: str, mode: str, max_epochs: int, grace_period: int, reduction_factor: float,
                  brackets: int = 1, window: Optional[int] = None,
@@ -85,9 +85,14 @@ class Asha(FIFOScheduler):
         self._records: dict[int, RungRecord] = {}  # position -> its values at the rungs
         self._curves = curves
         self._read_curves: Optional["LearningCurves"] = None  # what `curves` gave, once asked
+        self._resumed = False  # unpickled: Tune restores the scheduler only as it resumes a study
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_read_curves": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._resumed = True
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True  # metric and mode are the space's, given at construction
@@ -103,22 +108,19 @@ class Asha(FIFOScheduler):
         self._replay(trial, self._records[k])
 
     def _replay(self, trial, record: RungRecord) -> None:
-        """A trial Tune adds back as a study resumes: record what it recorded at the rungs before, from its learning
+        """A trial Tune adds as a study resumes: record what it recorded at the rungs before, from its learning
         curve, as `judge` did: all of it for a trial that had ended, else up to the last result Tune saved for
         it (later epochs, reached after Tune's last save, are judged again when the trial reaches them again).
-        A new trial has no results and nothing to replay."""
+        A new trial has no curve and nothing to replay; a study that did not resume reads nothing."""
         curves = getattr(self, "_curves", None)  # None in what an older hpsearch pickled
-        if curves is None:
+        if curves is None or not self._resumed:
             return
-        last = (trial.last_result or {}).get("training_iteration") or 0
-        ended = trial.status in ("TERMINATED", "ERROR")
-        if not (ended or last):
-            return
-        if getattr(self, "_read_curves", None) is None:
+        if self._read_curves is None:
             self._read_curves = _read(curves)
-        # Optuna may hold as ended a trial Tune saved before its end: Tune runs it again, and the study's stopper
-        # ends that rerun at its first result, before this scheduler sees it.
-        ended = ended or trial.trial_id in self._read_curves.ended
+        # Optuna may hold as ended a trial that Tune saved before its end, even before its first result: Tune runs
+        # it again, and the study's stopper ends that rerun at its first result, before this scheduler sees it.
+        ended = trial.status in ("TERMINATED", "ERROR") or trial.trial_id in self._read_curves.ended
+        last = (trial.last_result or {}).get("training_iteration") or 0
         curve = self._read_curves.values.get(trial.trial_id, {})
         for epoch in sorted(curve):
             if epoch >= self._max_epochs or (not ended and epoch > last):

@@ -210,6 +210,18 @@ class _Curves:
         return LearningCurves(_CURVES, frozenset(_ENDED))
 
 
+class _Unreachable:
+    def __call__(self):
+        raise ConnectionError("the Optuna storage is down")
+
+
+def _as_tune_restores_it(asha: Asha) -> Asha:
+    """The scheduler as Tune restores it on resume: unpickled from what it pickled at the study's start."""
+    import pickle
+
+    return pickle.loads(pickle.dumps(asha))
+
+
 class _Restored(_Trial):
     """A trial as Tune adds it back to a resumed study: its status and the last result Tune saved for it."""
 
@@ -296,23 +308,33 @@ def test_asha_replays_all_of_a_trial_optuna_holds_as_ended_though_tune_saved_it_
     hold as ended is replayed only up to Tune's last result."""
     _CURVES.clear()
     _ENDED.clear()
-    _CURVES.update({"id0": {1: 0.5, 2: 0.6, 3: 0.7, 4: 0.71}, "id1": {1: 0.5, 2: 0.6, 3: 0.7, 4: 0.71}})
-    _ENDED.add("id0")
-    asha = Asha(metric="m", mode="max", max_epochs=9, grace_period=1, reduction_factor=3, curves=_Curves())
+    curve = {1: 0.5, 2: 0.6, 3: 0.7, 4: 0.71}
+    _CURVES.update({"id0": curve, "id1": curve, "id2": curve})
+    _ENDED.update({"id0", "id2"})
+    asha = _as_tune_restores_it(Asha(metric="m", mode="max", max_epochs=9, grace_period=1, reduction_factor=3,
+                                     curves=_Curves()))
     asha.on_trial_add(None, _Restored(0, "PENDING", last_epoch=2))
     asha.on_trial_add(None, _Restored(1, "PENDING", last_epoch=2))
-    assert asha._records[0].values == {1: 0.5, 3: 0.7}
+    asha.on_trial_add(None, _Restored(2, "PENDING", last_epoch=0))  # it ran whole between two of Tune's saves
+    asha.on_trial_add(None, _Restored(3, "PENDING", last_epoch=0))  # a new trial: no curve
+    assert asha._records[0].values == {1: 0.5, 3: 0.7} == asha._records[2].values
     assert asha._records[1].values == {1: 0.5}  # rung 3 is judged again when trial 1 gets there again
+    assert asha._records[3].values == {}
+
+
+def test_asha_of_a_study_that_did_not_resume_never_reads_the_curves():
+    asha = Asha(metric="m", mode="max", max_epochs=9, grace_period=1, reduction_factor=3, curves=_Unreachable())
+    for k in range(3):
+        asha.on_trial_add(None, _tagged(k))
+    assert asha._read_curves is None
 
 
 def test_asha_resumes_with_empty_rungs_when_the_curves_cannot_be_read(caplog):
     """Tune takes an error raised while it adds a trial back for a failed restore, and starts the study over:
     a resume goes on with empty rungs instead, and says so."""
 
-    def unreachable():
-        raise ConnectionError("the Optuna storage is down")
-
-    asha = Asha(metric="m", mode="max", max_epochs=9, grace_period=1, reduction_factor=3, curves=unreachable)
+    asha = _as_tune_restores_it(Asha(metric="m", mode="max", max_epochs=9, grace_period=1, reduction_factor=3,
+                                     curves=_Unreachable()))
     asha.on_trial_add(None, _Restored(0, "TERMINATED", last_epoch=9))
     asha.on_trial_add(None, _Restored(1, "PENDING", last_epoch=2))
     assert asha._records[0].values == {} and asha._records[1].values == {}
