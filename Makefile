@@ -19,6 +19,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+PIP_CONSTRAINTS ?= -c constraints.txt
 
 .PHONY: setup constraints demo test test-main test-compose test-fast clean
 
@@ -28,17 +29,14 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install --quiet $(PIP_CONSTRAINTS) -e ".[test]"
 	touch $(STAMP)
 
 # constraints.txt anew: the newest versions pyproject.toml's ranges allow, installed in a scratch venv and frozen
 # for its Python (scripts/freeze-constraints; torch left out: it is pinned where it is installed).
 constraints:
 	rm -rf $(VENV)-constraints
-	$(PYTHON) -m venv $(VENV)-constraints
-	$(VENV)-constraints/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)-constraints/bin/python -m pip install --quiet torch==2.13.0
-	$(VENV)-constraints/bin/python -m pip install --quiet -e ".[test]"
+	$(MAKE) setup VENV=$(VENV)-constraints PIP_CONSTRAINTS=
 	$(VENV)-constraints/bin/python scripts/freeze-constraints $(VENV)-constraints/bin/python
 	rm -rf $(VENV)-constraints
 

@@ -211,22 +211,16 @@ def _say(client, job: dict, outcome: str) -> None:
 
 
 def _log_failure(log_path: str, study_id: str, reason: str) -> None:
-    _append(log_path, f"study {study_id}: its last report was not drawn: {_first_line(reason)}")
-
-
-def _append(log_path: str, line: str) -> None:
-    """A line in the study's log, unless the log is gone (the study was deleted meanwhile: not made again)."""
+    """Why the last report was not drawn (its first line), in the study's log, unless the log is gone (the
+    study was deleted meanwhile: not made again)."""
     from service._studylog import append_log
 
+    first_line = reason.strip().splitlines()[0] if reason.strip() else ""
     try:
         if os.path.exists(log_path):
-            append_log(log_path, line)
+            append_log(log_path, f"study {study_id}: its last report was not drawn: {first_line}")
     except OSError as exc:  # a full disk: the report's fate is not worth failing a closed study for
         logger.warning("could not write to %s: %s", log_path, exc)
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else ""
 
 
 if __name__ == "__main__":
