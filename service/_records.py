@@ -45,6 +45,7 @@ from service._tracking import (
     TAG_STATE,
     TAG_STUDY,
     TAG_TRIAL,
+    TAG_TUNE_ID,
     client_for,
     get_or_create_experiment,
     log_best_model,
@@ -225,8 +226,9 @@ def close_trial_runs(client, experiment_id: str, parent_run_id: str, study_id: s
     """Make MLflow agree with Optuna, trial by trial: every own trial of the study has exactly one child run,
     closed with the status and `hpsearch.state` of its Optuna trial (a trial still running in Optuna — a
     stopped or crashed study's, which `resume` continues — is `interrupted` and KILLED), and a failed one says
-    why. A trial that never started (the study ended while it waited for a worker) gets a closed run saying so.
-    Runs the callbacks closed already keep their state. Every run's `hpsearch.retries` is the count noted on
+    why. A trial that never started (the study ended while it waited for a worker) gets a closed run saying so,
+    tagged with its Tune trial id: a resumed study starts the trial in that run (service/_trial_runs.py), not in a
+    second one. Runs the callbacks closed already keep their state. Every run's `hpsearch.retries` is the count noted on
     the Optuna study (which the registry's total sums): a driver resumed after a head loss counts on from
     Tune's saved state, which can be older than the last restarts."""
     from mlflow.entities import RunTag
@@ -242,9 +244,11 @@ def close_trial_runs(client, experiment_id: str, parent_run_id: str, study_id: s
         reason = _why_failed(notes, trial) if label == TrialLabel.FAILED else ""
         run = by_number.get(trial.number)
         if run is None:  # its run is made when it starts: it never did
+            tune_id = trial.user_attrs.get(TUNE_TRIAL_ID_ATTR)
             run = client.create_run(
                 experiment_id, run_name=trial_run_name(trial.number, trial.params, name_params),
-                tags={PARENT_TAG: parent_run_id, TAG_STUDY: study_id, TAG_TRIAL: str(trial.number)},
+                tags={PARENT_TAG: parent_run_id, TAG_STUDY: study_id, TAG_TRIAL: str(trial.number),
+                      **({TAG_TUNE_ID: tune_id} if tune_id else {})},
             )
             log_params(client, run.info.run_id, {**(space.fixed if space is not None else {}), **trial.params})
             reason = f"it never started: {reason or 'the study ended while it waited for a worker'}"

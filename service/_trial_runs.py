@@ -164,8 +164,7 @@ class MlflowTrialLogger(Callback):
                 return
             self._runs[trial.trial_id] = run_id
             self._logged[trial.trial_id] = self._last_epoch(run_id)
-            self.client.update_run(run_id, status="RUNNING")
-            self.client.set_tag(run_id, TAG_STATE, TrialLabel.RUNNING.value)
+            self._reopen(run_id, trial)
             return
         number = optuna_number(self.study, trial.trial_id) if self.study is not None else None
         number = len(self._runs) if number is None else number
@@ -273,6 +272,19 @@ class MlflowTrialLogger(Callback):
             self._best = value
         self.client.log_metric(self.ctx.parent_run_id, f"best_{self.ctx.metric}_so_far", self._best,
                                step=self._n_completed)
+
+    def _reopen(self, run_id: str, trial) -> None:
+        """The trial runs again in its run. A run that a stopped study closed for a trial that had not started
+        yet (service._records.close_trial_runs) says why it ended and may lack params: the reason goes, the
+        trial's params are completed."""
+        run = self.client.get_run(run_id)
+        if TAG_REASON in run.data.tags:
+            self.client.delete_tag(run_id, TAG_REASON)
+        missing = {k: v for k, v in trial_params(trial.config).items() if k not in run.data.params}
+        if missing:
+            log_params(self.client, run_id, missing)
+        self.client.update_run(run_id, status="RUNNING")
+        self.client.set_tag(run_id, TAG_STATE, TrialLabel.RUNNING.value)
 
     def _last_epoch(self, run_id: str) -> int:
         """The last epoch logged in the run (0 for none)."""

@@ -171,6 +171,41 @@ def test_trial_runs_a_resumed_trial_keeps_its_run(logger):
     assert len(runs) == 1 and runs[0].data.tags["hpsearch.state"] == "running"
 
 
+def test_trial_runs_a_trial_a_stopped_study_closed_before_it_started_starts_in_that_run(logger):
+    """A study stopped while a trial waited for a worker: closing the records made that trial a run saying it never
+    started. Resumed, the trial starts in that run (found by its Tune id), which loses the reason and gets the
+    trial's params: one run per trial, telling what happened."""
+    import optuna
+
+    from service._optuna import open_storage
+    from service._records import close_trial_runs
+
+    study = optuna.create_study(study_name="study-1", storage=open_storage(logger.ctx.optuna_storage),
+                                direction="maximize")
+    waiting = study.ask()
+    waiting.set_user_attr("tune_trial_id", "late")
+    lr = waiting.suggest_float("lr", 0.001, 0.1, log=True)
+    optimizer = waiting.suggest_categorical("optimizer", ["sgd", "adam"])
+    close_trial_runs(logger.client, logger.ctx.experiment_id, logger.ctx.parent_run_id, "study-1", study)
+
+    restored = pickle.loads(pickle.dumps(logger))  # the resumed driver's
+    restored.setup()
+    try:
+        trial = FakeTrial("late", {"lr": lr, "optimizer": optimizer, "units": 32})
+        _train(restored, trial, [0.5, 0.6, 0.7])
+        restored.on_trial_complete(0, [], trial)
+    finally:
+        restored.on_experiment_end([])
+
+    runs = restored.client.search_runs([logger.ctx.experiment_id], "tags.`hpsearch.trial` = '0'")
+    assert [r.info.run_id for r in runs] == [restored.run_id_for("late")]
+    run = runs[0]
+    assert (run.info.status, run.data.tags["hpsearch.state"]) == ("FINISHED", "completed")
+    assert "hpsearch.fail_reason" not in run.data.tags
+    assert run.data.params == {"lr": str(lr), "optimizer": optimizer, "units": "32"}
+    assert [m.step for m in restored.client.get_metric_history(run.info.run_id, "val_acc")] == [1, 2, 3]
+
+
 def test_trial_run_name_rounds_floats():
     assert trial_run_name(7, {"lr": 0.0031234, "optimizer": "adam", "maps": 32}, ("lr", "optimizer", "maps")) == \
         "trial-0007 lr=0.00312 optimizer=adam maps=32"
