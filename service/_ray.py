@@ -40,9 +40,9 @@ def quiet_libraries() -> None:
 def quiet_ray() -> None:
     """Ray's and Tune's part of quiet_libraries: before Ray starts (its token banner comes with `ray.init`).
 
-    Tune snapshots its experiment state every TUNE_GLOBAL_CHECKPOINT_S (1 s here, 10 s by default) and not,
-    as it would by itself, at every trial checkpoint (service/_tune_fixes.py), so that after a crash `resume`
-    re-runs as little as possible; a small study's snapshot takes milliseconds. Tune's warning about frequent
+    Tune snapshots its experiment state whenever a trial checkpoints (every epoch) and at
+    least every TUNE_GLOBAL_CHECKPOINT_S (1 s here, 10 s by default), so that after a crash `resume` re-runs
+    as little as possible; a small study's snapshot takes milliseconds, so Tune's warning about frequent
     snapshots is switched off."""
     import ray  # noqa: F401  (its logging set-up on import resets the level of every logger under "ray")
 

@@ -22,18 +22,6 @@ Tune's loop) renames its temporary files under a copy that has just listed them,
 traceback on the user's terminal) and the storage keeps a half-copied state until the next copy. The repair
 waits for the copy under way before writing the next snapshot: the copy had at least the snapshot interval
 to finish, so the wait is short. Tune no longer needs it when `sync_up_experiment_state` waits before `save_fn`.
-
-**A snapshot for every epoch.** With `CheckpointConfig(num_to_keep=n)`, Tune forces an experiment snapshot
-whenever a trial has checkpointed n times since the last one, so that its saved state never names a checkpoint
-it has deleted. hpsearch keeps one checkpoint per trial (`service._checkpoints.KEEP`), so that was a snapshot for
-every epoch of every trial: on the default study the driver spent 2.6 s of its time writing them (a py-spy
-profile; they grow with the study, as the searcher's state holds every trial). `service._checkpoints` already
-makes a saved state that names a deleted checkpoint safe (the trial resumes from its furthest checkpoint on the
-storage), as it must for a driver killed between a checkpoint and the next snapshot. The repair drops the forced
-snapshot: Tune snapshots on its period (`TUNE_GLOBAL_CHECKPOINT_S`, 1 s here, service/_ray.py) and when the study
-ends or is stopped. A driver killed at any moment loses at most the last second of Tune's state; each running
-trial then redoes the epochs since its furthest checkpoint, and the records keep each epoch once. Tune no longer
-needs it when its checkpoint manager has no `on_trial_checkpoint`, or a snapshot is not forced by checkpoints.
 """
 
 from __future__ import annotations
@@ -50,7 +38,6 @@ def install() -> None:
     """Install every repair into Tune's classes (once per process; idempotent)."""
     _drop_second_report_of_a_dead_reused_worker()
     _write_a_snapshot_after_the_last_copy()
-    _snapshot_on_the_period_only()
 
 
 def _drop_second_report_of_a_dead_reused_worker() -> None:
@@ -97,18 +84,3 @@ def _write_a_snapshot_after_the_last_copy() -> None:
 
     setattr(sync_up_experiment_state, _MARK, True)
     _ExperimentCheckpointManager.sync_up_experiment_state = sync_up_experiment_state
-
-
-def _snapshot_on_the_period_only() -> None:
-    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
-
-    original = _ExperimentCheckpointManager.on_trial_checkpoint
-    if getattr(original, _MARK, False):
-        return
-
-    @functools.wraps(original)
-    def on_trial_checkpoint(self, trial) -> None:
-        """A trial checkpointed: no snapshot is forced for it (the period's next one names the checkpoint)."""
-
-    setattr(on_trial_checkpoint, _MARK, True)
-    _ExperimentCheckpointManager.on_trial_checkpoint = on_trial_checkpoint

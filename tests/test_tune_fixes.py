@@ -1,9 +1,7 @@
 """service/_tune_fixes.py: each repair is installed once, what it relies on is still Tune's, and the fault it
 repairs no longer happens: a worker that dies as Tune hands it the next trial (tests/test_study_e2e.py, a real
 study), a snapshot forced while the last one is being copied (here, with Tune's own checkpoint manager and a
-copy that starts late and runs slowly, as on a busy machine), a snapshot forced by every trial checkpoint (here,
-with Tune's checkpoint manager; tests/test_resume_e2e.py and tests/test_chaos_e2e.py kill drivers between
-snapshots and resume)."""
+copy that starts late and runs slowly, as on a busy machine)."""
 
 from __future__ import annotations
 
@@ -110,44 +108,6 @@ def test_a_snapshot_forced_right_after_another_waits_for_its_copy(tmp_path, capl
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     assert json.loads((storage / "searcher-state.pkl").read_text()) == {"snapshot": 2}
     assert [p.name for p in storage.iterdir()] == ["searcher-state.pkl"]
-
-
-# -- a snapshot for every epoch --------------------------------------------------------------------------------
-
-def _manager(tmp_path) -> _ExperimentCheckpointManager:
-    """Tune's checkpoint manager as the controller makes it for hpsearch (num_to_keep=1), with a 1 h period."""
-    syncer = SimpleNamespace(sync_up=lambda *a, **k: True, wait=lambda: None)
-    return _ExperimentCheckpointManager(
-        storage=SimpleNamespace(experiment_driver_staging_path=str(tmp_path), experiment_fs_path=str(tmp_path),
-                                syncer=syncer),
-        checkpoint_period=3600, sync_every_n_trial_checkpoints=1)
-
-
-def test_a_trial_checkpoint_forces_no_snapshot_the_period_and_the_end_still_take_theirs(tmp_path):
-    _tune_fixes.install()
-    saved = []
-    manager = _manager(tmp_path)
-    manager.sync_up_experiment_state(lambda: saved.append("first"))  # the first is due at once
-    for _ in range(3):  # three epochs of one trial, each checkpointed
-        manager.on_trial_checkpoint(SimpleNamespace(trial_id="t1"))
-        manager.sync_up_experiment_state(lambda: saved.append("epoch"))  # Tune's loop, within the period
-    manager.sync_up_experiment_state(lambda: saved.append("end"), force=True, wait=True)  # the study ends
-    assert saved == ["first", "end"]
-    manager._last_save_time -= 3601
-    manager.sync_up_experiment_state(lambda: saved.append("period"))
-    assert saved == ["first", "end", "period"]
-
-
-def test_the_checkpoint_repair_still_matches_tunes_controller():
-    # Tune tells its checkpoint manager of every trial checkpoint, and that is the only snapshot a checkpoint
-    # forces: if this fails, read _tune_fixes's docstring on "A snapshot for every epoch".
-    _tune_fixes.install()
-    assert "self._checkpoint_manager.on_trial_checkpoint(trial)" in _source("_process_trial_save")
-    assert "sync_every_n_trial_checkpoints=self._trial_checkpoint_config.num_to_keep" in _source("_create_checkpoint_manager")
-    original = inspect.getsource(_ExperimentCheckpointManager.on_trial_checkpoint.__wrapped__)
-    assert "self._should_force_sync_up = True" in original
-    manager_source = inspect.getsource(_ExperimentCheckpointManager)
-    assert manager_source.count("self._should_force_sync_up = True") == 1
 
 
 def test_the_snapshot_repair_still_matches_tunes_checkpoint_manager():
