@@ -88,6 +88,8 @@ def _histories(record):
         [record.mlflow_experiment_id],
         filter_string=f"tags.`mlflow.parentRunId` = '{record.mlflow_parent_run_id}'",
     )
+    numbers = [int(r.data.tags["hpsearch.trial"]) for r in runs]
+    assert len(numbers) == len(set(numbers)), f"a trial has more than one run: {sorted(numbers)}"
     return {
         int(r.data.tags["hpsearch.trial"]): (r.info.run_id, [m.step for m in client.get_metric_history(r.info.run_id, "score")])
         for r in runs

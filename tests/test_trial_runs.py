@@ -177,13 +177,13 @@ def test_trial_runs_a_trial_a_stopped_study_closed_before_it_started_starts_in_t
     trial's params: one run per trial, telling what happened."""
     import optuna
 
-    from service._optuna import open_storage
+    from service._optuna import TUNE_TRIAL_ID_ATTR, open_storage
     from service._records import close_trial_runs
 
     study = optuna.create_study(study_name="study-1", storage=open_storage(logger.ctx.optuna_storage),
                                 direction="maximize")
     waiting = study.ask()
-    waiting.set_user_attr("tune_trial_id", "late")
+    waiting.set_user_attr(TUNE_TRIAL_ID_ATTR, "late")
     lr = waiting.suggest_float("lr", 0.001, 0.1, log=True)
     optimizer = waiting.suggest_categorical("optimizer", ["sgd", "adam"])
     close_trial_runs(logger.client, logger.ctx.experiment_id, logger.ctx.parent_run_id, "study-1", study)
