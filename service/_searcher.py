@@ -42,15 +42,16 @@ from service._optuna import (
     TUNE_TRIAL_ID_ATTR,
     WARM_START_SOURCE_ATTR,
     note_trial,
+    noted_trials,
     open_storage,
     tag_tune_trial,
 )
-from service._outcome import trial_outcome
+from service._outcome import TrialOutcome, trial_outcome
+from service._states import TrialLabel
 
 if TYPE_CHECKING:
     import optuna
 
-    from service._outcome import TrialOutcome
     from service.space import SearchSpace
 
 logger = logging.getLogger(__name__)
@@ -183,12 +184,16 @@ class StudySearcher(Searcher):
     def _agree_with_tune(self, tune_trials: list) -> None:
         """Make this restored searcher agree with the trials Tune restored, which may have been saved a moment
         before or after it (Tune's files are copied one by one):
-        - a trial it asked for that Tune does not know, and that had not finished, is failed as lost and no
-          longer counted: a new trial is asked for in its place;
+        - a trial it asked for that Tune does not know, and that has not finished in Optuna either, is failed as
+          lost and no longer counted: a new trial is asked for in its place (one that has finished, or in
+          deterministic mode ended and was held back, is taken back as the last point says);
         - a trial Tune knows that it does not (asked after its state was saved) is taken back, by the Tune id
           its Optuna trial carries, and goes on;
         - a trial Tune saved as ended that it saved as running is ended here as Tune ended it (Tune does not
-          end a restored trial twice)."""
+          end a restored trial twice);
+        - a trial asked for, run and ended between two of Tune's saves (one that never checkpointed, or failed in
+          its first epoch), which neither saved state knows, is taken back as ended: it counts in the budget,
+          and in deterministic mode its held-back end is told in its turn, not failed as lost."""
         from optuna.trial import Trial, TrialState
 
         in_tune = {t.trial_id: t for t in tune_trials}
@@ -197,16 +202,23 @@ class StudySearcher(Searcher):
             number = self._trials.pop(trial_id).number
             self._order.remove(trial_id)
             self._reported.pop(trial_id, None)
-            if by_tune_id[trial_id].state == TrialState.RUNNING:
+            frozen = by_tune_id[trial_id]
+            if frozen.state == TrialState.RUNNING and HELD_ATTR not in frozen.user_attrs:  # held: taken back below
                 self._fail_as_lost(number)
-        for frozen in sorted((by_tune_id[i] for i in in_tune if i not in self._trials and i in by_tune_id),
-                             key=lambda t: t.number):
+        lost = noted_trials(self.study, LOST_ATTR)
+        taken_back = [t for i, t in by_tune_id.items() if i is not None and i not in self._trials
+                      and (i in in_tune or _ended_unseen(t, lost))]
+        for frozen in sorted(taken_back, key=lambda t: t.number):
             trial_id = frozen.user_attrs[TUNE_TRIAL_ID_ATTR]
             self._trials[trial_id] = Trial(self.study, frozen._trial_id)  # its storage id (no public accessor)
             self._order.append(trial_id)
             self._reported[trial_id] = max(frozen.intermediate_values, default=0)
             if frozen.state.is_finished():
                 self._finished.add(trial_id)
+            elif trial_id not in in_tune and HELD_ATTR in frozen.user_attrs:  # ended, held back for its turn
+                self._finished.add(trial_id)
+                self._held[trial_id] = _held_outcome(frozen.user_attrs[HELD_ATTR])
+        self._order.sort(key=lambda i: self._trials[i].number)  # the order they were asked for
         for trial_id, tune_trial in in_tune.items():
             if trial_id not in self._trials or trial_id in self._finished or tune_trial.status not in ("TERMINATED", "ERROR"):
                 continue
@@ -267,6 +279,21 @@ def _tune_trials(experiment_path: str) -> list:
     from ray.tune import ExperimentAnalysis
 
     return ExperimentAnalysis(experiment_path).trials
+
+
+def _held_outcome(held: dict) -> TrialOutcome:
+    """How a trial ended, from what the deterministic searcher noted on it while holding it back (HELD_ATTR)."""
+    label = {"COMPLETE": TrialLabel.COMPLETED, "PRUNED": TrialLabel.PRUNED}.get(held["state"], TrialLabel.FAILED)
+    values = held.get("values")
+    return TrialOutcome(label, values=None if values is None else list(values) if isinstance(values, list) else [values])
+
+
+def _ended_unseen(frozen: "optuna.trial.FrozenTrial", lost: frozenset[int]) -> bool:
+    """An own trial that ended (or, in deterministic mode, ended and was held back) and was not failed as lost by
+    a restore: if neither of Tune's saved states knows it, it ran whole between two saves."""
+    if WARM_START_SOURCE_ATTR in frozen.user_attrs or frozen.number in lost:
+        return False
+    return frozen.state.is_finished() or HELD_ATTR in frozen.user_attrs
 
 
 def _finite(value: Any) -> bool:

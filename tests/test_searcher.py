@@ -273,6 +273,89 @@ def test_restored_searcher_ends_a_trial_tune_saved_as_ended(tmp_path, monkeypatc
     assert (a.state, a.value) == (TrialState.COMPLETE, 0.7)  # Tune will not end it again
 
 
+def test_restored_searcher_takes_back_a_trial_that_ran_whole_between_two_saves(tmp_path, monkeypatch):
+    # A trial that never checkpoints (or fails in its first epoch) can be asked for, run and ended between two
+    # of Tune's saves; the driver then dies: neither saved state knows it, Optuna holds its end.
+    searcher = _study_searcher(tmp_path)
+    searcher.suggest("a")
+    searcher.save(str(tmp_path / "searcher.pkl"))  # Tune's list saved at the same moment
+    _run(searcher, "b", [0.5, 0.7, 0.8])
+    _tune_saw(monkeypatch, ("a", "RUNNING", None))
+
+    restored = _restored(tmp_path)
+
+    a, b = restored.study.get_trials()
+    assert a.state == TrialState.RUNNING and (b.state, b.value) == (TrialState.COMPLETE, 0.8)
+    assert not [k for k in restored.study.user_attrs if k.startswith("hpsearch.lost")]
+    for i in range(8):  # the budget of 10 counts a and b: eight more asks
+        assert restored.suggest(f"n{i}") not in (None, Searcher.FINISHED)
+    assert restored.suggest("n8") is None  # all asked; a is still running
+    assert len(restored.study.get_trials()) == 10
+
+
+def test_restored_deterministic_searcher_tells_a_held_trial_that_ran_between_two_saves_in_its_turn(tmp_path,
+                                                                                                    monkeypatch):
+    text = SPACE.format(sampler="{type: tpe, seed: 0, deterministic: true, n_startup_trials: 2}").replace(
+        "concurrency: 10", "concurrency: 2")
+
+    def searcher() -> StudySearcher:
+        return StudySearcher(study_name="d", storage_url=f"sqlite:///{tmp_path / 'd.db'}",
+                             space=parse_space(text, check_data=False), experiment_path=str(tmp_path / "tune"))
+
+    first = searcher()
+    first.suggest("a")
+    first.save(str(tmp_path / "searcher.pkl"))
+    _run(first, "b", [0.5, 0.7, 0.8])  # ended while a runs: held back until a has been told
+    assert _states(first) == ["RUNNING", "RUNNING"]
+    _tune_saw(monkeypatch, ("a", "RUNNING", None))
+
+    restored = searcher()
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert _states(restored) == ["RUNNING", "RUNNING"]  # b is not failed as lost
+    restored.on_trial_complete("a", {"val_acc": 0.6, "training_iteration": 3})
+    restored.suggest("c")
+    restored.suggest("d")  # the sampler must see trials 0 and 1 now: b is told in its turn
+
+    a, b = restored.study.get_trials()[:2]
+    assert (a.state, a.value, b.state, b.value) == (TrialState.COMPLETE, 0.6, TrialState.COMPLETE, 0.8)
+    assert not [k for k in restored.study.user_attrs if k.startswith("hpsearch.lost")]
+
+
+def test_restored_deterministic_searcher_keeps_a_held_trial_tune_saved_before_it_was_asked(tmp_path, monkeypatch):
+    # Tune's list was saved before b was asked for, the searcher's state after; b then ran whole and was held.
+    text = SPACE.format(sampler="{type: tpe, seed: 0, deterministic: true, n_startup_trials: 2}").replace(
+        "concurrency: 10", "concurrency: 2")
+
+    def searcher() -> StudySearcher:
+        return StudySearcher(study_name="d", storage_url=f"sqlite:///{tmp_path / 'd.db'}",
+                             space=parse_space(text, check_data=False), experiment_path=str(tmp_path / "tune"))
+
+    first = searcher()
+    first.suggest("a")
+    first.suggest("b")
+    first.save(str(tmp_path / "searcher.pkl"))
+    _run_asked(first, "b", [0.5, 0.7, 0.8])
+    _tune_saw(monkeypatch, ("a", "RUNNING", None))
+
+    restored = searcher()
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert _states(restored) == ["RUNNING", "RUNNING"]  # b is not failed as lost
+    restored.on_trial_complete("a", {"val_acc": 0.6, "training_iteration": 3})
+    restored.suggest("c")
+    restored.suggest("d")
+
+    a, b = restored.study.get_trials()[:2]
+    assert (a.state, b.state, b.value) == (TrialState.COMPLETE, TrialState.COMPLETE, 0.8)
+    assert restored._order[:4] == ["a", "b", "c", "d"]
+
+
+def _run_asked(searcher: StudySearcher, trial_id: str, values: list) -> None:
+    """The results and end of a trial asked for already."""
+    for epoch, value in enumerate(values[:-1], start=1):
+        searcher.on_trial_result(trial_id, {"val_acc": value, "training_iteration": epoch})
+    searcher.on_trial_complete(trial_id, {"val_acc": values[-1], "training_iteration": len(values)})
+
+
 def test_searcher_ends_the_search_only_once_every_trial_it_asked_for_has_finished(tmp_path):
     space = parse_space(SPACE.format(sampler="{type: random, seed: 0}").replace("trials: 10", "trials: 2"),
                         check_data=False)
