@@ -38,6 +38,7 @@ from service._optuna import (
     HELD_ATTR,
     LOST_ATTR,
     METRICS_ATTR,
+    RECONCILED_ATTR,
     STUDY_ID_ATTR,
     TUNE_TRIAL_ID_ATTR,
     WARM_START_SOURCE_ATTR,
@@ -166,7 +167,9 @@ class StudySearcher(Searcher):
         visible = len(self._order) if self._asked_all() else len(self._order) - self.space.budget.concurrency + 1
         while self._told < visible and self._order[self._told] in self._finished:
             trial_id = self._order[self._told]
-            self._tell(self._trials[trial_id], self._held.pop(trial_id))
+            outcome = self._held.pop(trial_id, None)  # none: a restore took it back as Optuna had it, told
+            if outcome is not None:
+                self._tell(self._trials[trial_id], outcome)
             self._told += 1
 
     def save(self, checkpoint_path: str) -> None:
@@ -192,8 +195,9 @@ class StudySearcher(Searcher):
         - a trial Tune saved as ended that it saved as running is ended here as Tune ended it (Tune does not
           end a restored trial twice);
         - a trial asked for, run and ended between two of Tune's saves (one that never checkpointed, or failed in
-          its first epoch), which neither saved state knows, is taken back as ended: it counts in the budget,
-          and in deterministic mode its held-back end is told in its turn, not failed as lost."""
+          its first epoch), which neither saved state knows, is taken back as ended unless it was cut off (failed
+          as lost, or as left running when a study ended): it counts in the budget, and in deterministic mode an
+          end still held back is told in its turn, not failed as lost."""
         from optuna.trial import Trial, TrialState
 
         in_tune = {t.trial_id: t for t in tune_trials}
@@ -205,9 +209,9 @@ class StudySearcher(Searcher):
             frozen = by_tune_id[trial_id]
             if frozen.state == TrialState.RUNNING and HELD_ATTR not in frozen.user_attrs:  # held: taken back below
                 self._fail_as_lost(number)
-        lost = noted_trials(self.study, LOST_ATTR)
+        cut_off = noted_trials(self.study, LOST_ATTR) | noted_trials(self.study, RECONCILED_ATTR)
         taken_back = [t for i, t in by_tune_id.items() if i is not None and i not in self._trials
-                      and (i in in_tune or _ended_unseen(t, lost))]
+                      and (i in in_tune or _ended_unseen(t, cut_off))]
         for frozen in sorted(taken_back, key=lambda t: t.number):
             trial_id = frozen.user_attrs[TUNE_TRIAL_ID_ATTR]
             self._trials[trial_id] = Trial(self.study, frozen._trial_id)  # its storage id (no public accessor)
@@ -218,7 +222,6 @@ class StudySearcher(Searcher):
             elif trial_id not in in_tune and HELD_ATTR in frozen.user_attrs:  # ended, held back for its turn
                 self._finished.add(trial_id)
                 self._held[trial_id] = _held_outcome(frozen.user_attrs[HELD_ATTR])
-        self._order.sort(key=lambda i: self._trials[i].number)  # the order they were asked for
         for trial_id, tune_trial in in_tune.items():
             if trial_id not in self._trials or trial_id in self._finished or tune_trial.status not in ("TERMINATED", "ERROR"):
                 continue
@@ -288,10 +291,11 @@ def _held_outcome(held: dict) -> TrialOutcome:
     return TrialOutcome(label, values=None if values is None else list(values) if isinstance(values, list) else [values])
 
 
-def _ended_unseen(frozen: "optuna.trial.FrozenTrial", lost: frozenset[int]) -> bool:
-    """An own trial that ended (or, in deterministic mode, ended and was held back) and was not failed as lost by
-    a restore: if neither of Tune's saved states knows it, it ran whole between two saves."""
-    if WARM_START_SOURCE_ATTR in frozen.user_attrs or frozen.number in lost:
+def _ended_unseen(frozen: "optuna.trial.FrozenTrial", cut_off: frozenset[int]) -> bool:
+    """An own trial that ended (or, in deterministic mode, ended and was held back), and was not cut off (failed as
+    lost by a restore, or as left running when a study ended: `cut_off`): if neither of Tune's saved states knows
+    it, it ran whole between two saves."""
+    if WARM_START_SOURCE_ATTR in frozen.user_attrs or frozen.number in cut_off:
         return False
     return frozen.state.is_finished() or HELD_ATTR in frozen.user_attrs
 

@@ -346,7 +346,49 @@ def test_restored_deterministic_searcher_keeps_a_held_trial_tune_saved_before_it
 
     a, b = restored.study.get_trials()[:2]
     assert (a.state, b.state, b.value) == (TrialState.COMPLETE, TrialState.COMPLETE, 0.8)
-    assert restored._order[:4] == ["a", "b", "c", "d"]
+
+
+def test_restored_deterministic_searcher_at_concurrency_1_goes_on_past_a_told_trial_that_ran_between_two_saves(
+        tmp_path, monkeypatch):
+    # At concurrency 1 each trial's end is told at once: the trial that ran between two saves is COMPLETE, not
+    # held, and the restored searcher counts it and goes on to the next trial.
+    text = SPACE.format(sampler="{type: tpe, seed: 0, deterministic: true, n_startup_trials: 2}").replace(
+        "concurrency: 10", "concurrency: 1")
+
+    def searcher() -> StudySearcher:
+        return StudySearcher(study_name="d", storage_url=f"sqlite:///{tmp_path / 'd.db'}",
+                             space=parse_space(text, check_data=False), experiment_path=str(tmp_path / "tune"))
+
+    first = searcher()
+    _run(first, "a", [0.5, 0.6, 0.7])
+    first.save(str(tmp_path / "searcher.pkl"))
+    _run(first, "b", [0.5, 0.7, 0.8])
+    _tune_saw(monkeypatch, ("a", "TERMINATED", {"val_acc": 0.7, "training_iteration": 3}))
+
+    restored = searcher()
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.suggest("c") not in (None, Searcher.FINISHED)
+
+    assert _states(restored) == ["COMPLETE", "COMPLETE", "RUNNING"]
+    assert [t.user_attrs["tune_trial_id"] for t in restored.study.get_trials()] == ["a", "b", "c"]
+
+
+def test_restored_searcher_does_not_take_back_a_trial_cut_off_when_its_study_ended(tmp_path, monkeypatch):
+    # A driver that raised closed its study: trials still running were failed as left running (reconciled).
+    from service._optuna import reconcile_running
+
+    searcher = _study_searcher(tmp_path)
+    searcher.suggest("a")
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    searcher.suggest("b")  # asked in the last second: in neither saved state
+    reconcile_running(searcher.study)
+    _tune_saw(monkeypatch, ("a", "RUNNING", None))
+
+    restored = _restored(tmp_path)
+
+    for i in range(9):  # the budget of 10 counts a, not b: a new trial takes b's place
+        assert restored.suggest(f"n{i}") not in (None, Searcher.FINISHED)
+    assert restored.suggest("n9") is None
 
 
 def _run_asked(searcher: StudySearcher, trial_id: str, values: list) -> None:
