@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
@@ -273,6 +274,15 @@ def test_restored_searcher_ends_a_trial_tune_saved_as_ended(tmp_path, monkeypatc
     assert (a.state, a.value) == (TrialState.COMPLETE, 0.7)  # Tune will not end it again
 
 
+def _restorable_deterministic(tmp_path, concurrency: int):
+    """Makes the deterministic searchers of one study, as a first and a resumed driver make them (with Tune's
+    experiment path, which a restore reads)."""
+    text = SPACE.format(sampler="{type: tpe, seed: 0, deterministic: true, n_startup_trials: 2}").replace(
+        "concurrency: 10", f"concurrency: {concurrency}")
+    return lambda: StudySearcher(study_name="d", storage_url=f"sqlite:///{tmp_path / 'd.db'}",
+                                 space=parse_space(text, check_data=False), experiment_path=str(tmp_path / "tune"))
+
+
 def test_restored_searcher_takes_back_a_trial_that_ran_whole_between_two_saves(tmp_path, monkeypatch):
     # A trial that never checkpoints (or fails in its first epoch) can be asked for, run and ended between two
     # of Tune's saves; the driver then dies: neither saved state knows it, Optuna holds its end.
@@ -293,19 +303,22 @@ def test_restored_searcher_takes_back_a_trial_that_ran_whole_between_two_saves(t
     assert len(restored.study.get_trials()) == 10
 
 
+@pytest.mark.parametrize("b_asked", ["after the save", "before the save"])
 def test_restored_deterministic_searcher_tells_a_held_trial_that_ran_between_two_saves_in_its_turn(tmp_path,
-                                                                                                    monkeypatch):
-    text = SPACE.format(sampler="{type: tpe, seed: 0, deterministic: true, n_startup_trials: 2}").replace(
-        "concurrency: 10", "concurrency: 2")
-
-    def searcher() -> StudySearcher:
-        return StudySearcher(study_name="d", storage_url=f"sqlite:///{tmp_path / 'd.db'}",
-                             space=parse_space(text, check_data=False), experiment_path=str(tmp_path / "tune"))
-
+                                                                                                    monkeypatch, b_asked):
+    # b ran whole while a ran, and was held back until a had been told; Tune's list was saved before b was asked
+    # for, the searcher's state before it too, or after it (Tune's files are copied one by one).
+    searcher = _restorable_deterministic(tmp_path, concurrency=2)
     first = searcher()
     first.suggest("a")
+    if b_asked == "before the save":
+        first.suggest("b")
     first.save(str(tmp_path / "searcher.pkl"))
-    _run(first, "b", [0.5, 0.7, 0.8])  # ended while a runs: held back until a has been told
+    if b_asked == "after the save":
+        first.suggest("b")
+    for epoch, value in enumerate([0.5, 0.7], start=1):
+        first.on_trial_result("b", {"val_acc": value, "training_iteration": epoch})
+    first.on_trial_complete("b", {"val_acc": 0.8, "training_iteration": 3})
     assert _states(first) == ["RUNNING", "RUNNING"]
     _tune_saw(monkeypatch, ("a", "RUNNING", None))
 
@@ -321,44 +334,11 @@ def test_restored_deterministic_searcher_tells_a_held_trial_that_ran_between_two
     assert not [k for k in restored.study.user_attrs if k.startswith("hpsearch.lost")]
 
 
-def test_restored_deterministic_searcher_keeps_a_held_trial_tune_saved_before_it_was_asked(tmp_path, monkeypatch):
-    # Tune's list was saved before b was asked for, the searcher's state after; b then ran whole and was held.
-    text = SPACE.format(sampler="{type: tpe, seed: 0, deterministic: true, n_startup_trials: 2}").replace(
-        "concurrency: 10", "concurrency: 2")
-
-    def searcher() -> StudySearcher:
-        return StudySearcher(study_name="d", storage_url=f"sqlite:///{tmp_path / 'd.db'}",
-                             space=parse_space(text, check_data=False), experiment_path=str(tmp_path / "tune"))
-
-    first = searcher()
-    first.suggest("a")
-    first.suggest("b")
-    first.save(str(tmp_path / "searcher.pkl"))
-    _run_asked(first, "b", [0.5, 0.7, 0.8])
-    _tune_saw(monkeypatch, ("a", "RUNNING", None))
-
-    restored = searcher()
-    restored.restore(str(tmp_path / "searcher.pkl"))
-    assert _states(restored) == ["RUNNING", "RUNNING"]  # b is not failed as lost
-    restored.on_trial_complete("a", {"val_acc": 0.6, "training_iteration": 3})
-    restored.suggest("c")
-    restored.suggest("d")
-
-    a, b = restored.study.get_trials()[:2]
-    assert (a.state, b.state, b.value) == (TrialState.COMPLETE, TrialState.COMPLETE, 0.8)
-
-
 def test_restored_deterministic_searcher_at_concurrency_1_goes_on_past_a_told_trial_that_ran_between_two_saves(
         tmp_path, monkeypatch):
     # At concurrency 1 each trial's end is told at once: the trial that ran between two saves is COMPLETE, not
     # held, and the restored searcher counts it and goes on to the next trial.
-    text = SPACE.format(sampler="{type: tpe, seed: 0, deterministic: true, n_startup_trials: 2}").replace(
-        "concurrency: 10", "concurrency: 1")
-
-    def searcher() -> StudySearcher:
-        return StudySearcher(study_name="d", storage_url=f"sqlite:///{tmp_path / 'd.db'}",
-                             space=parse_space(text, check_data=False), experiment_path=str(tmp_path / "tune"))
-
+    searcher = _restorable_deterministic(tmp_path, concurrency=1)
     first = searcher()
     _run(first, "a", [0.5, 0.6, 0.7])
     first.save(str(tmp_path / "searcher.pkl"))
@@ -389,13 +369,6 @@ def test_restored_searcher_does_not_take_back_a_trial_cut_off_when_its_study_end
     for i in range(9):  # the budget of 10 counts a, not b: a new trial takes b's place
         assert restored.suggest(f"n{i}") not in (None, Searcher.FINISHED)
     assert restored.suggest("n9") is None
-
-
-def _run_asked(searcher: StudySearcher, trial_id: str, values: list) -> None:
-    """The results and end of a trial asked for already."""
-    for epoch, value in enumerate(values[:-1], start=1):
-        searcher.on_trial_result(trial_id, {"val_acc": value, "training_iteration": epoch})
-    searcher.on_trial_complete(trial_id, {"val_acc": values[-1], "training_iteration": len(values)})
 
 
 def test_searcher_ends_the_search_only_once_every_trial_it_asked_for_has_finished(tmp_path):
