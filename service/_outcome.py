@@ -31,19 +31,27 @@ def epochs_reached(result: Optional[dict]) -> int:
     return step - 1 if is_fault(result) else step
 
 
+# The Optuna state (its name) a trial is told with, by label; any other label is told FAIL.
+_OPTUNA_STATES = {TrialLabel.COMPLETED: "COMPLETE", TrialLabel.PRUNED: "PRUNED"}
+
+
 @dataclass(frozen=True)
 class TrialOutcome:
     label: TrialLabel  # completed, pruned or failed
     values: Optional[list[float]] = None  # the objectives, for a completed trial
     reason: str = ""  # why it failed
 
+    @classmethod
+    def as_told(cls, state: str, values: Any) -> "TrialOutcome":
+        """The outcome that `optuna_state` (by its name) and `told_values` describe (without its reason)."""
+        label = next((label for label, name in _OPTUNA_STATES.items() if name == state), TrialLabel.FAILED)
+        return cls(label, values=None if values is None else list(values) if isinstance(values, list) else [values])
+
     @property
     def optuna_state(self):
         from optuna.trial import TrialState
 
-        return {TrialLabel.COMPLETED: TrialState.COMPLETE, TrialLabel.PRUNED: TrialState.PRUNED}.get(
-            self.label, TrialState.FAIL
-        )
+        return TrialState[_OPTUNA_STATES.get(self.label, "FAIL")]
 
     def told_values(self, multi: bool) -> Any:
         """What `study.tell` takes: a float for one objective, the list for several, None unless completed."""

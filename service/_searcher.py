@@ -48,7 +48,6 @@ from service._optuna import (
     tag_tune_trial,
 )
 from service._outcome import TrialOutcome, trial_outcome
-from service._states import TrialLabel
 
 if TYPE_CHECKING:
     import optuna
@@ -221,7 +220,8 @@ class StudySearcher(Searcher):
                 self._finished.add(trial_id)
             elif trial_id not in in_tune and HELD_ATTR in frozen.user_attrs:  # ended, held back for its turn
                 self._finished.add(trial_id)
-                self._held[trial_id] = _held_outcome(frozen.user_attrs[HELD_ATTR])
+                held = frozen.user_attrs[HELD_ATTR]
+                self._held[trial_id] = TrialOutcome.as_told(held["state"], held["values"])
         for trial_id, tune_trial in in_tune.items():
             if trial_id not in self._trials or trial_id in self._finished or tune_trial.status not in ("TERMINATED", "ERROR"):
                 continue
@@ -282,13 +282,6 @@ def _tune_trials(experiment_path: str) -> list:
     from ray.tune import ExperimentAnalysis
 
     return ExperimentAnalysis(experiment_path).trials
-
-
-def _held_outcome(held: dict) -> TrialOutcome:
-    """How a trial ended, from what the deterministic searcher noted on it while holding it back (HELD_ATTR)."""
-    label = {"COMPLETE": TrialLabel.COMPLETED, "PRUNED": TrialLabel.PRUNED}.get(held["state"], TrialLabel.FAILED)
-    values = held.get("values")
-    return TrialOutcome(label, values=None if values is None else list(values) if isinstance(values, list) else [values])
 
 
 def _ended_unseen(frozen: "optuna.trial.FrozenTrial", cut_off: frozenset[int]) -> bool:
