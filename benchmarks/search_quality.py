@@ -92,6 +92,10 @@ VARIANTS = {
                               "scheduler={type: asha, grace_period: 1, reduction_factor: 3, brackets: 4}"],
     "random + ASHA 4 brackets": ["sampler={type: random}",
                                  "scheduler={type: asha, grace_period: 1, reduction_factor: 3, brackets: 4}"],
+    "TPE + ASHA rung check": ["sampler={type: tpe}",
+                              "scheduler={type: asha, grace_period: 1, reduction_factor: 3, rung_check: true}"],
+    "random + ASHA rung check": ["sampler={type: random}",
+                                 "scheduler={type: asha, grace_period: 1, reduction_factor: 3, rung_check: true}"],
 }
 BASELINE = "random + FIFO"
 

@@ -1,5 +1,5 @@
-"""Every study's ASHA: Ray Tune's rule, with brackets dealt in turn, a window for the deterministic mode, and its
-rungs carried through a resume.
+"""Every study's ASHA: Ray Tune's rule, with brackets dealt in turn or a rung check, a window for the deterministic
+mode, and its rungs carried through a resume.
 
 The rule is Ray Tune's `AsyncHyperBandScheduler`'s; the space package states it (where the rungs are, the cutoff)
 so that `hpsearch validate` can show the rungs, and this scheduler and the search-quality benchmark apply exactly
@@ -25,6 +25,15 @@ that rule (tests/test_asha.py feeds Tune's and this one the same results and com
   draws each trial's bracket from numpy's global random state, with odds e**(the bracket's number of rungs), so
   its never-stopping bracket gets about 3 % of the trials (4 brackets, max_epochs 27, grace 1, rf 3) and a seeded
   study is not the same twice; dealt in turn, every bracket gets an equal share and the study is reproducible.
+- `rung_check` (instead of brackets): some trials train in full, never judged (`service.space.trains_in_full`:
+  the first 3, then the 7th, 15th, 31st, ...), and recorded at every rung and at max_epochs. When a trial gives
+  its first result, the best of those that have ended (at least 3) is checked against the rungs: every rung at
+  which it would have been stopped (its value below the cutoff of the other trials' values there), and the rungs
+  before it, are skipped for this trial (it joins the bracket that starts after them; the last judges nowhere).
+  Where learning curves cross, the best trials start slowly and the early rungs would have stopped them: the
+  study moves to later rungs, or stops judging. Where they do not, the rungs stay and cost only the trials that
+  trained in full. A trial keeps the bracket it got; after a resume it is decided again from the rungs replayed
+  (the same answer in deterministic mode, where it reads only trials that had ended before it started).
 - `window` (`sampler.deterministic`, window = concurrency c): the k-th trial is judged only against trials
   0..k-c (the ones the deterministic searcher guarantees have finished before trial k starts), never against
   whoever happened to get there first; at c = 1 that is every earlier trial, so it decides exactly as Tune's
@@ -38,7 +47,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from service.space import bracket_rungs, rung_cutoff
+from service.space import RUNG_CHECK_FIRST, bracket_rungs, max_brackets, rung_cutoff, trains_in_full
 
 if TYPE_CHECKING:
     from service._optuna import LearningCurves
@@ -75,12 +84,17 @@ class Asha(FIFOScheduler):
     study no values back."""
 
     def __init__(self, *, metric: str, mode: str, max_epochs: int, grace_period: int, reduction_factor: float,
-                 brackets: int = 1, window: Optional[int] = None,
+                 brackets: int = 1, rung_check: bool = False, window: Optional[int] = None,
                  curves: Optional[Callable[[], "LearningCurves"]] = None):
         super().__init__()
         self._metric, self._sign = metric, (1.0 if mode == "max" else -1.0)
         self._max_epochs, self._rf, self._window = max_epochs, reduction_factor, window
+        if rung_check:  # every bracket a check can move a trial to: skipping none of the rungs, one, ... all
+            brackets = max_brackets(max_epochs, grace_period, reduction_factor)
         self._milestones = [bracket_rungs(max_epochs, grace_period, reduction_factor, b) for b in range(brackets)]
+        self._rung_check = rung_check
+        self._checked: dict[int, int] = {}  # rung check: position -> the bracket its check gave it
+        self._finals: dict[int, float] = {}  # rung check: position -> its value at max_epochs (higher is better)
         self._order: dict[str, int] = {}  # trial id -> its position k
         self._records: dict[int, RungRecord] = {}  # position -> its values at the rungs
         self._curves = curves
@@ -104,10 +118,14 @@ class Asha(FIFOScheduler):
         if k is None or k in self._records:
             k = max(self._records, default=-1) + 1
         self._order[trial.trial_id] = k
-        self._records[k] = RungRecord(self._milestones[self.bracket_of(k)])
-        self._replay(trial, self._records[k])
+        # With a rung check every trial records at all of bracket 0's rungs: the check reads them all.
+        self._records[k] = RungRecord(self._milestones[0 if self._checks() else self.bracket_of(k)])
+        self._replay(trial, self._records[k], k)
 
-    def _replay(self, trial, record: RungRecord) -> None:
+    def _checks(self) -> bool:
+        return getattr(self, "_rung_check", False)  # absent in what an older hpsearch pickled
+
+    def _replay(self, trial, record: RungRecord, k: int) -> None:
         """A trial Tune adds as a study resumes: record what it recorded at the rungs before, from its learning
         curve, as `judge` did: all of it for a trial that had ended, else up to the last result Tune saved for
         it (later epochs, reached after Tune's last save, are judged again when the trial reaches them again).
@@ -122,6 +140,8 @@ class Asha(FIFOScheduler):
         ended = trial.status in ("TERMINATED", "ERROR") or trial.trial_id in self._read_curves.ended
         last = (trial.last_result or {}).get("training_iteration") or 0
         curve = self._read_curves.values.get(trial.trial_id, {})
+        if ended and self._checks() and self._max_epochs in curve:
+            self._finals[k] = self._sign * curve[self._max_epochs]
         for epoch in sorted(curve):
             if epoch >= self._max_epochs or (not ended and epoch > last):
                 break  # judge records nothing at max_epochs; past `last`, the trial is judged again
@@ -130,8 +150,34 @@ class Asha(FIFOScheduler):
                 record.values[milestone] = self._sign * curve[epoch]
 
     def bracket_of(self, k: int) -> int:
-        """The bracket of the trial at position k."""
-        return k % len(self._milestones)
+        """The bracket of the trial at position k: dealt in turn, or (rung check) the last, judging nowhere, for a
+        trial that trains in full, else the one its check gives it (decided once, at its first result)."""
+        if not self._checks():
+            return k % len(self._milestones)
+        if trains_in_full(k):
+            return len(self._milestones) - 1
+        if k not in self._checked:
+            self._checked[k] = self._check(k)
+        return self._checked[k]
+
+    def _check(self, k: int) -> int:
+        """How many of bracket 0's rungs the trial at position k skips: up to and including the last rung at which
+        the best of the trials that trained in full and ended (that k may see) would have been stopped, judged
+        against the values every other trial k may see recorded there. None skipped before 3 such trials ended."""
+        last = None if self._window is None else k - self._window
+        seen = {j: r for j, r in self._records.items() if j != k and (last is None or j <= last)}
+        full = {j: self._finals[j] for j in seen if j in self._finals and trains_in_full(j)}
+        if len(full) < RUNG_CHECK_FIRST:
+            return 0
+        best = max(full, key=lambda j: (full[j], -j))  # ties: the earlier trial
+        skipped = 0
+        for i, milestone in enumerate(self._milestones[0][:len(self._milestones) - 1]):  # the rungs judged
+            value = seen[best].values.get(milestone)
+            cutoff = rung_cutoff([r.values[milestone] for j, r in seen.items()
+                                  if j != best and milestone in r.values], self._rf)
+            if value is not None and cutoff is not None and value < cutoff:
+                skipped = i + 1
+        return skipped
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         return self.judge(self._order[trial.trial_id], result.get("training_iteration"), result.get(self._metric))
@@ -140,24 +186,28 @@ class Asha(FIFOScheduler):
         """CONTINUE or STOP for the k-th trial's result at `epoch`."""
         if epoch is None or value is None:
             return TrialScheduler.CONTINUE
+        bracket = self.bracket_of(k)  # first: a rung check decides on what was recorded before this result
         if epoch >= self._max_epochs:
+            if self._checks():
+                self._finals[k] = self._sign * value
             return TrialScheduler.STOP
         record = self._records[k]
         milestone = record.next_rung(epoch)
         if milestone is None:
             return TrialScheduler.CONTINUE
         value = self._sign * value
-        last = None if self._window is None else k - self._window  # the last position trial k may see
-        bracket = self.bracket_of(k)
-        earlier = [r.values[milestone] for j, r in self._records.items()
-                   if j != k and (last is None or j <= last) and self.bracket_of(j) == bracket
-                   and milestone in r.values]
-        cutoff = rung_cutoff(earlier, self._rf)
         record.values[milestone] = value
+        if milestone not in self._milestones[bracket]:  # recorded for a rung check, not judged
+            return TrialScheduler.CONTINUE
+        last = None if self._window is None else k - self._window  # the last position trial k may see
+        earlier = [r.values[milestone] for j, r in self._records.items()
+                   if j != k and (last is None or j <= last) and milestone in r.values and self.bracket_of(j) == bracket]
+        cutoff = rung_cutoff(earlier, self._rf)
         return TrialScheduler.STOP if cutoff is not None and value < cutoff else TrialScheduler.CONTINUE
 
     def debug_string(self) -> str:
-        return f"Asha: rungs at {self._milestones}" + (f", judging within {self._window}" if self._window else "")
+        return (f"Asha: rungs at {self._milestones}" + (", rung check" if self._checks() else "")
+                + (f", judging within {self._window}" if self._window else ""))
 
 
 def _read(curves: Callable[[], "LearningCurves"]) -> "LearningCurves":

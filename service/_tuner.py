@@ -90,6 +90,7 @@ def scheduler_for(ctx: StudyContext):
     if s.type == "asha":
         return Asha(metric=ctx.metric, mode=ctx.mode, max_epochs=ctx.space.budget.max_epochs,
                     grace_period=ctx.space.grace_epochs, reduction_factor=s.reduction_factor, brackets=s.brackets,
+                    rung_check=s.rung_check,
                     window=ctx.space.budget.concurrency if ctx.space.sampler.deterministic else None,
                     curves=StudyCurves(ctx.optuna_storage, ctx.study_id) if ctx.optuna_storage else None)
     if s.type == "median":

@@ -61,6 +61,27 @@ def test_cli_validate_shows_each_brackets_rungs_and_drops_the_note_when_one_neve
     assert "judged at epochs 1, 3, 9 | 3, 9," in preview(2) and "brackets: 4" in preview(2)
 
 
+def test_cli_validate_shows_the_rung_check_and_drops_the_note_it_answers():
+    result = _run("validate", str(REPO / "search_spaces/digits_cnn.yaml"), "--set", "budget.max_epochs=27",
+                  "--set", "scheduler={type: asha, grace_period: 1, reduction_factor: 3, rung_check: true}")
+    assert result.exit_code == 0, result.output
+    assert "asha (grace_period 1, reduction_factor 3, rung check, on val_acc)" in result.stdout
+    assert "rung check: trials 1-3 and 7, 15, 31, ... train in full" in result.stdout
+    assert "slow starters" not in result.stdout  # the check is the hedge the note would propose
+
+
+@pytest.mark.parametrize(("scheduler", "names"), [
+    ("{type: asha, rung_check: true, brackets: 2}", ["scheduler.brackets", "2", "remove brackets"]),
+    ("{type: fifo, rung_check: true}", ["scheduler.rung_check", "does not apply to the fifo scheduler"]),
+    ("{type: asha, rung_check: maybe}", ["scheduler.rung_check", "'maybe'", "write true or false"]),
+])
+def test_cli_validate_refuses_a_rung_check_it_cannot_run(scheduler, names):
+    result = _run("validate", str(REPO / "search_spaces/digits_cnn.yaml"), "--set", f"scheduler={scheduler}")
+    assert result.exit_code == 2, result.output
+    assert all(name in result.stderr for name in names), result.stderr
+    assert "Traceback" not in result.output
+
+
 def test_cli_validate_refuses_more_brackets_than_the_budget_has():
     result = _run("validate", str(REPO / "search_spaces/digits_cnn.yaml"), "--set", "budget.max_epochs=9",
                   "--set", "scheduler={type: asha, grace_period: 1, reduction_factor: 3, brackets: 4}")

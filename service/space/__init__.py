@@ -21,7 +21,16 @@ from ._load import load_space, parse_space
 from ._model import SearchSpace
 from ._param import ParamSpec
 from ._preview import preview
-from ._rungs import asha_rungs, bracket_rungs, judged_epochs, max_brackets, rung_cutoff
+from ._rungs import (
+    RUNG_CHECK_FIRST,
+    asha_rungs,
+    bracket_rungs,
+    first_trained_in_full,
+    judged_epochs,
+    max_brackets,
+    rung_cutoff,
+    trains_in_full,
+)
 from ._samplers import SAMPLERS, SamplerInfo
 from ._schema import json_schema
 from ._sections import Budget, DataSpec, Resources, SamplerSpec, SchedulerSpec
@@ -32,6 +41,7 @@ __all__ = [
     "DataSpec",
     "MAX_REPORTED",
     "ParamSpec",
+    "RUNG_CHECK_FIRST",
     "Resources",
     "SAMPLERS",
     "SamplerInfo",
@@ -46,6 +56,7 @@ __all__ = [
     "conditions_hold",
     "define_by_run",
     "dependency_order",
+    "first_trained_in_full",
     "grid_search_space",
     "json_schema",
     "judged_epochs",
@@ -57,5 +68,6 @@ __all__ = [
     "rung_cutoff",
     "sample_config",
     "suggest_params",
+    "trains_in_full",
     "value_key",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._errors import num, show
-from ._rungs import judged_epochs, max_brackets
+from ._rungs import first_trained_in_full, judged_epochs, max_brackets
 
 if TYPE_CHECKING:
     from ._model import SearchSpace
@@ -83,11 +83,16 @@ def _scheduler(space: "SearchSpace") -> str:
                      + ",\n" + " " * len("           rungs: "))
         rungs = (f"{where}keeping the best 1/{num(s.reduction_factor)} at each; survivors run to {max_epochs}"
                  if any(judged) else f"no rung before max_epochs {max_epochs}: no trial is stopped")
-        brackets = f", {s.brackets} brackets" if s.brackets > 1 else ""
+        brackets = f", {s.brackets} brackets" if s.brackets > 1 else ", rung check" if s.rung_check else ""
         text = (f"asha (grace_period {grace}, reduction_factor {num(s.reduction_factor)}{brackets}, on {space.metrics[0]})"
                 f"\n           rungs: {rungs}")
+        if s.rung_check and judged[0]:
+            full = ", ".join(str(k + 1) for k in first_trained_in_full(6)[3:])
+            text += ("\n           rung check: trials 1-3 and " + full + ", ... train in full; a rung at which the best"
+                     "\n           of them would have been stopped is skipped, with the rungs before it, by the trials"
+                     "\n           after (curves that cross move the study to later rungs, or to none)")
         quarter = s.model_copy(update={"grace_period": "25%"}).grace_epochs(max_epochs)  # as "25%" resolves
-        if judged[0] and judged[0][0] < quarter and all(judged):
+        if judged[0] and judged[0][0] < quarter and all(judged) and not s.rung_check:
             most = max_brackets(max_epochs, space.grace_epochs, s.reduction_factor)
             text += ("\n           note: judging before a quarter of max_epochs stops slow starters; if your curves"
                      "\n           cross (warm-up, cosine or step schedules, wide models), prefer grace_period: \"25%\","

@@ -120,6 +120,15 @@ def scheduler(space: SearchSpace) -> Iterator[Issue]:
         return
     if spec.type == "asha":
         grace, rf, max_epochs = space.grace_epochs, spec.reduction_factor, space.budget.max_epochs
+        if spec.rung_check and spec.brackets > 1:
+            yield Issue(
+                f"brackets {spec.brackets} with rung_check: a rung check chooses each trial's bracket itself",
+                "remove brackets (rung_check moves trials to later rungs when the early ones would have stopped the "
+                "best), or set rung_check: false",
+                at=("scheduler", "brackets"),
+                value=spec.brackets,
+            )
+            return
         most = max_brackets(max_epochs, grace, rf)
         if spec.brackets > most:
             judged = judged_epochs(max_epochs, grace, rf)

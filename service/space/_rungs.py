@@ -43,3 +43,28 @@ def rung_cutoff(values: list[float], reduction_factor: float) -> Optional[float]
     import numpy as np
 
     return None if not values else float(np.nanpercentile(values, (1 - 1 / reduction_factor) * 100))
+
+
+# A rung check (`scheduler.rung_check`) lets some trials train in full, never judged, and checks the rungs
+# against them: the first RUNG_CHECK_FIRST trials, then the ones RUNG_CHECK_EVERY * (2**i - 1) positions after
+# the last of those (i = 1, 2, ...: gaps of 4, 8, 16, ... trials, so a long study spends ever less on them).
+RUNG_CHECK_FIRST = 3
+RUNG_CHECK_EVERY = 4
+
+
+def trains_in_full(k: int) -> bool:
+    """Whether the trial at 0-based position k is one a rung check lets train in full."""
+    if k < RUNG_CHECK_FIRST:
+        return True
+    gap, rest = divmod(k - (RUNG_CHECK_FIRST - 1), RUNG_CHECK_EVERY)
+    return rest == 0 and (gap + 1) & gap == 0  # gap + 1 a power of two
+
+
+def first_trained_in_full(count: int) -> list[int]:
+    """The 0-based positions of the first `count` trials a rung check lets train in full."""
+    positions, k = [], 0
+    while len(positions) < count:
+        if trains_in_full(k):
+            positions.append(k)
+        k += 1
+    return positions

@@ -39,7 +39,7 @@ from ._types import (
 
 # The keys each scheduler reads besides `type`; giving another one is a mistake, not a no-op.
 SCHEDULER_KEYS: dict[str, tuple[str, ...]] = {
-    "asha": ("grace_period", "reduction_factor", "brackets"),
+    "asha": ("grace_period", "reduction_factor", "brackets", "rung_check"),
     "median": ("grace_period", "min_samples_required"),
     "fifo": (),
 }
@@ -360,6 +360,12 @@ class SchedulerSpec(Frozen):
         1, description="asha: trials are dealt in turn to this many brackets; bracket b first judges at "
                        "grace_period * reduction_factor**b epochs, and the last of the most brackets a budget "
                        "allows never stops a trial (a hedge against learning curves that cross)"
+    )
+    rung_check: Flag = Field(
+        False, description="asha: the first 3 trials, then the 7th, 15th, 31st, ..., train in full; a rung at which "
+                           "the best of them would have been stopped is skipped, with the rungs before it, by the "
+                           "trials that start after (learning curves that cross move the study to later rungs, "
+                           "or to none); instead of brackets"
     )
 
     def grace_epochs(self, max_epochs: int) -> int:
