@@ -26,7 +26,7 @@ that rule (tests/test_asha.py feeds Tune's and this one the same results and com
   its never-stopping bracket gets about 3 % of the trials (4 brackets, max_epochs 27, grace 1, rf 3) and a seeded
   study is not the same twice; dealt in turn, every bracket gets an equal share and the study is reproducible.
 - `rung_check` (instead of brackets): some trials train in full, never judged (`service.space.trains_in_full`:
-  the first 3, then the 7th, 15th, 31st, ...), and recorded at every rung and at max_epochs. When a trial gives
+  the 1st, 4th and 7th, then the 11th, 19th, 35th, ...), and recorded at every rung and at max_epochs. When a trial gives
   its first result, the best of those that have ended (at least 3) is checked against the rungs: every rung at
   which it would have been stopped (its value below the cutoff of the other trials' values there), and the rungs
   before it, are skipped for this trial (it joins the bracket that starts after them; the last judges nowhere).

@@ -367,11 +367,11 @@ params:
 
 
 # -- rung check ------------------------------------------------------------------------------------------------
-def test_rung_check_trains_the_first_three_trials_in_full_then_ever_fewer():
+def test_rung_check_trains_every_third_of_the_first_trials_in_full_then_ever_fewer():
     from service.space import first_trained_in_full, trains_in_full
 
-    assert first_trained_in_full(7) == [0, 1, 2, 6, 14, 30, 62]
-    assert [k for k in range(200) if trains_in_full(k)] == [0, 1, 2, 6, 14, 30, 62, 126]
+    assert first_trained_in_full(7) == [0, 3, 6, 10, 18, 34, 66]
+    assert [k for k in range(200) if trains_in_full(k)] == [0, 3, 6, 10, 18, 34, 66, 130]
 
 
 def _checked(window=None) -> Asha:
@@ -395,8 +395,8 @@ def test_rung_check_never_stops_the_trials_it_trains_in_full():
         asha.on_trial_add(None, _Trial(f"t{k}"))
     for k in range(16):  # ever worse trials: the ones trained in full run whole, as does the first judged one
         decisions = _run_whole(asha, k, lambda epoch, k=k: 0.9 - k / 100)  # (judged against its bracket only)
-        assert (len(decisions) == 27) == (k in (0, 1, 2, 3, 6, 14)), k
-        assert decisions[-1] == TrialScheduler.STOP and asha.bracket_of(k) == (3 if k in (0, 1, 2, 6, 14) else 0)
+        assert (len(decisions) == 27) == (k in (0, 1, 3, 6, 10)), k
+        assert decisions[-1] == TrialScheduler.STOP and asha.bracket_of(k) == (3 if k in (0, 3, 6, 10) else 0)
 
 
 def test_rung_check_where_curves_cross_skips_the_rungs_that_would_have_stopped_the_best():
@@ -404,26 +404,26 @@ def test_rung_check_where_curves_cross_skips_the_rungs_that_would_have_stopped_t
     and is below the others at rungs 1 and 3, above them at 9. A new trial skips rungs 1 and 3 (bracket 2: judged
     at 9 only), and is judged there against the trials in its bracket only."""
     asha = _checked()
-    for k in range(6):
+    for k in range(9):
         asha.on_trial_add(None, _Trial(f"t{k}"))
     fast = lambda epoch: min(0.9, 0.5 + 0.2 * epoch)  # noqa: E731
     slow = lambda epoch: 0.1 + 0.88 * min(1.0, epoch / 9)  # noqa: E731
     assert _run_whole(asha, 0, fast)[-1] == TrialScheduler.STOP  # at max_epochs: every trial ends there
-    assert len(_run_whole(asha, 1, slow)) == 27 and len(_run_whole(asha, 2, fast)) == 27
-    assert asha.bracket_of(3) == 2 and asha.bracket_of(4) == 2
-    assert _run_whole(asha, 3, lambda epoch: 0.05)[:9] == [TrialScheduler.CONTINUE] * 9  # the first at rung 9
-    assert len(_run_whole(asha, 4, lambda epoch: 0.01)) == 9  # stopped at 9, below trial 3 there
+    assert len(_run_whole(asha, 3, slow)) == 27 and len(_run_whole(asha, 6, fast)) == 27
+    assert asha.bracket_of(7) == 2 and asha.bracket_of(8) == 2
+    assert _run_whole(asha, 7, lambda epoch: 0.05)[:9] == [TrialScheduler.CONTINUE] * 9  # the first at rung 9
+    assert len(_run_whole(asha, 8, lambda epoch: 0.01)) == 9  # stopped at 9, below trial 7 there
 
 
 def test_rung_check_where_curves_do_not_cross_keeps_every_rung():
     asha = _checked()
-    for k in range(6):
+    for k in range(9):
         asha.on_trial_add(None, _Trial(f"t{k}"))
-    for k, level in enumerate((0.5, 0.9, 0.7)):  # the best at the end is the best at every rung
+    for k, level in ((0, 0.5), (3, 0.9), (6, 0.7)):  # the best at the end is the best at every rung
         _run_whole(asha, k, lambda epoch, level=level: level + epoch / 1000)
-    assert len(_run_whole(asha, 3, lambda epoch: 0.8 + epoch / 1000)) == 27  # the first judged: it goes on
-    assert _run_whole(asha, 4, lambda epoch: 0.6) == [TrialScheduler.STOP]  # below trial 3 at epoch 1
-    assert asha.bracket_of(3) == asha.bracket_of(4) == 0
+    assert len(_run_whole(asha, 7, lambda epoch: 0.8 + epoch / 1000)) == 27  # the first judged: it goes on
+    assert _run_whole(asha, 8, lambda epoch: 0.6) == [TrialScheduler.STOP]  # below trial 7 at epoch 1
+    assert asha.bracket_of(7) == asha.bracket_of(8) == 0
 
 
 def test_rung_check_waits_for_three_trials_in_full_and_in_a_window_reads_only_the_trials_before_it():
@@ -433,14 +433,14 @@ def test_rung_check_waits_for_three_trials_in_full_and_in_a_window_reads_only_th
     slow = lambda epoch: 0.1 + 0.88 * min(1.0, epoch / 9)  # noqa: E731
     for window, expected in ((None, [0, 2]), (3, [0, 0])):
         asha = _checked(window)
-        for k in range(5):
+        for k in range(9):
             asha.on_trial_add(None, _Trial(f"t{k}"))
         _run_whole(asha, 0, fast)
-        _run_whole(asha, 1, slow)
-        assert asha.bracket_of(3) == 0  # two trained in full have ended: too few to check
-        _run_whole(asha, 2, fast)
-        # Trial 3 was checked once, before trial 2 ended; in a window of 3, trial 4 reads trials 0..1 only.
-        assert [asha.bracket_of(3), asha.bracket_of(4)] == expected
+        _run_whole(asha, 3, slow)
+        assert asha.bracket_of(4) == 0  # two trained in full have ended: too few to check
+        _run_whole(asha, 6, fast)
+        # Trial 4 was checked once, before trial 6 ended; in a window of 3, trial 8 reads trials 0..5 only.
+        assert [asha.bracket_of(4), asha.bracket_of(8)] == expected
 
 
 def test_rung_check_of_a_resumed_deterministic_study_gives_every_trial_the_bracket_it_had():
@@ -468,7 +468,7 @@ def test_rung_check_of_a_resumed_deterministic_study_gives_every_trial_the_brack
         _CURVES[f"id{k}"] = {epoch: curve(k)(epoch) for epoch in range(1, ends[k] + 1)}
         _ENDED.add(f"id{k}")
     brackets = [through.bracket_of(k) for k in range(12)]
-    assert 0 < max(b for k, b in enumerate(brackets) if k not in (0, 1, 2, 6)), "the setup needs a rung skipped"
+    assert 0 < max(b for k, b in enumerate(brackets) if k not in (0, 3, 6, 10)), "the setup needs a rung skipped"
 
     again = pickle.loads(at_start)
     for k in reversed(range(12)):

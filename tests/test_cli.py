@@ -66,7 +66,7 @@ def test_cli_validate_shows_the_rung_check_and_drops_the_note_it_answers():
                   "--set", "scheduler={type: asha, grace_period: 1, reduction_factor: 3, rung_check: true}")
     assert result.exit_code == 0, result.output
     assert "asha (grace_period 1, reduction_factor 3, rung check, on val_acc)" in result.stdout
-    assert "rung check: trials 1-3 and 7, 15, 31, ... train in full" in result.stdout
+    assert "rung check: trials 1, 4, 7, 11, 19, 35, ... train in full" in result.stdout
     assert "slow starters" not in result.stdout  # the check is the hedge the note would propose
 
 

@@ -87,16 +87,17 @@ def _scheduler(space: "SearchSpace") -> str:
         text = (f"asha (grace_period {grace}, reduction_factor {num(s.reduction_factor)}{brackets}, on {space.metrics[0]})"
                 f"\n           rungs: {rungs}")
         if s.rung_check and judged[0]:
-            full = ", ".join(str(k + 1) for k in first_trained_in_full(6)[3:])
-            text += ("\n           rung check: trials 1-3 and " + full + ", ... train in full; a rung at which the best"
+            full = ", ".join(str(k + 1) for k in first_trained_in_full(6))
+            text += ("\n           rung check: trials " + full + ", ... train in full; a rung at which the best"
                      "\n           of them would have been stopped is skipped, with the rungs before it, by the trials"
                      "\n           after (curves that cross move the study to later rungs, or to none)")
         quarter = s.model_copy(update={"grace_period": "25%"}).grace_epochs(max_epochs)  # as "25%" resolves
         if judged[0] and judged[0][0] < quarter and all(judged) and not s.rung_check:
             most = max_brackets(max_epochs, space.grace_epochs, s.reduction_factor)
             text += ("\n           note: judging before a quarter of max_epochs stops slow starters; if your curves"
-                     "\n           cross (warm-up, cosine or step schedules, wide models), prefer grace_period: \"25%\","
-                     f"\n           brackets: {most} (a share of trials never stopped) or fifo"
+                     "\n           cross (warm-up, cosine or step schedules, wide models), prefer rung_check: true"
+                     "\n           (skips the rungs that would have stopped the best of a few trials trained in full),"
+                     f"\n           grace_period: \"25%\", brackets: {most} (a share of trials never stopped) or fifo"
                      "\n           (README: Choosing a sampler and scheduler)")
         return text
     if s.type == "median":

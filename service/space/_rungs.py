@@ -46,17 +46,20 @@ def rung_cutoff(values: list[float], reduction_factor: float) -> Optional[float]
 
 
 # A rung check (`scheduler.rung_check`) lets some trials train in full, never judged, and checks the rungs
-# against them: the first RUNG_CHECK_FIRST trials, then the ones RUNG_CHECK_EVERY * (2**i - 1) positions after
-# the last of those (i = 1, 2, ...: gaps of 4, 8, 16, ... trials, so a long study spends ever less on them).
+# against them: every RUNG_CHECK_EVERY-th of the first RUNG_CHECK_FIRST * RUNG_CHECK_EVERY trials (the 1st, 4th
+# and 7th), then the ones 4 * (2**i - 1) positions after the last of those (i = 1, 2, ...: gaps of 4, 8, 16, ...
+# trials, so a long study spends ever less on them). Measured against the first three in a row, interleaving
+# them lets ASHA find good trials meanwhile (benchmarks/README.md, *Rung check*).
 RUNG_CHECK_FIRST = 3
-RUNG_CHECK_EVERY = 4
+RUNG_CHECK_EVERY = 3
+_RUNG_CHECK_GAP = 4
 
 
 def trains_in_full(k: int) -> bool:
     """Whether the trial at 0-based position k is one a rung check lets train in full."""
-    if k < RUNG_CHECK_FIRST:
-        return True
-    gap, rest = divmod(k - (RUNG_CHECK_FIRST - 1), RUNG_CHECK_EVERY)
+    if k < RUNG_CHECK_FIRST * RUNG_CHECK_EVERY:
+        return k % RUNG_CHECK_EVERY == 0
+    gap, rest = divmod(k - (RUNG_CHECK_FIRST - 1) * RUNG_CHECK_EVERY, _RUNG_CHECK_GAP)
     return rest == 0 and (gap + 1) & gap == 0  # gap + 1 a power of two
 
 

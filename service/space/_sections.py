@@ -362,7 +362,7 @@ class SchedulerSpec(Frozen):
                        "allows never stops a trial (a hedge against learning curves that cross)"
     )
     rung_check: Flag = Field(
-        False, description="asha: the first 3 trials, then the 7th, 15th, 31st, ..., train in full; a rung at which "
+        False, description="asha: the 1st, 4th and 7th trials, then the 11th, 19th, 35th, ..., train in full; a rung at which "
                            "the best of them would have been stopped is skipped, with the rungs before it, by the "
                            "trials that start after (learning curves that cross move the study to later rungs, "
                            "or to none); instead of brackets"
