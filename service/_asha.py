@@ -32,8 +32,10 @@ that rule (tests/test_asha.py feeds Tune's and this one the same results and com
   before it, are skipped for this trial (it joins the bracket that starts after them; the last judges nowhere).
   Where learning curves cross, the best trials start slowly and the early rungs would have stopped them: the
   study moves to later rungs, or stops judging. Where they do not, the rungs stay and cost only the trials that
-  trained in full. A trial keeps the bracket it got; after a resume it is decided again from the rungs replayed
-  (the same answer in deterministic mode, where it reads only trials that had ended before it started).
+  trained in full. A trial keeps the bracket it got. Tune does not save the scheduler, so after a resume each
+  trial is checked again from the rungs replayed, reading only the trials created before it: the same answer
+  where trials ran one at a time or in deterministic mode (which reads only trials that had ended before it
+  started); with trials in flight together an unfinished trial can get another bracket than it had.
 - `window` (`sampler.deterministic`, window = concurrency c): the k-th trial is judged only against trials
   0..k-c (the ones the deterministic searcher guarantees have finished before trial k starts), never against
   whoever happened to get there first; at c = 1 that is every earlier trial, so it decides exactly as Tune's
@@ -163,9 +165,12 @@ class Asha(FIFOScheduler):
     def _check(self, k: int) -> int:
         """How many of bracket 0's rungs the trial at position k skips: up to and including the last rung at which
         the best of the trials that trained in full and ended (that k may see) would have been stopped, judged
-        against the values every other trial k may see recorded there. None skipped before 3 such trials ended."""
-        last = None if self._window is None else k - self._window
-        seen = {j: r for j, r in self._records.items() if j != k and (last is None or j <= last)}
+        against the values every other trial k may see recorded there. None skipped before 3 such trials ended.
+        Trial k sees the trials created before it (in a window, the ones that ended before it started), not the
+        later ones: a resumed study, which checks its trials again from the rungs replayed, then gives a trial the
+        bracket it had when trials ran one at a time (and in deterministic mode)."""
+        last = k - (self._window or 1)
+        seen = {j: r for j, r in self._records.items() if j <= last}
         full = {j: self._finals[j] for j in seen if j in self._finals and trains_in_full(j)}
         if len(full) < RUNG_CHECK_FIRST:
             return 0

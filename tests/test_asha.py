@@ -443,15 +443,17 @@ def test_rung_check_waits_for_three_trials_in_full_and_in_a_window_reads_only_th
         assert [asha.bracket_of(4), asha.bracket_of(8)] == expected
 
 
-def test_rung_check_of_a_resumed_deterministic_study_gives_every_trial_the_bracket_it_had():
+@pytest.mark.parametrize("window", [2, None])
+def test_rung_check_of_a_resumed_study_gives_every_trial_the_bracket_it_had(window):
     """A resumed study's scheduler is the one Tune pickled at the start: every trial's bracket is checked again
-    from the rungs and ends replayed from the learning curves; in deterministic mode the answer is the same."""
+    from the rungs and ends replayed from the learning curves. In deterministic mode, or with trials run one at a
+    time, the answer is the same: a check reads only the trials created before its own."""
     import pickle
 
     _CURVES.clear()
     _ENDED.clear()
     through = Asha(metric="m", mode="max", max_epochs=27, grace_period=1, reduction_factor=3, rung_check=True,
-                   window=2, curves=_Curves())
+                   window=window, curves=_Curves())
     at_start = pickle.dumps(through)
     rng = random.Random(3)
     shapes = [(rng.random(), rng.random() * 20) for _ in range(12)]  # slow starters with high plateaus and others
