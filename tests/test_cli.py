@@ -68,6 +68,18 @@ def test_cli_validate_shows_the_rung_check_and_drops_the_note_it_answers():
     assert "asha (grace_period 1, reduction_factor 3, rung check, on val_acc)" in result.stdout
     assert "rung check: trials 1, 4, 7, 11, 19, 35, ... train in full" in result.stdout
     assert "slow starters" not in result.stdout  # the check is the hedge the note would propose
+    assert "too few for it" not in result.stdout
+
+
+@pytest.mark.parametrize(("trials", "extra", "first"), [(7, "", 8), (8, "", None), (8, ", deterministic: true", 9)])
+def test_cli_validate_says_when_a_study_is_too_short_for_its_rung_check(trials, extra, first):
+    """Checks start once trials 1, 4 and 7 have ended: trial 8 at the earliest, or 7 + concurrency (2) in
+    deterministic mode, which waits for them to end."""
+    result = _run("validate", str(REPO / "search_spaces/digits_cnn.yaml"), "--set", f"budget.trials={trials}",
+                  "--set", "scheduler={type: asha, rung_check: true}", "--set", f"sampler={{type: tpe, seed: 1{extra}}}")
+    assert result.exit_code == 0, result.output
+    note = f"budget.trials {trials} is too few for it: the first trial it\n           can check is trial {first}"
+    assert (note in result.stdout) if first else ("too few for it" not in result.stdout), result.stdout
 
 
 @pytest.mark.parametrize(("scheduler", "names"), [

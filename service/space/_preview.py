@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._errors import num, show
-from ._rungs import first_trained_in_full, judged_epochs, max_brackets
+from ._rungs import RUNG_CHECK_FIRST, first_trained_in_full, judged_epochs, max_brackets
 
 if TYPE_CHECKING:
     from ._model import SearchSpace
@@ -91,6 +91,11 @@ def _scheduler(space: "SearchSpace") -> str:
             text += ("\n           rung check: trials " + full + ", ... train in full; a rung at which the best"
                      "\n           of them would have been stopped is skipped, with the rungs before it, by the trials"
                      "\n           after (curves that cross move the study to later rungs, or to none)")
+            first = first_trained_in_full(RUNG_CHECK_FIRST)[-1] + (space.budget.concurrency
+                                                                   if space.sampler.deterministic else 1)
+            if space.budget.trials <= first:
+                text += (f"\n           note: budget.trials {space.budget.trials} is too few for it: the first trial it"
+                         f"\n           can check is trial {first + 1}; raise budget.trials or drop rung_check")
         quarter = s.model_copy(update={"grace_period": "25%"}).grace_epochs(max_epochs)  # as "25%" resolves
         if judged[0] and judged[0][0] < quarter and all(judged) and not s.rung_check:
             most = max_brackets(max_epochs, space.grace_epochs, s.reduction_factor)
