@@ -26,16 +26,17 @@ that rule (tests/test_asha.py feeds Tune's and this one the same results and com
   its never-stopping bracket gets about 3 % of the trials (4 brackets, max_epochs 27, grace 1, rf 3) and a seeded
   study is not the same twice; dealt in turn, every bracket gets an equal share and the study is reproducible.
 - `rung_check` (instead of brackets): some trials train in full, never judged (`service.space.trains_in_full`:
-  the 1st, 4th and 7th, then the 11th, 19th, 35th, ...), and recorded at every rung and at max_epochs. When a trial gives
-  its first result, the best of those that have ended (at least 3) is checked against the rungs: every rung at
-  which it would have been stopped (its value below the cutoff of the other trials' values there), and the rungs
-  before it, are skipped for this trial (it joins the bracket that starts after them; the last judges nowhere).
-  Where learning curves cross, the best trials start slowly and the early rungs would have stopped them: the
-  study moves to later rungs, or stops judging. Where they do not, the rungs stay and cost only the trials that
-  trained in full. A trial keeps the bracket it got. Tune does not save the scheduler, so after a resume each
-  trial is checked again from the rungs replayed, reading only the trials created before it: the same answer
-  where trials ran one at a time or in deterministic mode (which reads only trials that had ended before it
-  started); with trials in flight together an unfinished trial can get another bracket than it had.
+  the 1st, 4th and 7th, then the 11th, 19th, 35th, ...), and recorded at every rung and at max_epochs. When a
+  trial gives its first result, the best of those that have ended (at least 3) is checked against the rungs:
+  every rung at which it would have been stopped (its value below the cutoff of the other trials' values
+  there), and the rungs before it, are skipped for this trial (it joins the bracket that starts after them; the
+  last judges nowhere). Where learning curves cross, the best trials start slowly and the early rungs would have
+  stopped them: the study moves to later rungs, or stops judging. Where they do not, the rungs stay and cost
+  only the trials that trained in full. A trial keeps the bracket it got. Tune restores the scheduler it pickled
+  at the start, so after a resume each trial is checked again from the rungs replayed, reading only the trials
+  created before it: the same answer where trials ran one at a time or in deterministic mode (which reads only
+  trials that had ended before it started); with trials in flight together an unfinished trial can get another
+  bracket.
 - `window` (`sampler.deterministic`, window = concurrency c): the k-th trial is judged only against trials
   0..k-c (the ones the deterministic searcher guarantees have finished before trial k starts), never against
   whoever happened to get there first; at c = 1 that is every earlier trial, so it decides exactly as Tune's
@@ -206,7 +207,8 @@ class Asha(FIFOScheduler):
             return TrialScheduler.CONTINUE
         last = None if self._window is None else k - self._window  # the last position trial k may see
         earlier = [r.values[milestone] for j, r in self._records.items()
-                   if j != k and (last is None or j <= last) and milestone in r.values and self.bracket_of(j) == bracket]
+                   if j != k and (last is None or j <= last) and milestone in r.values
+                   and self.bracket_of(j) == bracket]
         cutoff = rung_cutoff(earlier, self._rf)
         return TrialScheduler.STOP if cutoff is not None and value < cutoff else TrialScheduler.CONTINUE
 

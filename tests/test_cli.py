@@ -76,7 +76,8 @@ def test_cli_validate_says_when_a_study_is_too_short_for_its_rung_check(trials, 
     """Checks start once trials 1, 4 and 7 have ended: trial 8 at the earliest, or 7 + concurrency (2) in
     deterministic mode, which waits for them to end."""
     result = _run("validate", str(REPO / "search_spaces/digits_cnn.yaml"), "--set", f"budget.trials={trials}",
-                  "--set", "scheduler={type: asha, rung_check: true}", "--set", f"sampler={{type: tpe, seed: 1{extra}}}")
+                  "--set", "scheduler={type: asha, rung_check: true}",
+                  "--set", f"sampler={{type: tpe, seed: 1{extra}}}")
     assert result.exit_code == 0, result.output
     note = f"budget.trials {trials} is too few for it: the first trial it\n           can check is trial {first}"
     assert (note in result.stdout) if first else ("too few for it" not in result.stdout), result.stdout
