@@ -50,7 +50,14 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from service.space import RUNG_CHECK_FIRST, bracket_rungs, max_brackets, rung_cutoff, trains_in_full
+from service.space import (
+    RUNG_CHECK_FIRST,
+    bracket_rungs,
+    last_checked_against,
+    max_brackets,
+    rung_cutoff,
+    trains_in_full,
+)
 
 if TYPE_CHECKING:
     from service._optuna import LearningCurves
@@ -170,7 +177,7 @@ class Asha(FIFOScheduler):
         Trial k sees the trials created before it (in a window, the ones that ended before it started), not the
         later ones: a resumed study, which checks its trials again from the rungs replayed, then gives a trial the
         bracket it had when trials ran one at a time (and in deterministic mode)."""
-        last = k - (self._window or 1)
+        last = last_checked_against(k, self._window)
         seen = {j: r for j, r in self._records.items() if j <= last}
         full = {j: self._finals[j] for j in seen if j in self._finals and trains_in_full(j)}
         if len(full) < RUNG_CHECK_FIRST:

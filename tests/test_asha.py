@@ -431,9 +431,11 @@ def test_rung_check_waits_for_three_trials_in_full_and_in_a_window_reads_only_th
     check of trial k reads trials 0..k-c only (ended before it started): what happened since cannot change it."""
     fast = lambda epoch: min(0.9, 0.5 + 0.2 * epoch)  # noqa: E731
     slow = lambda epoch: 0.1 + 0.88 * min(1.0, epoch / 9)  # noqa: E731
+    from service.space import first_checked
+
     for window, expected in ((None, [0, 2]), (3, [0, 0])):
         asha = _checked(window)
-        for k in range(9):
+        for k in range(10):
             asha.on_trial_add(None, _Trial(f"t{k}"))
         _run_whole(asha, 0, fast)
         _run_whole(asha, 3, slow)
@@ -441,6 +443,8 @@ def test_rung_check_waits_for_three_trials_in_full_and_in_a_window_reads_only_th
         _run_whole(asha, 6, fast)
         # Trial 4 was checked once, before trial 6 ended; in a window of 3, trial 8 reads trials 0..5 only.
         assert [asha.bracket_of(4), asha.bracket_of(8)] == expected
+        # The first trial a check applies to, as `hpsearch validate` names it: trial 8 (7 alone), or 10 in a window.
+        assert first_checked(window) == (7 if window is None else 9) and asha.bracket_of(first_checked(window)) == 2
 
 
 @pytest.mark.parametrize("window", [2, None])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._errors import num, show
-from ._rungs import RUNG_CHECK_FIRST, first_trained_in_full, judged_epochs, max_brackets
+from ._rungs import first_checked, first_trained_in_full, judged_epochs, max_brackets
 
 if TYPE_CHECKING:
     from ._model import SearchSpace
@@ -91,8 +91,7 @@ def _scheduler(space: "SearchSpace") -> str:
             text += ("\n           rung check: trials " + full + ", ... train in full; a rung at which the best"
                      "\n           of them would have been stopped is skipped, with the rungs before it, by the trials"
                      "\n           after (curves that cross move the study to later rungs, or to none)")
-            first = first_trained_in_full(RUNG_CHECK_FIRST)[-1] + (space.budget.concurrency
-                                                                   if space.sampler.deterministic else 1)
+            first = first_checked(space.budget.concurrency if space.sampler.deterministic else None)
             if space.budget.trials <= first:
                 text += (f"\n           note: budget.trials {space.budget.trials} is too few for it: the first trial it"
                          f"\n           can check is trial {first + 1}; raise budget.trials or drop rung_check")

@@ -71,3 +71,15 @@ def first_trained_in_full(count: int) -> list[int]:
             positions.append(k)
         k += 1
     return positions
+
+
+def last_checked_against(k: int, window: Optional[int]) -> int:
+    """The last 0-based position whose trial the rung check of trial k may read: the trials created before k, or,
+    with `window` trials at a time in deterministic mode, the ones that ended before k started."""
+    return k - (window or 1)
+
+
+def first_checked(window: Optional[int]) -> int:
+    """The 0-based position of the first trial a rung check can apply to: the first that may read as many trials
+    trained in full as a check needs (RUNG_CHECK_FIRST)."""
+    return first_trained_in_full(RUNG_CHECK_FIRST)[-1] + (window or 1)
