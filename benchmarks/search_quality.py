@@ -392,8 +392,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1,
                         help="trials in flight at once, every epoch taking the same time (default: 1)")
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=[*STRATEGIES, *VARIANTS],
-                        metavar="NAME", help=f"default: {', '.join(STRATEGIES)}; also: {', '.join(VARIANTS)} "
-                                            f"({BASELINE} always runs: it sets X)")
+                        metavar="NAME", help=(f"default: {', '.join(STRATEGIES)}; also: {', '.join(VARIANTS)} "
+                                              f"({BASELINE} always runs: it sets X)").replace("%", "%%"))
     args = parser.parse_args()
     if args.smoke:
         args.seeds, args.budget = 2, 3

@@ -12,6 +12,17 @@ from support import REPO
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "benchmarks").glob("*.py")
+                                           if "argparse" in p.read_text()))
+def test_every_benchmark_script_prints_its_help(script):
+    """`--help` is how a reader learns a script's options: argparse formats each option's help with %, so a
+    strategy named "... 25%" once made `search_quality.py --help` end in a traceback."""
+    out = subprocess.run([sys.executable, f"benchmarks/{script}", "--help"], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+
+    assert out.returncode == 0 and out.stdout.startswith("usage:"), out.stderr[-2000:]
+
+
 def test_search_quality_smoke_writes_a_row_per_strategy_and_a_plot(tmp_path):
     strategies = ["TPE + ASHA", "TPE startup 5 + ASHA"]
     out = subprocess.run(
