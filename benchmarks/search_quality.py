@@ -23,6 +23,8 @@ What is the product's own code here, and what is not:
     python benchmarks/search_quality.py --tasks digits_small --seeds 10    # real training: about 15 minutes
     python benchmarks/search_quality.py --tasks tabular --seeds 10         # tabular CSV: 48 minutes beside other work
     python benchmarks/search_quality.py --smoke                 # seconds: 2 seeds, small budget (tests/test_benchmarks.py)
+    python benchmarks/search_quality.py --tasks tabular --cache ~/.cache/hpsearch-sq --strategies "TPE + ASHA rung check"
+        # keeps every curve it replays, and reads the ones a run before kept (random + FIFO's, half of a run)
     python benchmarks/search_quality.py --tasks digits_small --out benchmarks/search_quality/variants \
         --strategies "TPE + ASHA" "TPE + ASHA rf 2" "TPE + ASHA rf 4" "TPE startup 5 + ASHA" \
         "TPE startup 20 + ASHA" "TPE univariate + ASHA"       # the default with one setting changed at a time
@@ -36,6 +38,9 @@ What is the product's own code here, and what is not:
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
+import json
 import logging
 import math
 import statistics
@@ -45,6 +50,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "search_quality"
@@ -284,7 +290,7 @@ def _fmt(value: float, digits: int = 4) -> str:
 
 
 def run_task(task: Task, seeds: int, budget_trainings: int, out: Path, strategies: list[str],
-             concurrency: int = 1) -> str:
+             concurrency: int = 1, cache: Optional[Path] = None) -> str:
     from service.space import load_space
 
     space_path = ROOT / "search_spaces" / task.space_file
@@ -299,7 +305,11 @@ def run_task(task: Task, seeds: int, budget_trainings: int, out: Path, strategie
             space = load_space(str(space_path), overrides=[*overrides, f"sampler.seed={seed}",
                                                            f"budget.concurrency={concurrency}",
                                                            f"budget.trials={budget_epochs}"])
-            curve, overhead = replay(space, budget_epochs, concurrency)
+            key = _curve_key(space, budget_epochs, concurrency) if cache else None
+            found = _read_curve(cache, key) if cache else None
+            curve, overhead = found or replay(space, budget_epochs, concurrency)
+            if cache and found is None:
+                _write_curve(cache, key, curve, overhead)
             results.setdefault(name, []).append(curve)
             overheads.setdefault(name, []).append(overhead)
         print(f"  {task.name}: {name} done ({seeds} seeds)", flush=True)
@@ -333,6 +343,53 @@ def run_task(task: Task, seeds: int, budget_trainings: int, out: Path, strategie
     table = "\n".join(lines) + "\n"
     _plot(task, results, max_epochs, budget_epochs, target, metric, out / f"{task.name}.png")
     return table
+
+
+# -- the curve cache (--cache) --------------------------------------------------------------------------------
+# A replay is deterministic: the same space, overrides (seed included), budget and concurrency, on the same code
+# and packages, give the same curve. So a curve is kept under a key of all of these, and a later run with the same
+# --cache reads it instead of training again (random + FIFO, which every run needs for X, is half of a run).
+_PACKAGES = ("optuna", "torch", "numpy", "scipy", "scikit-learn", "ray")
+
+
+_ASHA_CODE = "service/_asha.py"  # hpsearch's ASHA: a FIFO replay does not run it
+
+
+@functools.lru_cache(maxsize=2)
+def _code_and_packages(asha: bool) -> str:
+    """A digest of everything a replay's curve depends on besides its space: the product's code (service/,
+    trainables/, this script; service/_asha.py only for a replay that runs it, so that a change to ASHA keeps
+    the FIFO curves) and the versions of the packages that sample, train or schedule."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256()
+    for path in sorted([*(ROOT / "service").rglob("*.py"), *(ROOT / "trainables").rglob("*.py"), Path(__file__)]):
+        name = path.relative_to(ROOT).as_posix()
+        if asha or name != _ASHA_CODE:
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+    digest.update(";".join(f"{name}={version(name)}" for name in _PACKAGES).encode())
+    return digest.hexdigest()
+
+
+def _curve_key(space, budget_epochs: int, concurrency: int) -> str:
+    code = _code_and_packages(space.scheduler.type != "fifo")
+    parts = json.dumps([space.text, list(space.overrides), budget_epochs, concurrency, code])
+    return hashlib.sha256(parts.encode()).hexdigest()[:32]
+
+
+def _read_curve(cache: Path, key: str) -> Optional[tuple[list[tuple[int, float]], float]]:
+    try:
+        data = json.loads((cache / f"{key}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return [(spent, best) for spent, best in data["curve"]], data["overhead"]
+
+
+def _write_curve(cache: Path, key: str, curve: list[tuple[int, float]], overhead: float) -> None:
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / f"{key}.json.tmp"
+    tmp.write_text(json.dumps({"curve": curve, "overhead": overhead}))  # NaN (no trial ended yet) as JSON's NaN
+    tmp.replace(cache / f"{key}.json")
 
 
 def _reach_quartiles(reach: list[float]) -> tuple[float, float, float]:
@@ -394,6 +451,10 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=[*STRATEGIES, *VARIANTS],
                         metavar="NAME", help=(f"default: {', '.join(STRATEGIES)}; also: {', '.join(VARIANTS)} "
                                               f"({BASELINE} always runs: it sets X)").replace("%", "%%"))
+    parser.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                        help="keep every replayed curve in DIR and read the ones found there instead of training "
+                             "again (keyed by space, strategy, seed, budget, concurrency, the code of service/, "
+                             "trainables/ and this script, and the package versions)")
     args = parser.parse_args()
     if args.smoke:
         args.seeds, args.budget = 2, 3
@@ -412,7 +473,7 @@ def main() -> None:
     for name in args.tasks:
         task = TASKS[name]
         tables.append(run_task(task, args.seeds, args.budget or task.budget_trainings, args.out, args.strategies,
-                               args.concurrency))
+                               args.concurrency, args.cache))
     args.out.mkdir(parents=True, exist_ok=True)
     for name, table in zip(args.tasks, tables):
         print(table)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +91,37 @@ def test_a_replay_that_fails_leaves_no_trial_waiting(monkeypatch):
     with pytest.raises(ValueError, match="own bug"):
         search_quality.replay(space, budget_epochs=4 * 27, concurrency=2)
     assert threading.active_count() == before
+
+
+def test_search_quality_cache_reads_a_kept_curve_instead_of_training_again(tmp_path, monkeypatch):
+    """--cache keeps every replayed curve; a second run with the same cache reads them (a curve edited in the
+    cache shows in its table), and an ASHA curve's key, unlike a FIFO one's, changes with service/_asha.py."""
+    from service.space import load_space
+
+    def run(out):
+        done = subprocess.run(
+            [sys.executable, "benchmarks/search_quality.py", "--smoke", "--tasks", "synthetic", "--out", str(out),
+             "--cache", str(tmp_path / "cache"), "--strategies", "TPE + ASHA"],
+            cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return (out / "synthetic.md").read_text()
+
+    first = run(tmp_path / "a")
+    kept = sorted((tmp_path / "cache").glob("*.json"))
+    assert len(kept) == 4  # 2 strategies × 2 seeds
+    assert run(tmp_path / "b") == first
+    for path in kept:  # every kept curve says the best was 0.1234 from the first trial on
+        data = json.loads(path.read_text())
+        data["curve"] = [[spent, 0.1234] for spent, _ in data["curve"]]
+        path.write_text(json.dumps(data))
+    assert "0.1234" not in first and "0.1234 [0.1234, 0.1234]" in run(tmp_path / "c")
+
+    search_quality = _search_quality()
+    path = REPO / "search_spaces" / "synthetic_curves.yaml"
+    fifo, asha = (load_space(str(path), overrides=[f"scheduler={{type: {kind}}}"]) for kind in ("fifo", "asha"))
+    keys = {kind: search_quality._curve_key(space, 81, 1) for kind, space in (("fifo", fifo), ("asha", asha))}
+    search_quality._code_and_packages.cache_clear()
+    real_read = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: real_read(self) + (b"#" if self.name == "_asha.py" else b""))
+    assert search_quality._curve_key(fifo, 81, 1) == keys["fifo"]
+    assert search_quality._curve_key(asha, 81, 1) != keys["asha"]
