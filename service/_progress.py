@@ -22,9 +22,20 @@ from ray.tune.stopper import Stopper
 
 from service._clock import hms
 from service._context import StudyContext
-from service._optuna import LOST_ATTR, OUT_OF_TIME_ATTR, RETRIES_ATTR, ended_tune_trials, note_trial, optuna_number
+from service._optuna import (
+    HELD_ATTR,
+    LOST_ATTR,
+    OUT_OF_TIME_ATTR,
+    RETRIES_ATTR,
+    TUNE_TRIAL_ID_ATTR,
+    ended_tune_trials,
+    note_trial,
+    noted_trials,
+    optuna_number,
+    own_trials,
+)
 from service._outcome import epochs_reached, is_fault, trial_outcome
-from service._states import TrialLabel
+from service._states import TrialLabel, trial_label
 from service._studylog import append_log
 from service._trial_runs import failure_reason, gave_up_reason
 from trainables import RESERVED_CONFIG_KEYS
@@ -57,6 +68,9 @@ class Snapshot:
 
     def count(self, state: TrialLabel) -> int:
         return sum(1 for t in self.trials.values() if t.state == state)
+
+    def finished(self) -> int:
+        return sum(t.state in (TrialLabel.COMPLETED, TrialLabel.PRUNED, TrialLabel.FAILED) for t in self.trials.values())
 
 
 class StudyProgress(Callback, Stopper):
@@ -106,8 +120,7 @@ class StudyProgress(Callback, Stopper):
         self.snapshot = state["snapshot"]
         self.snapshot.started = time.time()
         self.failure_budget_exceeded = state["failure_budget_exceeded"]
-        self._finished_before = sum(t.state in (TrialLabel.COMPLETED, TrialLabel.PRUNED, TrialLabel.FAILED)
-                                    for t in self.snapshot.trials.values())
+        self._finished_before = self.snapshot.finished()
         self._restored = True
 
     # -- Stopper ---------------------------------------------------------------------------------------
@@ -147,6 +160,30 @@ class StudyProgress(Callback, Stopper):
         """The study starts (or resumes) on this driver."""
         if self._restored:
             self._ended_before = ended_tune_trials(self._optuna_study())
+            self._count_trials_ended_since_saved()
+
+    def _count_trials_ended_since_saved(self) -> None:
+        """Tune saved this progress with its experiment, which can be older than the Optuna study: a trial that
+        ended after the save (one the searcher takes back, or one Tune runs again and stops at its first
+        result) is counted as Optuna ended it, not as running or not at all."""
+        study = self._optuna_study()
+        if study is None:
+            return
+        lost = noted_trials(study, LOST_ATTR)
+        for t in own_trials(study):
+            tune_id = t.user_attrs.get(TUNE_TRIAL_ID_ATTR)
+            state, values = _ended_as(t)
+            view = self.snapshot.trials.get(tune_id)
+            if tune_id is None or state is None or (view is not None and view.state != TrialLabel.RUNNING):
+                continue  # not one of Tune's, not ended, or counted already
+            view = view or self.snapshot.trials.setdefault(tune_id, TrialView(number=t.number))
+            view.state, view.lost = trial_label(state), t.number in lost
+            view.epoch = max(t.intermediate_values, default=view.epoch)
+            if values:
+                view.value = values[0]
+            if view.state == TrialLabel.COMPLETED and view.value is not None and self._better(view.value):
+                self.snapshot.best_value, self.snapshot.best_trial = view.value, tune_id
+        self._finished_before = self.snapshot.finished()
 
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
         self._poll_stop_request()
@@ -275,7 +312,7 @@ class StudyProgress(Callback, Stopper):
         counts = " · ".join(f"{label} {s.count(label)}" for label in
                             (TrialLabel.RUNNING, TrialLabel.COMPLETED, TrialLabel.PRUNED, TrialLabel.FAILED))
         pace = ""
-        finished = sum(t.state in (TrialLabel.COMPLETED, TrialLabel.PRUNED, TrialLabel.FAILED) for t in s.trials.values())
+        finished = s.finished()
         run_s = time.time() - s.phase_started if s.phase_started is not None else 0.0
         finished_here = finished - self._finished_before
         if finished_here > 0 and run_s > 0:
@@ -402,6 +439,15 @@ def announce(ctx: StudyContext) -> None:
     if ctx.show_progress:
         print(f"study {ctx.study_id}: follow it with `hpsearch logs {ctx.study_id} --follow`, stop it with "
               f"`hpsearch stop {ctx.study_id}`", file=sys.stderr, flush=True)
+
+
+def _ended_as(trial) -> tuple[Optional[str], Optional[list]]:
+    """How an Optuna trial ended, as (its state's name, its values); in deterministic mode an end held back from
+    the sampler counts. (None, None) while it runs."""
+    if trial.state.is_finished():
+        return trial.state.name, trial.values
+    held = trial.user_attrs.get(HELD_ATTR)
+    return (held["state"], held["values"]) if held else (None, None)
 
 
 def _finite(value) -> bool:

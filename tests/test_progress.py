@@ -197,3 +197,39 @@ def test_progress_a_trial_tune_gave_up_on_is_lost_though_optuna_was_told_first(t
     reason = "its worker failed 2 times, more than max_retries=3 allows: ray.exceptions.ActorDiedError: The actor died unexpectedly"
     assert study.user_attrs[f"{LOST_ATTR}.0"] == reason
     assert progress.snapshot.count("failed") == 1 and progress.snapshot.trials["lost"].reason == reason
+
+
+def test_progress_of_a_resumed_study_counts_the_trials_that_ended_after_tune_saved_it(tmp_path):
+    """Tune's saved progress is older than Optuna: one trial was running in it and ended after (Tune runs it
+    again), one was asked for and ran whole after it (the searcher takes it back), one is still running. The
+    resumed counts, the best and the pace are Optuna's, not the saved progress's."""
+    import optuna
+
+    from service._optuna import TUNE_TRIAL_ID_ATTR
+
+    saved = _progress(tmp_path)
+    study = optuna.create_study(study_name="s", storage=saved.ctx.optuna_storage, direction="maximize")
+    trials = {}
+    for tune_id in ("done-before", "ended-after-save", "asked-after-save", "still-running"):
+        trials[tune_id] = study.ask()
+        trials[tune_id].set_user_attr(TUNE_TRIAL_ID_ATTR, tune_id)
+    _finish(saved, "done-before", 0.7, 3)
+    study.tell(trials["done-before"], 0.7)
+    for tune_id in ("ended-after-save", "still-running"):
+        saved.on_trial_start(0, [], FakeTrial(tune_id))
+    state = saved.get_state()  # Tune saves the experiment here
+    for tune_id, value in (("ended-after-save", 0.95), ("asked-after-save", 0.8)):
+        for epoch in (1, 2, 3):
+            trials[tune_id].report(value * epoch / 3, epoch)
+        study.tell(trials[tune_id], value)
+
+    progress = pickle.loads(pickle.dumps(saved))
+    progress.set_state(state)
+    progress.setup()
+    snapshot = progress.snapshot
+    assert (snapshot.count("running"), snapshot.count("completed")) == (1, 3)
+    assert snapshot.best_value == pytest.approx(0.95) and snapshot.best_trial == "ended-after-save"
+    assert snapshot.trials["asked-after-save"].number == 2 and snapshot.trials["asked-after-save"].epoch == 3
+    progress.on_trial_start(0, [], FakeTrial("ended-after-save"))  # Tune's rerun: stopped, still counted ended
+    assert snapshot.count("running") == 1 and "running 1 · completed 3 ·" in progress.status_line()
+    assert "trials/min" not in progress.status_line()  # none ended in this run: no pace from earlier ones
