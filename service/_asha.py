@@ -30,9 +30,11 @@ that rule (tests/test_asha.py feeds Tune's and this one the same results and com
   trial gives its first result, the best of those that have ended (at least 3) is checked against the rungs:
   every rung at which it would have been stopped (its value below the cutoff of the other trials' values
   there), and the rungs before it, are skipped for this trial (it joins the bracket that starts after them; the
-  last judges nowhere). Where learning curves cross, the best trials start slowly and the early rungs would have
-  stopped them: the study moves to later rungs, or stops judging. Where they do not, the rungs stay and cost
-  only the trials that trained in full. A trial keeps the bracket it got. Tune restores the scheduler it pickled
+  last judges nowhere). A trial is judged against its bracket's trials and the ones trained in full: those
+  are a sample no rung chose, recorded at every rung, so the first trials of a bracket are judged against them
+  instead of going on unjudged. Where learning curves cross, the best trials start slowly and the early rungs
+  would have stopped them: the study moves to later rungs, or stops judging. Where they do not, the rungs stay
+  and cost only the trials that trained in full. A trial keeps the bracket it got. Tune restores the scheduler it pickled
   at the start, so after a resume each trial is checked again from the rungs replayed, reading only the trials
   created before it: the same answer where trials ran one at a time or in deterministic mode (which reads only
   trials that had ended before it started); with trials in flight together an unfinished trial can get another
@@ -215,7 +217,7 @@ class Asha(FIFOScheduler):
         last = None if self._window is None else k - self._window  # the last position trial k may see
         earlier = [r.values[milestone] for j, r in self._records.items()
                    if j != k and (last is None or j <= last) and milestone in r.values
-                   and self.bracket_of(j) == bracket]
+                   and (self.bracket_of(j) == bracket or self._checks() and trains_in_full(j))]
         cutoff = rung_cutoff(earlier, self._rf)
         return TrialScheduler.STOP if cutoff is not None and value < cutoff else TrialScheduler.CONTINUE
 
