@@ -132,7 +132,8 @@ class _Trial:
 
         self._go.acquire()
         try:
-            _train(space, config, self._report)
+            if not self._stop:  # stopped before its first step (a replay that failed meanwhile): never trains
+                _train(space, config, self._report)
         except _Stopped:
             pass
         except TrialDiverged:  # as in a study: the trial fails, the study goes on
@@ -352,21 +353,27 @@ def run_task(task: Task, seeds: int, budget_trainings: int, out: Path, strategie
 _PACKAGES = ("optuna", "torch", "numpy", "scipy", "scikit-learn", "ray")
 
 
-_ASHA_CODE = "service/_asha.py"  # hpsearch's ASHA: a FIFO replay does not run it
+# The product's code a replay runs: the space, the searcher, the scheduler and the trainables with what they import
+# (tests/test_benchmarks.py checks that a replay imports nothing else from service/ or trainables/), so that a
+# change elsewhere (the runner, the records) keeps the cache. service/_asha.py counts only for a replay that runs
+# it, so that a change to ASHA keeps the FIFO curves.
+REPLAY_CODE = ("service/__init__.py", "service/space/*.py", "service/_context.py", "service/_errors.py",
+               "service/_optuna.py", "service/_outcome.py", "service/_searcher.py", "service/_settings.py",
+               "service/_states.py", "service/_tuner.py", "trainables/*.py")
+_ASHA_CODE = "service/_asha.py"
 
 
 @functools.lru_cache(maxsize=2)
 def _code_and_packages(asha: bool) -> str:
-    """A digest of everything a replay's curve depends on besides its space: the product's code (service/,
-    trainables/, this script; service/_asha.py only for a replay that runs it, so that a change to ASHA keeps
-    the FIFO curves) and the versions of the packages that sample, train or schedule."""
+    """A digest of everything a replay's curve depends on besides its space: the product's code it runs
+    (REPLAY_CODE, and _ASHA_CODE for an ASHA replay), this script, and the versions of the packages that sample,
+    train or schedule."""
     from importlib.metadata import version
 
+    files = {path for pattern in REPLAY_CODE + ((_ASHA_CODE,) if asha else ()) for path in ROOT.glob(pattern)}
     digest = hashlib.sha256()
-    for path in sorted([*(ROOT / "service").rglob("*.py"), *(ROOT / "trainables").rglob("*.py"), Path(__file__)]):
-        name = path.relative_to(ROOT).as_posix()
-        if asha or name != _ASHA_CODE:
-            digest.update(name.encode() + b"\0" + path.read_bytes())
+    for path in sorted(files | {Path(__file__).resolve()}):
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
     digest.update(";".join(f"{name}={version(name)}" for name in _PACKAGES).encode())
     return digest.hexdigest()
 

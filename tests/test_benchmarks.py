@@ -93,6 +93,24 @@ def test_a_replay_that_fails_leaves_no_trial_waiting(monkeypatch):
     assert threading.active_count() == before
 
 
+def test_a_replay_whose_searcher_gives_no_trial_ends_and_stops_the_trial_that_never_stepped():
+    """A space allowing one trial at a time, replayed two at a time: the second ask gets no trial and the replay
+    fails at once; the first trial, created but never stepped, is stopped before it trains (it once waited for
+    a step that never came, and the replay hung)."""
+    import threading
+
+    from service.space import load_space
+
+    search_quality = _search_quality()
+    space = load_space(str(REPO / "search_spaces" / "synthetic_curves.yaml"), overrides=[
+        "sampler={type: random, seed: 0}", "scheduler={type: fifo}", "budget.concurrency=1", "budget.trials=50"])
+    before = threading.active_count()
+
+    with pytest.raises(RuntimeError, match="the searcher gave no trial 1"):
+        search_quality.replay(space, budget_epochs=30, concurrency=2)
+    assert threading.active_count() == before
+
+
 def test_search_quality_cache_reads_a_kept_curve_instead_of_training_again(tmp_path, monkeypatch):
     """--cache keeps every replayed curve; a second run with the same cache reads them (a curve edited in the
     cache shows in its table), and an ASHA curve's key, unlike a FIFO one's, changes with service/_asha.py."""
@@ -125,3 +143,28 @@ def test_search_quality_cache_reads_a_kept_curve_instead_of_training_again(tmp_p
     monkeypatch.setattr(Path, "read_bytes", lambda self: real_read(self) + (b"#" if self.name == "_asha.py" else b""))
     assert search_quality._curve_key(fifo, 81, 1) == keys["fifo"]
     assert search_quality._curve_key(asha, 81, 1) != keys["asha"]
+
+
+def test_search_quality_cache_key_covers_every_module_a_replay_imports():
+    """The cache's key digests REPLAY_CODE (and service/_asha.py): a replay, ASHA and FIFO, on the synthetic and on
+    a torch task, in a fresh process, imports no other module of service/ or trainables/."""
+    script = """
+import fnmatch, json, sys
+sys.path.insert(0, "benchmarks")
+import search_quality as sq
+from service.space import load_space
+for task, scheduler in (("synthetic_curves.yaml", "{type: asha, rung_check: true}"), ("digits_small_mlp.yaml", "{type: fifo}")):
+    sq.replay(load_space("search_spaces/" + task, overrides=["scheduler=" + scheduler, "budget.trials=50"]), 30, 1)
+loaded = sorted({m.__file__ for m in list(sys.modules.values()) if getattr(m, "__file__", None)})
+print(json.dumps([f[len(str(sq.ROOT)) + 1:] for f in loaded if f.startswith(str(sq.ROOT / "service"))
+                  or f.startswith(str(sq.ROOT / "trainables"))]))
+print(json.dumps(list(sq.REPLAY_CODE) + [sq._ASHA_CODE]))
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+    assert out.returncode == 0, out.stderr[-3000:]
+    loaded, patterns = (json.loads(line) for line in out.stdout.strip().splitlines()[-2:])
+    import fnmatch
+
+    assert "service/_searcher.py" in loaded and "trainables/_loop.py" in loaded
+    assert [f for f in loaded if not any(fnmatch.fnmatch(f, p) for p in patterns)] == []
