@@ -10,6 +10,7 @@ unpickles it on resume.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import signal
 import sys
@@ -34,11 +35,13 @@ from service._optuna import (
     optuna_number,
     own_trials,
 )
-from service._outcome import epochs_reached, is_fault, trial_outcome
+from service._outcome import TrialOutcome, epochs_reached, is_fault, trial_outcome
 from service._states import TrialLabel, trial_label
 from service._studylog import append_log
 from service._trial_runs import failure_reason, gave_up_reason
 from trainables import RESERVED_CONFIG_KEYS
+
+logger = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL_S = 5.0  # a driver silent for 12 of these is taken for dead (service/_studies.py)
 
@@ -165,10 +168,18 @@ class StudyProgress(Callback, Stopper):
     def _count_trials_ended_since_saved(self) -> None:
         """Tune saved this progress with its experiment, which can be older than the Optuna study: a trial that
         ended after the save (one the searcher takes back, or one Tune runs again and stops at its first
-        result) is counted as Optuna ended it, not as running or not at all."""
-        study = self._optuna_study()
-        if study is None:
-            return
+        result) is counted as Optuna ended it, not as running or not at all. Only the display and the registry's
+        live counts read this, so a failure here is a warning, never a resume that fails."""
+        try:
+            study = self._optuna_study()
+            if study is not None:
+                self._count_ended(study)
+        except Exception as exc:  # noqa: BLE001 - see above
+            logger.warning("the resumed progress could not be matched with the Optuna study: %s: %s",
+                           type(exc).__name__, exc)
+        self._finished_before = self.snapshot.finished()
+
+    def _count_ended(self, study) -> None:
         lost = noted_trials(study, LOST_ATTR)
         for t in own_trials(study):
             tune_id = t.user_attrs.get(TUNE_TRIAL_ID_ATTR)
@@ -178,12 +189,14 @@ class StudyProgress(Callback, Stopper):
                 continue  # not one of Tune's, not ended, or counted already
             view = view or self.snapshot.trials.setdefault(tune_id, TrialView(number=t.number))
             view.state, view.lost = trial_label(state), t.number in lost
+            view.reason = study.user_attrs.get(f"{LOST_ATTR}.{t.number}", "") if view.lost else view.reason
             view.epoch = max(t.intermediate_values, default=view.epoch)
-            if values:
+            if values is not None:
                 view.value = values[0]
+            elif t.intermediate_values:  # stopped early: its last epoch's value
+                view.value = t.intermediate_values[view.epoch]
             if view.state == TrialLabel.COMPLETED and view.value is not None and self._better(view.value):
                 self.snapshot.best_value, self.snapshot.best_trial = view.value, tune_id
-        self._finished_before = self.snapshot.finished()
 
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
         self._poll_stop_request()
@@ -442,12 +455,15 @@ def announce(ctx: StudyContext) -> None:
 
 
 def _ended_as(trial) -> tuple[Optional[str], Optional[list]]:
-    """How an Optuna trial ended, as (its state's name, its values); in deterministic mode an end held back from
-    the sampler counts. (None, None) while it runs."""
+    """How an Optuna trial ended, as (its state's name, its values: a list, or None); in deterministic mode an end
+    held back from the sampler counts (held as Optuna is told: one objective's value a plain number). (None,
+    None) while it runs."""
     if trial.state.is_finished():
         return trial.state.name, trial.values
     held = trial.user_attrs.get(HELD_ATTR)
-    return (held["state"], held["values"]) if held else (None, None)
+    if not held:
+        return None, None
+    return held["state"], TrialOutcome.as_told(held["state"], held.get("values")).values
 
 
 def _finite(value) -> bool:

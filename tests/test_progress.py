@@ -201,35 +201,42 @@ def test_progress_a_trial_tune_gave_up_on_is_lost_though_optuna_was_told_first(t
 
 def test_progress_of_a_resumed_study_counts_the_trials_that_ended_after_tune_saved_it(tmp_path):
     """Tune's saved progress is older than Optuna: one trial was running in it and ended after (Tune runs it
-    again), one was asked for and ran whole after it (the searcher takes it back), one is still running. The
-    resumed counts, the best and the pace are Optuna's, not the saved progress's."""
+    again), one was asked for and ran whole after it (the searcher takes it back), one ended after it in
+    deterministic mode and is held back from the sampler (held as Optuna is told: a plain number), one was
+    stopped early, one is still running. The resumed counts, the best and the pace are Optuna's."""
     import optuna
 
-    from service._optuna import TUNE_TRIAL_ID_ATTR
+    from service._optuna import HELD_ATTR, TUNE_TRIAL_ID_ATTR
 
     saved = _progress(tmp_path)
     study = optuna.create_study(study_name="s", storage=saved.ctx.optuna_storage, direction="maximize")
     trials = {}
-    for tune_id in ("done-before", "ended-after-save", "asked-after-save", "still-running"):
+    for tune_id in ("done-before", "ended-after-save", "asked-after-save", "held-after-save", "pruned-after-save",
+                    "still-running"):
         trials[tune_id] = study.ask()
         trials[tune_id].set_user_attr(TUNE_TRIAL_ID_ATTR, tune_id)
     _finish(saved, "done-before", 0.7, 3)
     study.tell(trials["done-before"], 0.7)
-    for tune_id in ("ended-after-save", "still-running"):
+    for tune_id in ("ended-after-save", "held-after-save", "pruned-after-save", "still-running"):
         saved.on_trial_start(0, [], FakeTrial(tune_id))
     state = saved.get_state()  # Tune saves the experiment here
-    for tune_id, value in (("ended-after-save", 0.95), ("asked-after-save", 0.8)):
-        for epoch in (1, 2, 3):
-            trials[tune_id].report(value * epoch / 3, epoch)
-        study.tell(trials[tune_id], value)
+    for tune_id, value, epochs in (("ended-after-save", 0.95, 3), ("asked-after-save", 0.8, 3),
+                                   ("held-after-save", 0.97, 3), ("pruned-after-save", 0.3, 1)):
+        for epoch in range(1, epochs + 1):
+            trials[tune_id].report(value * epoch / epochs, epoch)
+    study.tell(trials["ended-after-save"], 0.95)
+    study.tell(trials["asked-after-save"], 0.8)
+    study.tell(trials["pruned-after-save"], state=optuna.trial.TrialState.PRUNED)
+    trials["held-after-save"].set_user_attr(HELD_ATTR, {"state": "COMPLETE", "values": 0.97})
 
     progress = pickle.loads(pickle.dumps(saved))
     progress.set_state(state)
     progress.setup()
     snapshot = progress.snapshot
-    assert (snapshot.count("running"), snapshot.count("completed")) == (1, 3)
-    assert snapshot.best_value == pytest.approx(0.95) and snapshot.best_trial == "ended-after-save"
+    assert [snapshot.count(label) for label in ("running", "completed", "pruned")] == [1, 4, 1]
+    assert snapshot.best_value == pytest.approx(0.97) and snapshot.best_trial == "held-after-save"
     assert snapshot.trials["asked-after-save"].number == 2 and snapshot.trials["asked-after-save"].epoch == 3
+    assert snapshot.trials["pruned-after-save"].value == pytest.approx(0.3)
     progress.on_trial_start(0, [], FakeTrial("ended-after-save"))  # Tune's rerun: stopped, still counted ended
-    assert snapshot.count("running") == 1 and "running 1 · completed 3 ·" in progress.status_line()
+    assert snapshot.count("running") == 1 and "running 1 · completed 4 · pruned 1 ·" in progress.status_line()
     assert "trials/min" not in progress.status_line()  # none ended in this run: no pace from earlier ones
