@@ -193,6 +193,9 @@ class StudySearcher(Searcher):
           its Optuna trial carries, and goes on;
         - a trial Tune saved as ended that it saved as running is ended here as Tune ended it (Tune does not
           end a restored trial twice);
+        - a trial it saved as running that Optuna holds as ended (or, in deterministic mode, as ended and held
+          back) ended after the save: its end stands, and a rerun Tune makes of it (stopped at its first result,
+          service/_progress.py) changes no record;
         - a trial asked for, run and ended between two of Tune's saves (one that never checkpointed, or failed in
           its first epoch), which neither saved state knows, is taken back as ended unless it was cut off (failed
           as lost, or as left running when a study ended): it counts in the budget, and in deterministic mode an
@@ -222,6 +225,13 @@ class StudySearcher(Searcher):
                 self._finished.add(trial_id)
                 held = frozen.user_attrs[HELD_ATTR]
                 self._held[trial_id] = TrialOutcome.as_told(held["state"], held["values"])
+        for trial_id in [t for t in self._order if t not in self._finished]:
+            frozen = by_tune_id[trial_id]
+            if frozen.state.is_finished() or HELD_ATTR in frozen.user_attrs:  # ended after this state was saved
+                self._finished.add(trial_id)  # Tune may run it again: what that rerun reports changes no record
+                if not frozen.state.is_finished():
+                    held = frozen.user_attrs[HELD_ATTR]
+                    self._held[trial_id] = TrialOutcome.as_told(held["state"], held["values"])
         for trial_id, tune_trial in in_tune.items():
             if trial_id not in self._trials or trial_id in self._finished or tune_trial.status not in ("TERMINATED", "ERROR"):
                 continue

@@ -405,3 +405,33 @@ def test_searcher_saved_by_an_older_hpsearch_without_tunes_path_restores(tmp_pat
     del restored.experiment_path
     restored.restore(str(tmp_path / "searcher.pkl"))
     assert restored.study.get_trials()[0].state == TrialState.RUNNING
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_restored_searcher_keeps_the_end_of_a_trial_that_ended_after_the_save_when_tune_runs_it_again(
+        tmp_path, monkeypatch, deterministic):
+    # b ended (in deterministic mode: held back until a is told) after both saved states, which hold it as
+    # running: Tune runs it again and the study's stopper ends that rerun at its first result. Its end stands.
+    if deterministic:
+        searcher = _restorable_deterministic(tmp_path, concurrency=2)
+    else:
+        searcher = lambda: _study_searcher(tmp_path)  # noqa: E731
+    first = searcher()
+    first.suggest("a")
+    first.suggest("b")
+    first.save(str(tmp_path / "searcher.pkl"))
+    for epoch, value in enumerate([0.5, 0.7], start=1):
+        first.on_trial_result("b", {"val_acc": value, "training_iteration": epoch})
+    first.on_trial_complete("b", {"val_acc": 0.8, "training_iteration": 3})
+    _tune_saw(monkeypatch, ("a", "RUNNING", None), ("b", "RUNNING", None))
+
+    restored = searcher()
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    restored.on_trial_complete("b", {"val_acc": 0.1, "training_iteration": 1})  # the rerun, stopped at once
+    restored.on_trial_complete("a", {"val_acc": 0.6, "training_iteration": 3})
+    restored.suggest("c")
+    restored.suggest("d")  # deterministic: b is told in its turn, once trial 2 is asked for
+
+    a, b = restored.study.get_trials()[:2]
+    assert (a.state, a.value) == (TrialState.COMPLETE, 0.6)
+    assert (b.state, b.value, b.intermediate_values) == (TrialState.COMPLETE, 0.8, {1: 0.5, 2: 0.7, 3: 0.8})
