@@ -43,6 +43,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import statistics
 import threading
 import time
@@ -347,10 +348,10 @@ def run_task(task: Task, seeds: int, budget_trainings: int, out: Path, strategie
 
 
 # -- the curve cache (--cache) --------------------------------------------------------------------------------
-# A replay is deterministic: the same space, overrides (seed included), budget and concurrency, on the same code
-# and packages, give the same curve. So a curve is kept under a key of all of these, and a later run with the same
+# A replay is deterministic: the same space, overrides (seed included), budget and concurrency, on the same data,
+# code, packages and CPU, give the same curve. So a curve is kept under a key of all of these, and a later run with the same
 # --cache reads it instead of training again (random + FIFO, which every run needs for X, is half of a run).
-_PACKAGES = ("optuna", "torch", "numpy", "scipy", "scikit-learn", "ray")
+_PACKAGES = ("optuna", "cmaes", "torch", "numpy", "scipy", "scikit-learn", "pandas", "ray")
 
 
 # The product's code a replay runs: the space, the searcher, the scheduler and the trainables with what they import
@@ -368,33 +369,64 @@ def _code_and_packages(asha: bool) -> str:
     """A digest of everything a replay's curve depends on besides its space: the product's code it runs
     (REPLAY_CODE, and _ASHA_CODE for an ASHA replay), this script, and the versions of the packages that sample,
     train or schedule."""
-    from importlib.metadata import version
-
     files = {path for pattern in REPLAY_CODE + ((_ASHA_CODE,) if asha else ()) for path in ROOT.glob(pattern)}
     digest = hashlib.sha256()
     for path in sorted(files | {Path(__file__).resolve()}):
         digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
-    digest.update(";".join(f"{name}={version(name)}" for name in _PACKAGES).encode())
+    digest.update(";".join(f"{name}={_version(name)}" for name in _PACKAGES).encode())
+    digest.update(_machine().encode())  # torch's and TPE's floating point differ between CPUs
     return digest.hexdigest()
+
+
+def _version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "absent"
+
+
+def _machine() -> str:
+    import platform
+
+    model = ""
+    try:
+        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return f"{platform.machine()} {model or platform.processor()}"
+
+
+def _data_files(space) -> list[Path]:
+    """The files a space's data are read from (a csv, or a folder of image files), for the key."""
+    data = space.data
+    if data.path:
+        return [Path(data.path)]
+    if data.root and Path(data.root).is_dir():
+        return sorted(p for p in Path(data.root).rglob("*") if p.is_file())
+    return []
 
 
 def _curve_key(space, budget_epochs: int, concurrency: int) -> str:
     code = _code_and_packages(space.scheduler.type != "fifo")
-    parts = json.dumps([space.text, list(space.overrides), budget_epochs, concurrency, code])
+    data = [hashlib.sha256(path.read_bytes()).hexdigest() for path in _data_files(space)]
+    parts = json.dumps([space.text, list(space.overrides), budget_epochs, concurrency, code, data])
     return hashlib.sha256(parts.encode()).hexdigest()[:32]
 
 
 def _read_curve(cache: Path, key: str) -> Optional[tuple[list[tuple[int, float]], float]]:
     try:
         data = json.loads((cache / f"{key}.json").read_text())
-    except (OSError, ValueError):
+        return [(spent, best) for spent, best in data["curve"]], float(data["overhead"])
+    except (OSError, ValueError, KeyError, TypeError):  # none kept, or not one this script wrote: replay it
         return None
-    return [(spent, best) for spent, best in data["curve"]], data["overhead"]
 
 
 def _write_curve(cache: Path, key: str, curve: list[tuple[int, float]], overhead: float) -> None:
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = cache / f"{key}.json.tmp"
+    tmp = cache / f"{key}.{os.getpid()}.tmp"  # runs side by side on one cache may keep the same curve at once
     tmp.write_text(json.dumps({"curve": curve, "overhead": overhead}))  # NaN (no trial ended yet) as JSON's NaN
     tmp.replace(cache / f"{key}.json")
 
@@ -460,8 +492,9 @@ def main() -> None:
                                               f"({BASELINE} always runs: it sets X)").replace("%", "%%"))
     parser.add_argument("--cache", type=Path, default=None, metavar="DIR",
                         help="keep every replayed curve in DIR and read the ones found there instead of training "
-                             "again (keyed by space, strategy, seed, budget, concurrency, the code of service/, "
-                             "trainables/ and this script, and the package versions)")
+                             "again (keyed by space, strategy, seed, budget, concurrency, data files, the product "
+                             "code a replay runs, this script, the package versions and the CPU); a curve read "
+                             "back keeps the s/run it was measured with")
     args = parser.parse_args()
     if args.smoke:
         args.seeds, args.budget = 2, 3

@@ -411,7 +411,8 @@ def test_rung_check_where_curves_cross_skips_the_rungs_that_would_have_stopped_t
     assert _run_whole(asha, 0, fast)[-1] == TrialScheduler.STOP  # at max_epochs: every trial ends there
     assert len(_run_whole(asha, 3, slow)) == 27 and len(_run_whole(asha, 6, fast)) == 27
     assert asha.bracket_of(7) == 2 and asha.bracket_of(8) == 2
-    # Far below every trial at rungs 1 and 3, not stopped there: stopped at 9, below those trained in full.
+    # Below the fast starters at rungs 1 and 3, not judged there (its bracket starts at 9): stopped at 9, below
+    # the trials trained in full.
     assert len(_run_whole(asha, 7, lambda epoch: 0.5)) == 9
     assert len(_run_whole(asha, 8, lambda epoch: 0.95)) == 27  # above the cutoff at 9 (0.90, 0.98, 0.90, 0.5)
 

@@ -113,7 +113,8 @@ def test_a_replay_whose_searcher_gives_no_trial_ends_and_stops_the_trial_that_ne
 
 def test_search_quality_cache_reads_a_kept_curve_instead_of_training_again(tmp_path, monkeypatch):
     """--cache keeps every replayed curve; a second run with the same cache reads them (a curve edited in the
-    cache shows in its table), and an ASHA curve's key, unlike a FIFO one's, changes with service/_asha.py."""
+    cache shows in its table); an ASHA curve's key, unlike a FIFO one's, changes with service/_asha.py, and a
+    csv task's with its data file."""
     from service.space import load_space
 
     def run(out):
@@ -138,11 +139,15 @@ def test_search_quality_cache_reads_a_kept_curve_instead_of_training_again(tmp_p
     path = REPO / "search_spaces" / "synthetic_curves.yaml"
     fifo, asha = (load_space(str(path), overrides=[f"scheduler={{type: {kind}}}"]) for kind in ("fifo", "asha"))
     keys = {kind: search_quality._curve_key(space, 81, 1) for kind, space in (("fifo", fifo), ("asha", asha))}
+    tabular = load_space(str(REPO / "search_spaces" / "tabular_mlp.yaml"), overrides=["scheduler={type: fifo}"])
+    keys["tabular"] = search_quality._curve_key(tabular, 81, 1)
     search_quality._code_and_packages.cache_clear()
     real_read = Path.read_bytes
-    monkeypatch.setattr(Path, "read_bytes", lambda self: real_read(self) + (b"#" if self.name == "_asha.py" else b""))
+    changed = ("_asha.py", "tabular.csv")
+    monkeypatch.setattr(Path, "read_bytes", lambda self: real_read(self) + (b"#" if self.name in changed else b""))
     assert search_quality._curve_key(fifo, 81, 1) == keys["fifo"]
     assert search_quality._curve_key(asha, 81, 1) != keys["asha"]
+    assert search_quality._curve_key(tabular, 81, 1) != keys["tabular"]  # its csv changed
 
 
 def test_search_quality_cache_key_covers_every_module_a_replay_imports():
